@@ -1,0 +1,1 @@
+"""Pure, synchronous DSP kernels over NumPy arrays (no gateway imports)."""

@@ -1,0 +1,1 @@
+"""callgate: a call-recording privacy gateway for VoIP."""

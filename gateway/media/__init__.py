@@ -1,0 +1,1 @@
+"""Media anchoring: RTP port pool, symmetric relay, per-leg statistics."""

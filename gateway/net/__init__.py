@@ -1,0 +1,1 @@
+"""asyncio transports for SIP (UDP, TCP) and the timer wheel."""

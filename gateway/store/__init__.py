@@ -1,0 +1,1 @@
+"""Call records: SQLAlchemy models, engine, migrations, batched writer."""
