@@ -1,0 +1,143 @@
+"""The gateway process: store, media relay, SIP stack and B2BUA, started and drained.
+
+Start-up order: migrate the store and close the records a crashed run left
+open (``gateway_restart``), start the batched record writer, bind the media
+port range, bind SIP, then accept calls. SIGTERM drains: new calls get 503,
+active calls may finish until ``drain_timeout_s``, then both legs get BYE,
+and every record is written before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from datetime import UTC, datetime
+
+from gateway.calls.b2bua import CallManager
+from gateway.config import Settings
+from gateway.media.relay import MediaRelay
+from gateway.net.stack import SipStack
+from gateway.net.transports import Address, ListenAddress
+from gateway.sip.timers import TimerConfig
+from gateway.store.engine import make_engine, migrate
+from gateway.store.recovery import close_orphans
+from gateway.store.writer import RecordWriter
+
+log = logging.getLogger(__name__)
+
+
+def _resolve_peers(settings: Settings) -> dict[tuple[str, int], Address]:
+    """Resolve peer host names once at start-up (no DNS on the call path)."""
+    resolved: dict[tuple[str, int], Address] = {}
+    for tenant in settings.tenants:
+        for peer in (tenant.pbx, tenant.trunk):
+            key = (peer.host, peer.port)
+            if key in resolved:
+                continue
+            infos = socket.getaddrinfo(peer.host, peer.port, type=socket.SOCK_DGRAM)
+            address = infos[0][4]
+            resolved[key] = (str(address[0]), int(address[1]))
+    return resolved
+
+
+class Gateway:
+    """One running gateway instance."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.store.url)
+        self.writer = RecordWriter(
+            self.engine,
+            batch_size=settings.store.batch_size,
+            max_delay=settings.store.max_delay_s,
+        )
+        media = settings.media
+        self.relay = MediaRelay(media.host, media.port_min, media.port_max)
+        sip = settings.sip
+        self.stack = SipStack(
+            listen=[ListenAddress(item.transport, item.host, item.port) for item in sip.listen],
+            advertised_host=sip.advertised_host,
+            user_agent=sip.user_agent,
+            timers=TimerConfig(t1=sip.t1_s, t2=sip.t2_s, t4=sip.t4_s),
+            max_message_bytes=sip.max_message_bytes,
+        )
+        self.calls: CallManager | None = None
+        self.recovered = 0
+
+    async def start(self) -> None:
+        await migrate(self.engine)
+        self.recovered = await close_orphans(
+            self.engine, self.settings.instance_id, datetime.now(UTC)
+        )
+        if self.recovered:
+            log.warning(
+                "closed %d call records left open by a previous run as gateway_restart",
+                self.recovered,
+            )
+        await self.writer.start()
+        peers = _resolve_peers(self.settings)
+        await self.stack.start()
+        self.calls = CallManager(
+            settings=self.settings,
+            stack=self.stack,
+            relay=self.relay,
+            writer=self.writer,
+            peer_addresses=peers,
+        )
+        self.calls.start()
+        for bound in self.stack.transports.bound:
+            log.info("SIP listening on %s %s:%d", bound.transport, bound.host, bound.port)
+        log.info(
+            "media relay on %s ports %d-%d; store %s; instance %s",
+            self.settings.media.host,
+            self.settings.media.port_min,
+            self.settings.media.port_max,
+            self.engine.url.render_as_string(hide_password=True),
+            self.settings.instance_id,
+        )
+
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        """Drain calls, close sockets, write every record, release the store."""
+        timeout = self.settings.drain_timeout_s if drain_timeout is None else drain_timeout
+        if self.calls is not None:
+            await self.calls.drain(timeout)
+            await self.calls.close()
+        await self.stack.close()
+        await self.relay.close()
+        await self.writer.stop()
+        await self.engine.dispose()
+        log.info("gateway stopped")
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set), then drain and exit 0."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    gateway = Gateway(settings)
+    await gateway.start()
+    log.info("gateway ready")
+    await stop.wait()
+    log.info("stopping: draining calls for up to %.0f s", settings.drain_timeout_s)
+    await gateway.stop()
+    return 0
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when it is installed (the relay's datagram path is faster on it)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run(settings: Settings) -> int:
+    """Blocking entry point used by ``callgate run``."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(serve(settings))

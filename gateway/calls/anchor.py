@@ -1,0 +1,82 @@
+"""Media anchoring: every SDP that crosses the gateway points at its relay.
+
+Each side's SDP tells the relay where that party receives media
+(:func:`~gateway.sip.sdp.media_endpoints`); the SDP sent to the other side is
+rewritten to the relay ports that face it. Each side gets its own ``o=`` line
+whose version goes up exactly when the SDP we send to that side changes
+(RFC 3264 8).
+"""
+
+from __future__ import annotations
+
+from gateway.media.relay import MediaSession
+from gateway.sip.sdp import (
+    Origin,
+    SdpParseError,
+    SessionDescription,
+    media_endpoints,
+    new_origin,
+    rewrite_for_relay,
+)
+
+SDP_TYPE = "application/sdp"
+
+
+class MediaAnchor:
+    """Applies and renders SDP for one call's media session."""
+
+    def __init__(self, session: MediaSession, advertised_address: str) -> None:
+        self.session = session
+        self._address = advertised_address
+        self._origins: dict[str, Origin] = {
+            "a": new_origin(advertised_address),
+            "b": new_origin(advertised_address),
+        }
+        self._last_sent: dict[str, bytes] = {}
+
+    @property
+    def stream_count(self) -> int:
+        return len(self.session.streams)
+
+    def accept(self, side: str, sdp: SessionDescription) -> None:
+        """Learn from ``side``'s SDP where that party receives each stream."""
+        endpoints = media_endpoints(sdp)
+        for index, (address, rtp_port, rtcp_port, rtcp_mux) in enumerate(endpoints):
+            if index >= self.stream_count:
+                break
+            self.session.set_remote(side, index, address, rtp_port, rtcp_port, rtcp_mux)
+
+    def render(self, side: str, sdp: SessionDescription) -> bytes:
+        """The SDP to send to ``side``: ``sdp`` with the relay's ports facing ``side``.
+
+        Streams beyond those the relay holds are offered as rejected (port 0,
+        RFC 3264 6) rather than let media bypass the gateway.
+        """
+        ports: list[tuple[int, int | None]] = list(self.session.local_ports(side))
+        while len(ports) < len(sdp.media):
+            ports.append((0, None))
+        origin = self._origins[side]
+        rendered = rewrite_for_relay(sdp, address=self._address, ports=ports, origin=origin)
+        body = bytes(rendered)
+        comparable = _without_origin(body)
+        previous = self._last_sent.get(side)
+        if previous is not None and previous != comparable:
+            origin.session_version += 1
+            rendered = rewrite_for_relay(sdp, address=self._address, ports=ports, origin=origin)
+            body = bytes(rendered)
+        self._last_sent[side] = comparable
+        return body
+
+
+def _without_origin(body: bytes) -> bytes:
+    return b"\n".join(line for line in body.split(b"\n") if not line.startswith(b"o="))
+
+
+def parse_sdp_body(content_type: str | None, body: bytes) -> SessionDescription | None:
+    """The SDP in a message body, None when there is none; SdpParseError when bad."""
+    if not body or content_type != SDP_TYPE:
+        return None
+    return SessionDescription.parse(body)
+
+
+__all__ = ["SDP_TYPE", "MediaAnchor", "SdpParseError", "parse_sdp_body"]

@@ -1,0 +1,227 @@
+"""SIP over UDP and TCP (RFC 3261 18): sockets in, raw messages out.
+
+This is the only place where SIP touches sockets. Every datagram, and every
+message cut from a TCP stream by :class:`~gateway.sip.framing.StreamFramer`,
+goes to one callback with its source address and transport name; sending
+takes bytes, a destination and a transport. Responses to a request that came
+over TCP go back over the same connection (RFC 3261 18.2.2), which is why
+connections are kept by their remote address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.sip.errors import SipParseError
+from gateway.sip.framing import StreamFramer
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+MessageHandler = Callable[[bytes, Address, str], None]
+"""Called with (raw message, source address, transport name "udp"/"tcp")."""
+
+_PONG = b"\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """One address the gateway listens on."""
+
+    transport: str
+    host: str
+    port: int
+
+
+def _normalise(address: tuple) -> Address:
+    """Drop IPv6 flow/scope fields so addresses compare as (host, port)."""
+    return (address[0], address[1])
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    """One UDP socket; every datagram is one SIP message (RFC 3261 18.3)."""
+
+    def __init__(self, on_message: MessageHandler) -> None:
+        self._on_message = on_message
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        if data.strip(b"\r\n") == b"":
+            return  # RFC 5626 3.5.1 keep-alive on UDP: nothing to answer
+        try:
+            self._on_message(data, (addr[0], addr[1]), "udp")
+        except Exception:  # a bad message must never take the socket down
+            log.exception("error handling UDP message from %s:%s", addr[0], addr[1])
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("UDP socket error: %s", exc)
+
+
+class TcpConnection(asyncio.Protocol):
+    """A SIP-over-TCP connection: Content-Length framing (RFC 3261 18.3)."""
+
+    def __init__(self, owner: Transports, max_message_bytes: int) -> None:
+        self._owner = owner
+        self._framer = StreamFramer(max_message_bytes)
+        self.transport: asyncio.Transport | None = None
+        self.remote: Address | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.remote = _normalise(transport.get_extra_info("peername"))
+        self._owner._register(self)
+
+    def data_received(self, data: bytes) -> None:
+        pings_before = self._framer.pings_received
+        try:
+            messages = self._framer.feed(data)
+        except SipParseError as exc:
+            log.info("closing TCP connection from %s: %s", self.remote, exc.reason)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        if self._framer.pings_received != pings_before and self.transport is not None:
+            self.transport.write(_PONG)  # RFC 5626 4.4.1: CRLFCRLF ping, CRLF pong
+        assert self.remote is not None
+        for message in messages:
+            try:
+                self._owner._on_message(message, self.remote, "tcp")
+            except Exception:
+                log.exception("error handling TCP message from %s", self.remote)
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._owner._unregister(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class Transports:
+    """All SIP sockets of the gateway: UDP endpoints, TCP listeners and connections."""
+
+    def __init__(self, on_message: MessageHandler, *, max_message_bytes: int = 65535) -> None:
+        self._on_message = on_message
+        self._max_message_bytes = max_message_bytes
+        self._udp: dict[int, asyncio.DatagramTransport] = {}  # address family -> socket
+        self._servers: list[asyncio.AbstractServer] = []
+        self._connections: dict[Address, TcpConnection] = {}
+        self._pending: dict[Address, asyncio.Task[TcpConnection]] = {}
+        self.bound: list[ListenAddress] = []
+
+    async def listen(self, addresses: list[ListenAddress]) -> None:
+        """Bind every listen address; port 0 picks a free port (see :attr:`bound`)."""
+        loop = asyncio.get_running_loop()
+        for address in addresses:
+            family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+            if address.transport == "udp":
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _UdpProtocol(self._on_message),
+                    local_addr=(address.host, address.port),
+                    family=family,
+                )
+                sock = transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+                self._udp.setdefault(family, transport)
+                port = sock.getsockname()[1]
+            elif address.transport == "tcp":
+                server = await loop.create_server(
+                    lambda: TcpConnection(self, self._max_message_bytes),
+                    host=address.host,
+                    port=address.port,
+                    family=family,
+                    reuse_address=True,
+                )
+                self._servers.append(server)
+                port = server.sockets[0].getsockname()[1]
+            else:
+                raise ValueError(f"unsupported SIP transport {address.transport!r}")
+            self.bound.append(ListenAddress(address.transport, address.host, port))
+
+    def local_port(self, transport: str) -> int:
+        """The port this gateway uses for ``transport`` (for Via and Contact)."""
+        for address in self.bound:
+            if address.transport == transport:
+                return address.port
+        return self.bound[0].port
+
+    def send(self, data: bytes, dest: Address, transport: str) -> None:
+        """Send one message; TCP connects first when no connection to ``dest`` is open."""
+        if transport == "tcp":
+            connection = self._connections.get(dest)
+            if connection is not None:
+                connection.send(data)
+            else:
+                self._send_after_connect(data, dest)
+            return
+        family = socket.AF_INET6 if ":" in dest[0] else socket.AF_INET
+        udp = self._udp.get(family)
+        if udp is None:
+            log.warning("no UDP socket for %s; dropping message", dest)
+            return
+        udp.sendto(data, dest)
+
+    def _send_after_connect(self, data: bytes, dest: Address) -> None:
+        task = self._pending.get(dest)
+        if task is None:
+            task = asyncio.ensure_future(self._connect(dest))
+            self._pending[dest] = task
+
+        def _write(done: asyncio.Task[TcpConnection]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                log.warning("TCP connect to %s:%s failed: %s", *dest, done.exception())
+                return
+            done.result().send(data)
+
+        task.add_done_callback(_write)
+
+    async def _connect(self, dest: Address) -> TcpConnection:
+        loop = asyncio.get_running_loop()
+        try:
+            _, connection = await loop.create_connection(
+                lambda: TcpConnection(self, self._max_message_bytes), dest[0], dest[1]
+            )
+            return connection
+        finally:
+            self._pending.pop(dest, None)
+
+    def _register(self, connection: TcpConnection) -> None:
+        assert connection.remote is not None
+        self._connections[connection.remote] = connection
+
+    def _unregister(self, connection: TcpConnection) -> None:
+        if connection.remote is not None and self._connections.get(connection.remote) is connection:
+            del self._connections[connection.remote]
+
+    def has_connection(self, remote: Address) -> bool:
+        return remote in self._connections
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for connection in list(self._connections.values()):
+            if connection.transport is not None:
+                connection.transport.close()
+        for udp in self._udp.values():
+            udp.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        self._udp.clear()
