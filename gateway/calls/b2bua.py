@@ -12,6 +12,7 @@ gateway's own tags (unique per leg), and drives the call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import uuid
@@ -100,6 +101,7 @@ class CallManager:
         self._all_ended = asyncio.Event()
         self._all_ended.set()
         self.completed = 0
+        self._closing: set[asyncio.Future[None]] = set()
         stack.set_handler(self.handle)
 
     # ------------------------------------------------------------------ life
@@ -117,10 +119,8 @@ class CallManager:
         self.draining = True
         if self.calls:
             log.info("draining: %d active calls, waiting up to %.0f s", len(self.calls), timeout)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._all_ended.wait(), timeout)
-            except TimeoutError:
-                pass
         for call in list(self.calls.values()):
             self.terminate(call, reason="gateway shut down", disposition=None)
         # let the BYE/CANCEL leave the sockets before the caller closes them
@@ -619,7 +619,8 @@ class CallManager:
         try:
             offer = parse_sdp_body(request.content_type, request.body)
         except SdpParseError as exc:
-            self._reply(transaction, request, 400, f"Bad SDP: {exc.reason}"[:100], to_tag=leg.local_tag)
+            reason = f"Bad SDP: {exc.reason}"[:100]
+            self._reply(transaction, request, 400, reason, to_tag=leg.local_tag)
             return
         body = request.body
         if offer is not None and call.anchor is not None:
@@ -839,7 +840,9 @@ class CallManager:
         loop = asyncio.get_running_loop()
         loop.call_later(32.0, self._forget_tags, call)
         if call.anchor is not None:
-            asyncio.ensure_future(self.relay.close_session(call.anchor.session))
+            closing = asyncio.ensure_future(self.relay.close_session(call.anchor.session))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
         self.completed += 1
         if not self.calls:
             self._all_ended.set()

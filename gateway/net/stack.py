@@ -126,13 +126,23 @@ class SipStack:
             self._answer_malformed(exc, source, transport)
             return
         if isinstance(message, SipRequest):
-            vias = message.vias
+            try:
+                vias = message.vias
+            except SipParseError as exc:
+                self._answer_malformed(exc, source, transport)
+                return
             stamped = add_received(vias[0], source)
             if stamped is not vias[0]:
                 message.headers.set("Via", str(stamped))
                 for extra in vias[1:]:
                     message.headers.add("Via", str(extra))
-        events = self.layer.receive(message, source, self.now(), reliable=transport != "udp")
+        try:
+            events = self.layer.receive(message, source, self.now(), reliable=transport != "udp")
+        except SipParseError as exc:
+            if exc.partial is None and isinstance(message, SipRequest):
+                exc.partial = message
+            self._answer_malformed(exc, source, transport)
+            return
         self._dispatch(events)
 
     def _answer_malformed(self, exc: SipParseError, source: Address, transport: str) -> None:
@@ -143,7 +153,7 @@ class SipStack:
             log.info("dropped malformed message from %s:%s: %s", *source, exc.reason)
             return
         try:
-            status = 505 if "version" in exc.reason.lower() else 400
+            status = exc.status
             response = make_response(request, status, exc.reason[:120], to_tag=new_tag())
             dest = response_destination(request.top_via, source)
         except (SipParseError, ValueError, IndexError, KeyError) as inner:

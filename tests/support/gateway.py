@@ -1,0 +1,253 @@
+"""Runs the real gateway (`callgate run`) as a subprocess for integration tests.
+
+The gateway listens on 127.0.0.1; the example tenant's PBX is 127.0.0.2 and
+its trunk 127.0.0.3 (distinct loopback addresses, so the sending peer tells
+the side), each on a free port. Records are read back through the store's
+own queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.store.engine import make_engine
+from gateway.store.queries import latest_calls
+
+GATEWAY_HOST = "127.0.0.1"
+PBX_HOST = "127.0.0.2"
+TRUNK_HOST = "127.0.0.3"
+
+
+def free_port(host: str, kind: int = socket.SOCK_DGRAM) -> int:
+    """A port free for both UDP and TCP on ``host``."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
+        try:
+            with socket.socket(socket.AF_INET, other) as check:
+                check.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no free port on {host}")
+
+
+def media_range(size: int = 400) -> tuple[int, int]:
+    """A block of even-aligned media ports unlikely to collide between test runs."""
+    base = 30000 + (os.getpid() * 7 % 200) * 100
+    base -= base % 2
+    return base, base + size - 1
+
+
+@dataclass
+class GatewayProcess:
+    """A running `callgate run` and what a test needs to talk to it."""
+
+    config_path: Path
+    db_url: str
+    sip_port: int
+    pbx_port: int
+    trunk_port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (GATEWAY_HOST, self.sip_port)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def records(self, limit: int = 50) -> list[dict[str, Any]]:
+        async def fetch() -> list[dict[str, Any]]:
+            engine = make_engine(self.db_url)
+            try:
+                return await latest_calls(engine, limit)
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(fetch())
+
+    def wait_for_records(
+        self, count: int, *, since: set[str] | None = None, timeout: float = 15.0
+    ) -> list[dict[str, Any]]:
+        """Wait until ``count`` closed records exist that are not in ``since`` (ids)."""
+        since = since or set()
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = [r for r in self.records(limit=count + len(since) + 20) if r["id"] not in since]
+            closed = [r for r in rows if r["ended_at"] is not None]
+            if len(closed) >= count:
+                return closed
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"expected {count} closed call records, have {len(closed)} "
+                    f"(open: {len(rows) - len(closed)})\n"
+                    f"--- gateway log ---\n{self.log_text()[-4000:]}"
+                )
+            time.sleep(0.1)
+
+    def record_ids(self) -> set[str]:
+        return {r["id"] for r in self.records(limit=1000)}
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def write_config(
+    path: Path,
+    *,
+    db_url: str,
+    sip_port: int,
+    pbx_port: int,
+    trunk_port: int,
+    pbx_transport: str = "udp",
+    trunk_transport: str = "udp",
+    no_answer_timeout_s: float = 60.0,
+    media_timeout_s: float = 60.0,
+    drain_timeout_s: float = 5.0,
+    instance_id: str | None = None,
+) -> None:
+    port_min, port_max = media_range()
+    path.write_text(
+        f"""
+instance_id = "{instance_id or 'test-' + uuid.uuid4().hex[:8]}"
+log_level = "DEBUG"
+drain_timeout_s = {drain_timeout_s}
+
+[sip]
+listen = [
+  {{ transport = "udp", host = "{GATEWAY_HOST}", port = {sip_port} }},
+  {{ transport = "tcp", host = "{GATEWAY_HOST}", port = {sip_port} }},
+]
+no_answer_timeout_s = {no_answer_timeout_s}
+t1_s = 0.5
+
+[media]
+host = "{GATEWAY_HOST}"
+port_min = {port_min}
+port_max = {port_max}
+timeout_s = {media_timeout_s}
+
+[store]
+url = "{db_url}"
+max_delay_s = 0.02
+
+[[tenants]]
+name = "acme"
+default_region = "US"
+
+[tenants.pbx]
+host = "{PBX_HOST}"
+port = {pbx_port}
+transport = "{pbx_transport}"
+
+[tenants.trunk]
+host = "{TRUNK_HOST}"
+port = {trunk_port}
+transport = "{trunk_transport}"
+"""
+    )
+
+
+def callgate_command() -> list[str]:
+    script = Path(sys.executable).with_name("callgate")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("callgate")
+    return [found] if found else [sys.executable, "-m", "gateway"]
+
+
+def wait_until_ready(sip_port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Probe with OPTIONS (what a load balancer does) until the gateway answers 200."""
+    deadline = time.monotonic() + 30
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((GATEWAY_HOST, 0))
+        probe.settimeout(0.2)
+        local_port = probe.getsockname()[1]
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"gateway exited early:\n{log_path.read_text()[-4000:]}")
+            branch = "z9hG4bK" + uuid.uuid4().hex
+            probe.sendto(
+                (
+                    f"OPTIONS sip:{GATEWAY_HOST}:{sip_port} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP {GATEWAY_HOST}:{local_port};branch={branch}\r\n"
+                    f"From: <sip:probe@{GATEWAY_HOST}>;tag=p\r\n"
+                    f"To: <sip:{GATEWAY_HOST}>\r\n"
+                    f"Call-ID: {uuid.uuid4().hex}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                    "Content-Length: 0\r\n\r\n"
+                ).encode(),
+                (GATEWAY_HOST, sip_port),
+            )
+            try:
+                data = probe.recv(65535)
+            except OSError:
+                continue
+            if data.startswith(b"SIP/2.0 200"):
+                return
+    raise RuntimeError(f"gateway not ready:\n{log_path.read_text()[-4000:]}")
+
+
+def start_gateway(tmp: Path, db_url: str, **config: Any) -> GatewayProcess:
+    sip_port = free_port(GATEWAY_HOST)
+    pbx_port = config.pop("pbx_port", None) or free_port(PBX_HOST)
+    trunk_port = config.pop("trunk_port", None) or free_port(TRUNK_HOST)
+    config_path = tmp / "gateway.toml"
+    write_config(
+        config_path,
+        db_url=db_url,
+        sip_port=sip_port,
+        pbx_port=pbx_port,
+        trunk_port=trunk_port,
+        **config,
+    )
+    log_path = tmp / "gateway.log"
+    log_file = log_path.open("wb")
+    process = subprocess.Popen(
+        [*callgate_command(), "run", "--config", str(config_path)],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=tmp,
+    )
+    wait_until_ready(sip_port, process, log_path)
+    return GatewayProcess(
+        config_path=config_path,
+        db_url=db_url,
+        sip_port=sip_port,
+        pbx_port=pbx_port,
+        trunk_port=trunk_port,
+        process=process,
+        log_path=log_path,
+    )
+
+
+def running_gateway(tmp: Path, db_url: str, **config: Any) -> Iterator[GatewayProcess]:
+    gateway = start_gateway(tmp, db_url, **config)
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
