@@ -1,0 +1,258 @@
+"""The ``callgate`` command: run the gateway, check a configuration, list calls.
+
+Exit status: 0 success, 1 a runtime failure (a socket that cannot be bound,
+a store that cannot be read), 2 a configuration or usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from gateway.config import VERSION, ConfigError, Settings, config_path, load_settings
+from gateway.logs import setup_logging
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+log = logging.getLogger("gateway.cli")
+
+TABLE_COLUMNS = (
+    "started",
+    "tenant",
+    "direction",
+    "from",
+    "to",
+    "duration",
+    "disposition",
+    "status",
+    "hangup_by",
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callgate",
+        description="Call-recording privacy gateway: a SIP B2BUA between a PBX and its trunk.",
+    )
+    parser.add_argument("--version", action="version", version=f"callgate {VERSION}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    config_help = "settings file (default: $CALLGATE_CONFIG, else the embedded config/gateway.toml)"
+
+    run = commands.add_parser("run", help="run the gateway until SIGTERM or SIGINT")
+    run.add_argument("--config", metavar="FILE", help=config_help)
+    run.set_defaults(handler=_run)
+
+    check = commands.add_parser("check-config", help="validate a settings file and summarise it")
+    check.add_argument("--config", metavar="FILE", help=config_help)
+    check.set_defaults(handler=_check_config)
+
+    calls = commands.add_parser("calls", help="list the latest call records, newest first")
+    calls.add_argument("--config", metavar="FILE", help=config_help)
+    calls.add_argument("--json", action="store_true", help="one JSON object per line")
+    calls.add_argument(
+        "--limit", type=_positive_int, default=20, metavar="N", help="at most N calls (20)"
+    )
+    calls.add_argument("--tenant", metavar="NAME", help="only this tenant's calls")
+    calls.set_defaults(handler=_calls)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``callgate`` console script and ``python -m gateway``."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else EXIT_CONFIG
+    return int(args.handler(args))
+
+
+def _load(args: argparse.Namespace) -> Settings | None:
+    """The settings, or None after printing every problem to stderr."""
+    try:
+        return load_settings(args.config)
+    except ConfigError as error:
+        for problem in error.all():
+            print(f"callgate: {problem}", file=sys.stderr)
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return EXIT_CONFIG
+    setup_logging(settings.log_level, settings.log_format)
+    log.info(
+        "callgate %s starting: config %s, instance %s",
+        VERSION,
+        config_path(args.config),
+        settings.instance_id,
+    )
+    if not settings.tenants:
+        log.warning("no tenants configured: every call will be refused with 403")
+    from gateway.app import run
+
+    try:
+        return run(settings)
+    except OSError as error:
+        log.error("gateway failed: %s", error)
+        log.debug("failure", exc_info=True)
+        return EXIT_FAILURE
+
+
+def describe(settings: Settings) -> list[str]:
+    """A short summary of the settings: sockets, media range, store, then one line per tenant."""
+    from sqlalchemy.engine import make_url
+
+    listen = ", ".join(
+        f"{item.transport} {_host_port(item.host, item.port)}" for item in settings.sip.listen
+    )
+    media = settings.media
+    try:
+        store = make_url(settings.store.url).render_as_string(hide_password=True)
+    except Exception:  # the store rejects it at start-up with its own reason
+        store = settings.store.url
+    count = len(settings.tenants)
+    lines = [
+        f"{count} tenant{'' if count == 1 else 's'}, SIP {listen}, "
+        f"media {media.host} ports {media.port_min}-{media.port_max}, store {store}"
+    ]
+    for tenant in settings.tenants:
+        pbx, trunk = tenant.pbx, tenant.trunk
+        lines.append(
+            f"  tenant {tenant.name}: pbx {pbx.transport} {_host_port(pbx.host, pbx.port)}, "
+            f"trunk {trunk.transport} {_host_port(trunk.host, trunk.port)}"
+        )
+    return lines
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return EXIT_CONFIG
+    first, *rest = describe(settings)
+    print(f"ok: {config_path(args.config)}: {first}")
+    for line in rest:
+        print(line)
+    return EXIT_OK
+
+
+def _calls(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return EXIT_CONFIG
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        rows = asyncio.run(_fetch_calls(settings.store.url, args.limit, args.tenant))
+    except (OSError, ValueError, SQLAlchemyError) as error:
+        print(f"callgate: cannot read call records: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        write_json_lines(rows, sys.stdout)
+    else:
+        write_table(rows, sys.stdout)
+    return EXIT_OK
+
+
+async def _fetch_calls(url: str, limit: int, tenant: str | None) -> list[dict[str, Any]]:
+    from gateway.store.engine import make_engine, migrate
+    from gateway.store.queries import latest_calls
+
+    engine = make_engine(url)
+    try:
+        await migrate(engine)
+        return await latest_calls(engine, limit, tenant)
+    finally:
+        await engine.dispose()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def write_json_lines(rows: Iterable[dict[str, Any]], out: TextIO) -> None:
+    """One JSON object per call, one call per line."""
+    for row in rows:
+        out.write(json.dumps(row, default=_json_default, sort_keys=True) + "\n")
+
+
+def _when(value: Any) -> str:
+    """An instant (datetime or ISO 8601 text) as ``YYYY-MM-DD HH:MM:SS`` in UTC."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def _duration(value: Any) -> str:
+    if value is None:
+        return "-"
+    seconds = round(float(value))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def _party(number: Any, uri: Any) -> str:
+    return str(number or uri or "-")
+
+
+def table_row(row: dict[str, Any]) -> tuple[str, ...]:
+    """The cells an operator reads for one call (times in UTC)."""
+    ended = row.get("ended_at") is not None
+    return (
+        _when(row.get("started_at")),
+        str(row.get("tenant") or "-"),
+        str(row.get("direction") or "-"),
+        _party(row.get("source_number"), row.get("source_uri")),
+        _party(row.get("destination_number"), row.get("destination_uri")),
+        _duration(row.get("duration_s")) if ended else "up",
+        str(row.get("disposition") or ("-" if ended else "in progress")),
+        str(row.get("final_status") if row.get("final_status") is not None else "-"),
+        str(row.get("hangup_by") or "-"),
+    )
+
+
+def write_table(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
+    """Aligned columns, newest call first; a note instead when there are none."""
+    if not rows:
+        out.write("no call records\n")
+        return
+    cells = [TABLE_COLUMNS, *(table_row(row) for row in rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(TABLE_COLUMNS))]
+    for line in cells:
+        out.write("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n")
