@@ -1,0 +1,118 @@
+"""Writing one batch of row plans in one transaction, a statement per kind of change.
+
+New rows go out in one executemany INSERT; changes to existing rows in one
+executemany UPDATE per set of changed columns. Rows a plan changes but does
+not start are read first (one SELECT), which also supplies the start and
+answer times the durations are computed from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Update, bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.store.durations import call_durations
+from gateway.store.models import CALLS
+from gateway.store.plan import RowPlan
+
+COLUMN_NAMES: tuple[str, ...] = tuple(column.name for column in CALLS.columns)
+
+_LOOKUP_CHUNK = 500
+"""Ids per ``IN (...)`` list: far below SQLite's and PostgreSQL's parameter limits."""
+
+
+@dataclass(slots=True, frozen=True)
+class _StoredTimes:
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+
+
+async def _stored_times(
+    connection: AsyncConnection, record_ids: Sequence[str]
+) -> dict[str, _StoredTimes]:
+    found: dict[str, _StoredTimes] = {}
+    query = select(CALLS.c.id, CALLS.c.started_at, CALLS.c.answered_at, CALLS.c.ended_at)
+    for first in range(0, len(record_ids), _LOOKUP_CHUNK):
+        chunk = record_ids[first : first + _LOOKUP_CHUNK]
+        result = await connection.execute(query.where(CALLS.c.id.in_(chunk)))
+        for record_id, started_at, answered_at, ended_at in result:
+            found[record_id] = _StoredTimes(started_at, answered_at, ended_at)
+    return found
+
+
+def _new_row(plan: RowPlan) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(COLUMN_NAMES)
+    row.update(plan.values)
+    row["id"] = plan.record_id
+    if row["ended_at"] is not None:
+        row["duration_s"], row["billable_s"] = call_durations(
+            row["started_at"], row["answered_at"], row["ended_at"]
+        )
+    return row
+
+
+def _changes(plan: RowPlan, stored: _StoredTimes) -> dict[str, Any]:
+    values = dict(plan.values)
+    values.pop("id", None)
+    ended_at = values.get("ended_at", stored.ended_at)
+    if ended_at is not None and ("ended_at" in values or "answered_at" in values):
+        values["duration_s"], values["billable_s"] = call_durations(
+            values.get("started_at", stored.started_at),
+            values.get("answered_at", stored.answered_at),
+            ended_at,
+        )
+    return values
+
+
+@lru_cache(maxsize=64)
+def _update_statement(columns: tuple[str, ...]) -> Update:
+    return (
+        update(CALLS)
+        .where(CALLS.c.id == bindparam("p_id", type_=CALLS.c.id.type))
+        .values({name: bindparam(f"p_{name}", type_=CALLS.c[name].type) for name in columns})
+    )
+
+
+async def write_plans(
+    connection: AsyncConnection, plans: Iterable[RowPlan], *, verify_new: bool
+) -> list[RowPlan]:
+    """Apply ``plans`` on ``connection`` (inside the caller's transaction).
+
+    With ``verify_new``, rows the plans start are looked up too and, if a
+    previous attempt already wrote them, updated instead of inserted again.
+    Returns the plans whose row does not exist and that do not start it; they
+    change nothing.
+    """
+    plans = list(plans)
+    lookup = [plan.record_id for plan in plans if verify_new or not plan.starts]
+    stored = await _stored_times(connection, lookup) if lookup else {}
+    new_rows: list[dict[str, Any]] = []
+    changes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    orphans: list[RowPlan] = []
+    for plan in plans:
+        times = stored.get(plan.record_id)
+        if times is None:
+            if plan.starts:
+                new_rows.append(_new_row(plan))
+            else:
+                orphans.append(plan)
+            continue
+        values = _changes(plan, times)
+        if not values:
+            continue
+        columns = tuple(sorted(values))
+        params = {f"p_{name}": value for name, value in values.items()}
+        params["p_id"] = plan.record_id
+        changes.setdefault(columns, []).append(params)
+    if new_rows:
+        await connection.execute(insert(CALLS), new_rows)
+    for columns, rows in changes.items():
+        await connection.execute(_update_statement(columns), rows)
+    return orphans

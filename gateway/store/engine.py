@@ -1,0 +1,174 @@
+"""Engines for the call-record store and its schema migrations.
+
+SQLite (through aiosqlite) is the embedded default: one file, write-ahead
+logging so readers never block the writer. PostgreSQL (through asyncpg) is
+the shared store when several gateway instances run. The schema is brought to
+the newest Alembic revision at start-up by :func:`migrate`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
+
+SQLITE_DRIVER = "sqlite+aiosqlite"
+POSTGRES_DRIVER = "postgresql+asyncpg"
+
+_ASYNC_DRIVERS: dict[str, str] = {
+    "sqlite": SQLITE_DRIVER,
+    "sqlite+aiosqlite": SQLITE_DRIVER,
+    "sqlite+pysqlite": SQLITE_DRIVER,
+    "postgresql": POSTGRES_DRIVER,
+    "postgres": POSTGRES_DRIVER,
+    "postgresql+asyncpg": POSTGRES_DRIVER,
+}
+
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+"""How long a SQLite statement waits for another connection's write lock."""
+
+MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
+
+MIGRATION_LOCK_KEY = int.from_bytes(b"callgate", "big")
+"""PostgreSQL advisory lock key held while migrating (fits a signed bigint)."""
+
+
+def async_url(url: str | URL) -> URL:
+    """The URL with its async driver: ``sqlite://`` -> aiosqlite, ``postgresql://`` -> asyncpg.
+
+    Raises ``ValueError`` for text that is not a database URL or names a
+    database the store does not support.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as error:
+        raise ValueError(f"store URL {str(url)!r} is not a database URL: {error}") from error
+    driver = _ASYNC_DRIVERS.get(parsed.drivername)
+    if driver is None:
+        raise ValueError(
+            f"unsupported store URL scheme {parsed.drivername!r}: "
+            "use sqlite:///path/to/file or postgresql://user@host/database"
+        )
+    return parsed.set(drivername=driver)
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The database file a SQLite URL names; ``None`` for in-memory databases."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def make_engine(url: str | URL, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> AsyncEngine:
+    """An async engine for ``url`` (SQLite file or PostgreSQL server).
+
+    SQLite connections get ``journal_mode=WAL``, ``synchronous=NORMAL``, a
+    ``busy_timeout`` of ``busy_timeout_ms`` and foreign keys on; the file's
+    parent directory is created. PostgreSQL connections are pinged on
+    checkout so a restarted server costs one failed ping, not a failed write.
+    """
+    resolved = async_url(url)
+    if resolved.drivername == SQLITE_DRIVER:
+        if busy_timeout_ms < 0:
+            raise ValueError(f"busy_timeout_ms must be >= 0, got {busy_timeout_ms}")
+        path = _sqlite_file(resolved)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(resolved)
+        _configure_sqlite(engine, busy_timeout_ms)
+        return engine
+    return create_async_engine(resolved, pool_pre_ping=True)
+
+
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    pragmas = (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=NORMAL",
+        f"PRAGMA busy_timeout={int(busy_timeout_ms)}",
+        "PRAGMA foreign_keys=ON",
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in pragmas:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """ORM sessions on ``engine``; objects stay usable after commit."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def is_postgresql(engine: AsyncEngine) -> bool:
+    """Whether ``engine`` talks to PostgreSQL (the shared store)."""
+    return engine.dialect.name == "postgresql"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic configuration built in code, pointing at the packaged migrations.
+
+    With ``connection``, ``env.py`` migrates through it instead of opening its own.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration revision shipped with the code."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}")
+    return head
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at; ``None`` before the first migration."""
+
+    def read(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(read)
+
+
+def _upgrade(connection: Connection) -> None:
+    """Upgrade to head inside the caller's transaction, holding the migration lock.
+
+    PostgreSQL: a transaction-scoped advisory lock serialises gateways that
+    start together; the second one waits, then finds the schema at head.
+    SQLite: ``BEGIN IMMEDIATE`` takes the write lock first, so the DDL of a
+    revision and its version stamp commit together or not at all.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    elif connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    command.upgrade(alembic_config(connection), "head")
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the schema to the newest revision (``alembic upgrade head``); idempotent."""
+    async with engine.connect() as connection:
+        await connection.run_sync(_upgrade)
+        await connection.commit()

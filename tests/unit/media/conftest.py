@@ -1,0 +1,51 @@
+"""Media tests run on both event loops the gateway supports: asyncio's and uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from gateway.media.relay import MediaRelay
+from tests.unit.media.udp_phone import Phone
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+    uvloop = None
+
+TEST_PORT_MIN = 24000
+TEST_PORT_MAX = 24399
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, Any]:
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+        "asyncio": asyncio.new_event_loop
+    }
+    if uvloop is not None:
+        factories["uvloop"] = uvloop.new_event_loop
+    return factories
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[MediaRelay]:
+    media_relay = MediaRelay("127.0.0.1", TEST_PORT_MIN, TEST_PORT_MAX)
+    yield media_relay
+    await media_relay.close()
+
+
+@pytest.fixture
+def phones() -> Iterator[Callable[..., Phone]]:
+    """Factory of UDP phones on loopback, all closed after the test."""
+    made: list[Phone] = []
+
+    def make(host: str = "127.0.0.1") -> Phone:
+        phone = Phone(host)
+        made.append(phone)
+        return phone
+
+    yield make
+    for phone in made:
+        phone.close()
