@@ -393,6 +393,25 @@ class SipSettings(_Section):
     no_answer_timeout_s: PositiveSeconds = 60.0
     user_agent: str = f"callgate/{VERSION}"
     max_message_bytes: int = Field(default=65535, ge=1024)
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for index, item in enumerate(value):
+            try:
+                parse_source(item)
+            except ValueError as exc:
+                raise _LocatedError(str(exc), index) from None
+        return value
+
+    def is_trusted_proxy(self, ip: str, port: int) -> bool:
+        """Whether ``ip:port`` is a proxy (e.g. the Kamailio dispatcher) in front of us."""
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(parse_source(item).matches(address, port) for item in self.trusted_proxies)
 
     @field_validator("advertised_host")
     @classmethod

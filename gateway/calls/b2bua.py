@@ -218,8 +218,9 @@ class CallManager:
             response.headers.set("Retry-After", "30")
             self.stack.send_response(transaction, response)
             return
+        sender = self._original_sender(request, source)
         try:
-            route = self.routes.route(source[0], source[1], request.uri)
+            route = self.routes.route(sender[0], sender[1], request.uri)
         except NoRoute as exc:
             log.info("403 for INVITE from %s:%s: %s", source[0], source[1], exc)
             self._reply(transaction, request, 403, "No Tenant For This Peer")
@@ -270,6 +271,22 @@ class CallManager:
             )
         )
         self._spawn(call, self._place(call, offer))
+
+    def _original_sender(self, request: SipRequest, source: Address) -> Address:
+        """The peer that sent the call: behind a trusted proxy, the Via below its own.
+
+        The proxy stamps that Via with ``received``/``rport`` (RFC 3261 18.2.1,
+        RFC 3581 4), so those name the sender as the proxy saw it.
+        """
+        if not self.settings.sip.is_trusted_proxy(source[0], source[1]):
+            return source
+        vias = request.vias
+        if len(vias) < 2:
+            return source
+        via = vias[1]
+        host = via.received or via.host
+        port = via.rport or via.port or 5060
+        return (host, port)
 
     def _resolve(self, host: str, port: int) -> Address:
         return self._peer_addresses.get((host, port), (host, port))

@@ -51,18 +51,19 @@ _GEN_VALUE_RE = re.compile(rf"[{_TOKEN_CHARS}\[\]:]+")
 _QUOTED_STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*+"', re.DOTALL)
 # Fast paths for the common shapes; anything they refuse goes through the full parser.
 # Possessive quantifiers keep every one of them linear in the input length.
-_FAST_SIP_URI_RE = re.compile(
+_FAST_SIP_URI = (
     r"([Ss][Ii][Pp][Ss]?):"
     rf"(?:([{_UNRESERVED}&=+$,;?/]++)@)?"
     r"([A-Za-z0-9\-_.]++)"
     r"(?::([0-9]{1,5}))?"
     rf"((?:;[{_UNRESERVED}\[\]/:&+$=]++)*+)"
 )
+_FAST_SIP_URI_RE = re.compile(_FAST_SIP_URI)
 _FAST_NAME_ADDR_RE = re.compile(
     r"[ \t]*+"
     r'(?:"([^"\\\x00-\x1f\x7f]*+)"'
     rf"|([{_TOKEN_CHARS}]++(?:[ \t]++[{_TOKEN_CHARS}]++)*+))?"
-    r'[ \t]*+<([^<>"\s]++)>'
+    r"[ \t]*+<" + _FAST_SIP_URI + ">"
     rf"((?:[ \t]*+;[ \t]*+[{_TOKEN_CHARS}]++(?:[ \t]*+=[ \t]*+[{_TOKEN_CHARS}\[\]:]++)?)*+)"
     r"[ \t]*+"
 )
@@ -186,20 +187,7 @@ class SipUri:
         """
         match = _FAST_SIP_URI_RE.fullmatch(text)
         if match is not None:
-            scheme, user, host, port_text, param_text = match.groups()
-            port = None
-            if port_text is not None:
-                port = int(port_text)
-                if port > 65535:
-                    raise SipParseError("Bad URI port")
-            params: dict[str, str | None] = {}
-            if param_text:
-                for piece in param_text[1:].split(";"):
-                    name, eq, value = piece.partition("=")
-                    if not name or (eq and (not value or "=" in value)):
-                        raise SipParseError("Bad URI parameter")
-                    params[name.lower()] = value if eq else None
-            return cls(scheme.lower(), user, None, host, port, params, {})
+            return _fast_sip_uri(*match.groups())
         colon = text.find(":")
         if colon <= 0:
             raise SipParseError("Bad URI")
@@ -268,6 +256,25 @@ class SipUri:
         drop = {name.lower() for name in names}
         params = {k: v for k, v in self.params.items() if k not in drop}
         return replace(self, params=params, headers=dict(self.headers))
+
+
+def _fast_sip_uri(
+    scheme: str, user: str | None, host: str, port_text: str | None, param_text: str
+) -> SipUri:
+    """A SipUri from the groups of the fast-path pattern (no escapes, no IPv6, no headers)."""
+    port = None
+    if port_text is not None:
+        port = int(port_text)
+        if port > 65535:
+            raise SipParseError("Bad URI port")
+    params: dict[str, str | None] = {}
+    if param_text:
+        for piece in param_text[1:].split(";"):
+            name, eq, value = piece.partition("=")
+            if not name or (eq and (not value or "=" in value)):
+                raise SipParseError("Bad URI parameter")
+            params[name.lower()] = value if eq else None
+    return SipUri(scheme.lower(), user, None, host, port, params, {})
 
 
 def _parse_sip(scheme: str, rest: str) -> SipUri:
@@ -486,7 +493,7 @@ class NameAddr:
         """
         match = _FAST_NAME_ADDR_RE.fullmatch(text)
         if match is not None:
-            quoted, unquoted, uri_text, param_text = match.groups()
+            quoted, unquoted, scheme, user, host, port, uri_params, param_text = match.groups()
             params: dict[str, str | None] = {}
             if param_text:
                 for piece in param_text.split(";")[1:]:
@@ -494,7 +501,7 @@ class NameAddr:
                     params[name.strip(" \t").lower()] = value.strip(" \t") if eq else None
             if unquoted is not None:
                 quoted = " ".join(unquoted.split())
-            return cls(quoted, SipUri.parse(uri_text), params)
+            return cls(quoted, _fast_sip_uri(scheme, user, host, port, uri_params), params)
         return cls._parse_full(text)
 
     @classmethod

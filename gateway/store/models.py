@@ -6,6 +6,7 @@ final SIP status (RFC 3261 21) of the call, and per-leg media counters.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +42,11 @@ NAMING_CONVENTION: dict[str, str] = {
 }
 
 
+def new_record_id() -> str:
+    """A fresh record id: a random (version 4) UUID as text."""
+    return str(uuid.uuid4())
+
+
 class Base(DeclarativeBase):
     """Declarative base: shared metadata, naming convention and type map."""
 
@@ -64,7 +70,7 @@ class CallRecord(Base):
         Index("ix_calls_gateway_instance_ended_at", "gateway_instance", "ended_at"),
     )
 
-    id: Mapped[str] = mapped_column(primary_key=True)
+    id: Mapped[str] = mapped_column(primary_key=True, default=new_record_id)
     tenant: Mapped[str]
     call_id: Mapped[str]
     b_call_id: Mapped[str | None]

@@ -69,9 +69,7 @@ PTIME_NS = 20_000_000
 SAMPLES_PER_PACKET = 160
 HEADER = struct.Struct("!BBHIIqI")
 """RTP header (V=2, PT=0 PCMU, seq, timestamp, SSRC) + send time (ns) + phone index."""
-RECORD = np.dtype(
-    [("rtp", "V12"), ("sent_ns", ">i8"), ("phone", ">u4"), ("rest", f"V{32 - 24}")]
-)
+RECORD = np.dtype([("rtp", "V12"), ("sent_ns", ">i8"), ("phone", ">u4"), ("rest", f"V{32 - 24}")])
 RECV_BYTES = RECORD.itemsize
 TIMESPEC = np.dtype([("sec", "<i8"), ("nsec", "<i8")])
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
@@ -114,9 +112,14 @@ def _cpu_busy_ticks(cpu: int) -> tuple[int, int]:
     return 0, 0
 
 
-def _claim_cpu(cpu: int, nice: int) -> None:
-    """Pin this process to ``cpu`` and, when asked, raise its CFS weight (needs root)."""
+def _claim_cpu(cpu: int, nice: int, realtime: bool = False) -> None:
+    """Pin this process to ``cpu``; when asked, raise its priority (needs root)."""
     os.sched_setaffinity(0, {cpu})
+    if realtime:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        except PermissionError:
+            print("cannot use SCHED_FIFO: not permitted", file=sys.stderr)
     if nice:
         try:
             os.setpriority(os.PRIO_PROCESS, 0, nice)
@@ -125,7 +128,7 @@ def _claim_cpu(cpu: int, nice: int) -> None:
 
 
 def _relay_main(conn: multiprocessing.connection.Connection, options: dict[str, Any]) -> None:
-    _claim_cpu(options["relay_cpu"], options["nice"])
+    _claim_cpu(options["relay_cpu"], options["nice"], options["realtime"])
     module_name, _, class_name = options["relay_class"].partition(":")
     relay_class = getattr(importlib.import_module(module_name), class_name)
     if options["loop"] == "uvloop":
@@ -256,7 +259,6 @@ class Phones:
         sent = 0
         send_errors = 0
         received = 0
-        idle_ns = 0
         rusage0 = resource.getrusage(resource.RUSAGE_SELF)
         start = clock()
         start_wall = wallclock()
@@ -270,14 +272,20 @@ class Phones:
         sending = True
         now = start
         while now < stop:
-            iteration_start = now
-            worked = False
             if sending and next_due <= now:
-                worked = True
                 lags.append(now - next_due)
                 while next_due <= now:
-                    pack_into(buf, 0, 0x80, 0, seq & 0xFFFF, (seq * SAMPLES_PER_PACKET) & 0xFFFFFFFF,
-                              k + 1, wallclock(), k)
+                    pack_into(
+                        buf,
+                        0,
+                        0x80,
+                        0,
+                        seq & 0xFFFF,
+                        (seq * SAMPLES_PER_PACKET) & 0xFFFFFFFF,
+                        k + 1,
+                        wallclock(),
+                        k,
+                    )
                     try:
                         sends[k](buf)
                         sent += 1
@@ -293,11 +301,12 @@ class Phones:
                             break
                     next_due = round_start + offsets[k]
                 now = clock()
+            # epoll rounds the timeout up to whole milliseconds: sends go out in
+            # bursts of at most 1 ms worth, and the generator sleeps in between
             wait_ns = (next_due - now) if sending else (stop - now)
-            timeout = wait_ns / 1e9 if wait_ns >= 1_000_000 else 0
+            timeout = max(wait_ns, 0) / 1e9
             events = poll(timeout)
             if events:
-                worked = True
                 for fd, _ in events:
                     try:
                         data, ancillary, _, _ = receivers[fd](RECV_BYTES, CMSG_SPACE)
@@ -313,12 +322,11 @@ class Phones:
                     datas = []
                     stamps = []
             now = clock()
-            if not worked:
-                idle_ns += now - iteration_start
         received += len(datas)
         chunks.append(_latencies(datas, stamps, window_start_wall))
         rusage1 = resource.getrusage(resource.RUSAGE_SELF)
         wall_ns = now - start
+        cpu_s = (rusage1.ru_utime + rusage1.ru_stime) - (rusage0.ru_utime + rusage0.ru_stime)
         lag_ms = np.array(lags, dtype=np.float64) / 1e6 if lags else np.zeros(1)
         return RunResult(
             sent=sent,
@@ -327,8 +335,8 @@ class Phones:
             latencies_us=np.concatenate(chunks) if chunks else np.zeros(0),
             lag_p99_ms=float(np.percentile(lag_ms, 99)),
             lag_max_ms=float(lag_ms.max()),
-            busy=1.0 - idle_ns / wall_ns,
-            cpu_s=(rusage1.ru_utime + rusage1.ru_stime) - (rusage0.ru_utime + rusage0.ru_stime),
+            busy=cpu_s / (wall_ns / 1e9),
+            cpu_s=cpu_s,
             wall_s=wall_ns / 1e9,
         )
 
@@ -433,6 +441,7 @@ def run_step(
         "port_min": args.port_min,
         "port_max": args.port_max,
         "nice": args.nice,
+        "realtime": args.realtime,
     }
     process = ctx.Process(target=_relay_main, args=(child, options), daemon=True)
     process.start()
@@ -485,8 +494,9 @@ def _print_header(args: argparse.Namespace, loop_name: str) -> None:
     print(f"python {sys.version.split()[0]}, relay loop: {loop_name}, relay {args.relay_class}")
     print(
         f"relay on CPU {args.relay_cpu}, generator on CPU {args.gen_cpu}; "
-        f"{args.duration:g} s per step ({args.warmup:g} s warm-up), direct {args.direct_duration:g} s;"
-        f" SO_RCVBUF={args.rcvbuf or 'default'} SO_SNDBUF={args.sndbuf or 'default'}"
+        f"{args.duration:g} s per step ({args.warmup:g} s warm-up), "
+        f"direct {args.direct_duration:g} s; SO_RCVBUF={args.rcvbuf or 'default'} "
+        f"SO_SNDBUF={args.sndbuf or 'default'}; realtime={args.realtime} nice={args.nice}"
     )
     print("G.711 calls, 172-byte RTP every 20 ms both ways (100 packets/s relayed per call)")
     print("latencies in µs (kernel receive timestamp - send time); added = relay - direct")
@@ -531,6 +541,11 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="nice value of the relay and generator (e.g. -20 on a shared host; needs root)",
     )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="run the relay SCHED_FIFO so other load on a shared host cannot delay it (root)",
+    )
     parser.add_argument("--port-min", type=int, default=10000)
     parser.add_argument("--port-max", type=int, default=29999)
     parser.add_argument(
@@ -546,7 +561,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    generator = ctx.Process(target=_generator_main, args=(child, args.gen_cpu, args.nice), daemon=True)
+    generator = ctx.Process(
+        target=_generator_main, args=(child, args.gen_cpu, args.nice), daemon=True
+    )
     generator.start()
     _print_header(args, args.loop)
     results = []

@@ -27,7 +27,7 @@ from tests.support.rtp import (
     read_pcap_rtp,
     tone_ratio,
 )
-from tests.support.sipp import MEDIA_DIR, SippProcess
+from tests.support.sipp import MEDIA_DIR, SippProcess, find_sipp
 
 CALLEE_HOST = "127.0.0.2"
 CALLER_HOST = "127.0.0.3"
@@ -269,6 +269,16 @@ def test_baresip_calls_sipp(sipp_factory: SippFactory, baresip_factory: BaresipF
     received = phone.received_audio()
     assert received.size > 8000 * 0.5, "the phone decoded less than half a second of audio"
     assert tone_ratio(received, CALLEE_TONE_HZ) > TONE_SHARE
+
+
+def test_missing_sipp_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="install-test-deps"):
+        find_sipp()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="sipp not installed"):
+        find_sipp()
 
 
 def test_loopback_ports_are_never_handed_out_twice(loopback_ports: LoopbackPorts) -> None:

@@ -133,7 +133,7 @@ def write_config(
     port_min, port_max = media_range()
     path.write_text(
         f"""
-instance_id = "{instance_id or 'test-' + uuid.uuid4().hex[:8]}"
+instance_id = "{instance_id or "test-" + uuid.uuid4().hex[:8]}"
 log_level = "DEBUG"
 drain_timeout_s = {drain_timeout_s}
 

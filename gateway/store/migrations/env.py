@@ -2,7 +2,7 @@
 
 :func:`gateway.store.engine.migrate` passes its own connection in
 ``config.attributes["connection"]``; the ``alembic`` command line (with
-``migrations/alembic.ini``) opens one from ``sqlalchemy.url`` instead.
+``migrations/alembic.ini``) opens one from ``-x url=...`` or ``sqlalchemy.url``.
 """
 
 from __future__ import annotations
@@ -44,10 +44,20 @@ async def _run_with_own_engine(url: str) -> None:
         await engine.dispose()
 
 
+def _command_line_url() -> str:
+    """``-x url=...`` if given, else ``sqlalchemy.url`` of the ini file."""
+    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
+        "sqlalchemy.url"
+    )
+    if not url:
+        raise RuntimeError("no database: pass -x url=... or set sqlalchemy.url in alembic.ini")
+    return url
+
+
 def run_migrations_offline() -> None:
-    """Emit the migration SQL for ``sqlalchemy.url`` without connecting."""
+    """Emit the migration SQL for the database URL without connecting."""
     context.configure(
-        url=config.get_main_option("sqlalchemy.url"),
+        url=_command_line_url(),
         target_metadata=target_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
@@ -62,10 +72,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    url = config.get_main_option("sqlalchemy.url")
-    if not url:
-        raise RuntimeError("no database: set sqlalchemy.url in alembic.ini or pass -x")
-    asyncio.run(_run_with_own_engine(url))
+    asyncio.run(_run_with_own_engine(_command_line_url()))
 
 
 if context.is_offline_mode():

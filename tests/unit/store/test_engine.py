@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,20 @@ async def test_orm_session_round_trips_a_record(db_engine: AsyncEngine) -> None:
         assert record.started_at == T0
         assert record.media_stats == {"a": {"packets_in": 1}}
         assert record.ended_at is None
+
+
+async def test_orm_record_without_id_gets_a_uuid4(db_engine: AsyncEngine) -> None:
+    sessions = session_factory(db_engine)
+    async with sessions.begin() as session:
+        record = CallRecord(
+            tenant="acme",
+            call_id="c-2@pbx",
+            direction="outbound",
+            source_uri="sip:a@pbx",
+            destination_uri="sip:b@trunk",
+            source_addr="127.0.0.1:5070",
+            started_at=T0,
+            gateway_instance=INSTANCE,
+        )
+        session.add(record)
+    assert uuid.UUID(record.id).version == 4
