@@ -572,9 +572,7 @@ def _split_head(data: bytes) -> tuple[list[str], int]:
     the previous one.
     """
     length = len(data)
-    start = 0
-    while start < length and data[start] in b"\r\n":
-        start += 1
+    start = length - len(data.lstrip(b"\r\n"))
     if start == length:
         raise SipParseError("Empty message")
     blank_crlf = data.find(b"\n\r\n", start)

@@ -325,14 +325,15 @@ def _parse_tel(rest: str) -> SipUri:
 def _quoted_end(text: str, start: int) -> int:
     """Index just past the quoted-string opening at ``start`` (RFC 3261 25.1 quoted-pair)."""
     index = start + 1
-    while True:
-        quote_at = text.find('"', index)
-        if quote_at < 0:
-            raise SipParseError("Unterminated quoted string")
+    quote_at = text.find('"', index)
+    while quote_at >= 0:
         backslash = text.find("\\", index, quote_at)
         if backslash < 0:
             return quote_at + 1
         index = backslash + 2
+        if index > quote_at:  # that quote was escaped
+            quote_at = text.find('"', index)
+    raise SipParseError("Unterminated quoted string")
 
 
 def _unquote_display(text: str, start: int) -> tuple[str, int]:

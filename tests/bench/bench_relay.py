@@ -26,8 +26,9 @@ index; the sinks read the kernel's receive timestamp of every packet
 (SO_TIMESTAMPNS, same CLOCK_REALTIME), so the sink's own scheduling delay is
 not counted. Latency = receive timestamp - send time; "added" latency is
 relay minus direct at the same percentile. Loss counts every packet sent in
-the step against every packet received (after a 0.5 s drain). Latency
-percentiles and packets/s exclude the first ``--warmup`` seconds.
+the step against every packet received (the sinks read on until 0.5 s pass
+without a packet, 10 s at most). Latency percentiles and packets/s exclude
+the first ``--warmup`` seconds.
 
 Relay CPU is utime+stime from /proc/<pid>/stat over the measuring window
 (10 ms ticks); "CPU-s per 1k pps" = relay CPU seconds per second divided by
@@ -76,6 +77,9 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 """Linux: struct timespec receive timestamps as SCM_TIMESTAMPNS (socket(7))."""
 CMSG_SPACE = socket.CMSG_SPACE(16)
 DRAIN_S = 0.5
+"""After the last send, the sinks read on until nothing came for this long..."""
+DRAIN_MAX_S = 10.0
+"""...or this long after the last send at most."""
 LAG_LIMIT_MS = 5.0
 BUSY_LIMIT = 0.95
 PHONE_HOST = "127.0.0.1"
@@ -265,6 +269,7 @@ class Phones:
         window_start_wall = start_wall + int(warmup * 1e9)
         stop_sending = start + int(duration * 1e9)
         stop = stop_sending + int(DRAIN_S * 1e9)
+        give_up = stop_sending + int(DRAIN_MAX_S * 1e9)
         round_start = start
         k = 0
         seq = 0
@@ -322,6 +327,8 @@ class Phones:
                     datas = []
                     stamps = []
             now = clock()
+            if not sending and events:  # still arriving: keep draining
+                stop = min(max(stop, now + int(DRAIN_S * 1e9)), give_up)
         received += len(datas)
         chunks.append(_latencies(datas, stamps, window_start_wall))
         rusage1 = resource.getrusage(resource.RUSAGE_SELF)

@@ -9,7 +9,7 @@ own queries.
 from __future__ import annotations
 
 import asyncio
-import os
+import random
 import shutil
 import signal
 import socket
@@ -30,26 +30,34 @@ PBX_HOST = "127.0.0.2"
 TRUNK_HOST = "127.0.0.3"
 
 
-def free_port(host: str, kind: int = socket.SOCK_DGRAM) -> int:
-    """A port free for both UDP and TCP on ``host``."""
-    for _ in range(50):
+def _bindable(host: str, port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
         with socket.socket(socket.AF_INET, kind) as probe:
-            probe.bind((host, 0))
-            port = probe.getsockname()[1]
-        other = socket.SOCK_STREAM if kind == socket.SOCK_DGRAM else socket.SOCK_DGRAM
-        try:
-            with socket.socket(socket.AF_INET, other) as check:
-                check.bind((host, port))
-        except OSError:
-            continue
-        return port
+            try:
+                probe.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
+def free_port(host: str) -> int:
+    """A port free for UDP and TCP on ``host``, below the kernel's ephemeral range.
+
+    Ports from bind(0) come from the ephemeral range, where any client socket
+    (sipp's, the database driver's) may take them before the gateway binds;
+    18000-19999 is out of that range and of the media blocks below.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(18000, 20000)
+        if _bindable(host, port):
+            return port
     raise RuntimeError(f"no free port on {host}")
 
 
 def media_range(size: int = 400) -> tuple[int, int]:
-    """A block of even-aligned media ports unlikely to collide between test runs."""
-    base = 30000 + (os.getpid() * 7 % 200) * 100
-    base -= base % 2
+    """A block of media ports in 10000-17999, clear of sipp's and the kernel's ports."""
+    base = random.Random().randrange(10000, 18000 - size) & ~1
     return base, base + size - 1
 
 

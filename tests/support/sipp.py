@@ -504,14 +504,19 @@ class SippProcess:
                 keep_packets=spec.keep_rtp_packets,
             )
         command = build_command(spec, sipp, local_port, media_ip, media_port, files)
-        with files["stderr"].open("wb") as stderr:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                cwd=workdir,
-            )
+        try:
+            with files["stderr"].open("wb") as stderr:
+                process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    cwd=workdir,
+                )
+        except BaseException:
+            if rtp is not None:
+                rtp.close()
+            raise
         peer = cls(
             spec,
             command,
