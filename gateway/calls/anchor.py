@@ -9,7 +9,10 @@ whose version goes up exactly when the SDP we send to that side changes
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from gateway.media.relay import MediaSession
+from gateway.sip.multipart import BodyPart, Multipart, parse_multipart
 from gateway.sip.sdp import (
     Origin,
     SdpParseError,
@@ -72,11 +75,51 @@ def _without_origin(body: bytes) -> bytes:
     return b"\n".join(line for line in body.split(b"\n") if not line.startswith(b"o="))
 
 
-def parse_sdp_body(content_type: str | None, body: bytes) -> SessionDescription | None:
-    """The SDP in a message body, None when there is none; SdpParseError when bad."""
-    if not body or content_type != SDP_TYPE:
+@dataclass(slots=True)
+class SdpBody:
+    """The SDP found in a message body, and how to put a rewritten SDP in its place.
+
+    A plain ``application/sdp`` body is replaced whole; in a multipart body
+    (RFC 5621, e.g. SDP beside ISUP from a SIP-T trunk, RFC 3204) only the
+    SDP part changes and every other part is carried byte for byte.
+    """
+
+    sdp: SessionDescription
+    content_type: str
+    container: Multipart | None = None
+    part_index: int = 0
+
+    def replace(self, sdp: bytes) -> tuple[bytes, str]:
+        """The whole body with ``sdp`` in place of the original, and its Content-Type."""
+        if self.container is None:
+            return sdp, SDP_TYPE
+        parts = list(self.container.parts)
+        old = parts[self.part_index]
+        parts[self.part_index] = BodyPart(list(old.headers), sdp)
+        rebuilt = Multipart(
+            self.container.boundary, parts, self.container.preamble, self.container.epilogue
+        )
+        return bytes(rebuilt), self.content_type
+
+
+def find_sdp(content_type: str | None, body: bytes) -> SdpBody | None:
+    """The SDP in a body (plain or one multipart part); None when there is none.
+
+    Raises SdpParseError for a bad SDP and SipParseError for a bad multipart body.
+    """
+    if not body or not content_type:
         return None
-    return SessionDescription.parse(body)
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == SDP_TYPE:
+        return SdpBody(SessionDescription.parse(body), content_type)
+    if not media_type.startswith("multipart/"):
+        return None
+    container = parse_multipart(content_type, body)
+    for index, part in enumerate(container.parts):
+        if part.content_type == SDP_TYPE:
+            sdp = SessionDescription.parse(part.body)
+            return SdpBody(sdp, content_type, container, index)
+    return None
 
 
-__all__ = ["SDP_TYPE", "MediaAnchor", "SdpParseError", "parse_sdp_body"]
+__all__ = ["SDP_TYPE", "MediaAnchor", "SdpBody", "SdpParseError", "find_sdp"]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from gateway.calls import disposition as dispositions
-from gateway.calls.anchor import SDP_TYPE, MediaAnchor, SdpParseError, parse_sdp_body
+from gateway.calls.anchor import SDP_TYPE, MediaAnchor, SdpBody, SdpParseError, find_sdp
 from gateway.calls.call import CALLEE, CALLER, GATEWAY, Call, CallState, Leg
 from gateway.calls.header_policy import REQUEST_HEADERS, RESPONSE_HEADERS, copy_headers
 from gateway.calls.numbers import to_e164, uri_number
@@ -30,10 +30,10 @@ from gateway.media.relay import MediaRelay
 from gateway.net.stack import SipStack
 from gateway.net.transports import Address
 from gateway.sip.dialog import Dialog
+from gateway.sip.errors import SipParseError
 from gateway.sip.headers import CSeq
 from gateway.sip.message import SipRequest, SipResponse, make_response
 from gateway.sip.routing import uri_to_address
-from gateway.sip.sdp import SessionDescription
 from gateway.sip.transaction import (
     AckTimeout,
     CancelReceived,
@@ -226,8 +226,8 @@ class CallManager:
             self._reply(transaction, request, 403, "No Tenant For This Peer")
             return
         try:
-            offer = parse_sdp_body(request.content_type, request.body)
-        except SdpParseError as exc:
+            offer = find_sdp(request.headers.get("Content-Type"), request.body)
+        except (SdpParseError, SipParseError) as exc:
             self._reply(transaction, request, 400, f"Bad SDP: {exc.reason}"[:100])
             return
         record_id = str(uuid.uuid4())
@@ -303,9 +303,9 @@ class CallManager:
         call.tasks.add(task)
         task.add_done_callback(call.tasks.discard)
 
-    async def _place(self, call: Call, offer: SessionDescription | None) -> None:
+    async def _place(self, call: Call, offer: SdpBody | None) -> None:
         """Anchor media and send the B leg's INVITE."""
-        streams = len(offer.media) if offer is not None else 2
+        streams = len(offer.sdp.media) if offer is not None else 2
         try:
             session = await self.relay.create_session(call.record_id, streams=max(streams, 1))
         except Exception:
@@ -317,11 +317,11 @@ class CallManager:
         if call.state is CallState.ENDED:  # cancelled while the ports were bound
             await self.relay.close_session(session)
             return
-        body = b""
+        body, content_type = b"", None
         if offer is not None:
-            call.anchor.accept("a", offer)
-            body = call.anchor.render("b", offer)
-        invite = self._build_b_invite(call, body)
+            call.anchor.accept("a", offer.sdp)
+            body, content_type = offer.replace(call.anchor.render("b", offer.sdp))
+        invite = self._build_b_invite(call, body, content_type)
         call.b_invite = invite
         call.state = CallState.CALLING
         transaction = self.stack.send_request(invite, call.b.peer, call.b.transport)
@@ -336,7 +336,9 @@ class CallManager:
         media = self.settings.media
         return media.advertised_address or media.host
 
-    def _build_b_invite(self, call: Call, body: bytes) -> SipRequest:
+    def _build_b_invite(
+        self, call: Call, body: bytes, content_type: str | None = None
+    ) -> SipRequest:
         a_invite = call.a_invite
         target = call.route.target
         request_uri = a_invite.uri
@@ -368,7 +370,7 @@ class CallManager:
         headers.add("Contact", str(self.stack.contact(call.b.transport)))
         copy_headers(a_invite.headers, headers, REQUEST_HEADERS)
         if body:
-            headers.set("Content-Type", SDP_TYPE)
+            headers.set("Content-Type", content_type or SDP_TYPE)
             invite.body = body
         elif a_invite.body and a_invite.content_type != SDP_TYPE:
             headers.set("Content-Type", a_invite.headers.get("Content-Type") or "")
@@ -519,16 +521,16 @@ class CallManager:
         call.b.dialog = None
         self._by_server_txn[id(transaction)] = call
         try:
-            offer = parse_sdp_body(request.content_type, request.body)
-        except SdpParseError as exc:
+            offer = find_sdp(request.headers.get("Content-Type"), request.body)
+        except (SdpParseError, SipParseError) as exc:
             self._reply(transaction, request, 400, f"Bad SDP: {exc.reason}"[:100])
             self._finish(call, dispositions.FAILED, CALLER, "bad SDP in retry", 400)
             return
-        body = b""
+        body, content_type = b"", None
         if offer is not None and call.anchor is not None:
-            call.anchor.accept("a", offer)
-            body = call.anchor.render("b", offer)
-        invite = self._build_b_invite(call, body)
+            call.anchor.accept("a", offer.sdp)
+            body, content_type = offer.replace(call.anchor.render("b", offer.sdp))
+        invite = self._build_b_invite(call, body, content_type)
         call.b_invite = invite
         call.state = CallState.CALLING
         b_transaction = self.stack.send_request(invite, call.b.peer, call.b.transport)
@@ -634,18 +636,18 @@ class CallManager:
             self._reply(transaction, request, 491, to_tag=leg.local_tag)  # 14.2 glare
             return
         try:
-            offer = parse_sdp_body(request.content_type, request.body)
-        except SdpParseError as exc:
+            offer = find_sdp(request.headers.get("Content-Type"), request.body)
+        except (SdpParseError, SipParseError) as exc:
             reason = f"Bad SDP: {exc.reason}"[:100]
             self._reply(transaction, request, 400, reason, to_tag=leg.local_tag)
             return
         body = request.body
         if offer is not None and call.anchor is not None:
-            if len(offer.media) > call.anchor.stream_count:
+            if len(offer.sdp.media) > call.anchor.stream_count:
                 self._reply(transaction, request, 488, "Too Many Streams", to_tag=leg.local_tag)
                 return
-            call.anchor.accept(leg.side, offer)
-            body = call.anchor.render(other.side, offer)
+            call.anchor.accept(leg.side, offer.sdp)
+            body, _ = offer.replace(call.anchor.render(other.side, offer.sdp))
         contacts = request.contacts
         if contacts:
             leg.dialog.update_remote_target(contacts[0])  # type: ignore[union-attr]
@@ -702,13 +704,12 @@ class CallManager:
         if status == 100:
             return
         other = call.other(leg)
-        body, content_type = response.body, response.headers.get("Content-Type")
-        if call.anchor is not None and response.content_type == SDP_TYPE and response.body:
-            relayed_body, _ = self._relay_body(call, other.side, leg.side, response)
-            if relayed_body is None:
-                return
-            body = relayed_body
-        relayed = make_response(request, status, response.reason, to_tag=leg.local_tag)
+        reason = response.reason
+        body, content_type = self._relay_body(call, other.side, leg.side, response)
+        if body is None:
+            body, content_type = b"", None
+            status, reason = 488, "Unusable SDP In Answer"
+        relayed = make_response(request, status, reason, to_tag=leg.local_tag)
         copy_headers(response.headers, relayed.headers, RESPONSE_HEADERS)
         if body:
             relayed.body = body
@@ -720,7 +721,7 @@ class CallManager:
                 other.outgoing_offer = None
             if leg.incoming_offer is transaction:
                 leg.incoming_offer = None
-            if request.method == "INVITE" and status < 300:
+            if request.method == "INVITE" and 200 <= response.status < 300:
                 self._on_reinvite_answered(leg, other, request, response)
         self.stack.send_response(transaction, relayed)
 
@@ -771,20 +772,20 @@ class CallManager:
         cseq, other.owed_ack_cseq = other.owed_ack_cseq, None
         if cseq is None or other.dialog is None:
             return
-        body = b""
+        body, content_type = b"", None
         try:
-            answer = parse_sdp_body(ack.content_type, ack.body)
-        except SdpParseError as exc:
+            answer = find_sdp(ack.headers.get("Content-Type"), ack.body)
+        except (SdpParseError, SipParseError) as exc:
             log.warning("call %s: bad SDP in ACK: %s", call.record_id, exc.reason)
             answer = None
         if answer is not None and call.anchor is not None:
-            call.anchor.accept(leg.side, answer)
-            body = call.anchor.render(other.side, answer)
+            call.anchor.accept(leg.side, answer.sdp)
+            body, content_type = answer.replace(call.anchor.render(other.side, answer.sdp))
         ack_out = other.dialog.create_ack(
             cseq,
             via=self.stack.via(other.transport),
             body=body,
-            content_type=SDP_TYPE if body else None,
+            content_type=content_type,
         )
         dest, transport = self._next_hop(other)
         self.stack.send_ack(ack_out, dest, transport)
@@ -887,17 +888,16 @@ class CallManager:
         Returns (None, None) when the SDP is unusable (the caller treats that
         as a failed exchange).
         """
-        if message.content_type != SDP_TYPE or not message.body:
-            return message.body, message.headers.get("Content-Type")
+        content_type = message.headers.get("Content-Type")
         try:
-            sdp = SessionDescription.parse(message.body)
-        except SdpParseError as exc:
+            found = find_sdp(content_type, message.body)
+        except (SdpParseError, SipParseError) as exc:
             log.warning("call %s: bad SDP from %s: %s", call.record_id, from_side, exc.reason)
             return None, None
-        if call.anchor is None:
-            return message.body, SDP_TYPE
-        call.anchor.accept(from_side, sdp)
-        return call.anchor.render(to_side, sdp), SDP_TYPE
+        if found is None or call.anchor is None:
+            return message.body, content_type
+        call.anchor.accept(from_side, found.sdp)
+        return found.replace(call.anchor.render(to_side, found.sdp))
 
     def _a_response(
         self, call: Call, status: int, reason: str, body: bytes, content_type: str | None

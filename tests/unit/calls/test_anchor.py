@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.calls.anchor import MediaAnchor, parse_sdp_body
+from gateway.calls.anchor import MediaAnchor, find_sdp
 from gateway.media.relay import MediaRelay
 from gateway.sip.sdp import SessionDescription, media_endpoints
 
@@ -59,6 +59,35 @@ async def test_streams_beyond_the_session_are_rejected(relay: MediaRelay) -> Non
 
 
 def test_only_sdp_bodies_are_parsed() -> None:
-    assert parse_sdp_body("application/dtmf-relay", b"Signal=1\r\nDuration=160\r\n") is None
-    assert parse_sdp_body("application/sdp", b"") is None
-    assert parse_sdp_body("application/sdp", OFFER.encode()) is not None
+    assert find_sdp("application/dtmf-relay", b"Signal=1\r\nDuration=160\r\n") is None
+    assert find_sdp("application/sdp", b"") is None
+    found = find_sdp("application/sdp", OFFER.encode())
+    assert found is not None
+    assert found.replace(b"v=0\r\n") == (b"v=0\r\n", "application/sdp")
+
+
+ISUP = bytes(range(256))
+MULTIPART_TYPE = 'multipart/mixed;boundary="unique-boundary-1"'
+MULTIPART = (
+    b"--unique-boundary-1\r\nContent-Type: application/sdp\r\n\r\n" + OFFER.encode()
+    + b"\r\n--unique-boundary-1\r\nContent-Type: application/isup;version=itu-t92+\r\n"
+    b"Content-Disposition: signal;handling=optional\r\n\r\n" + ISUP
+    + b"\r\n--unique-boundary-1--\r\n"
+)
+
+
+async def test_sdp_inside_multipart_is_anchored_and_isup_kept(relay: MediaRelay) -> None:
+    found = find_sdp(MULTIPART_TYPE, MULTIPART)
+    assert found is not None
+    session = await relay.create_session("call-4", streams=1)
+    anchor = MediaAnchor(session, "192.0.2.1")
+    anchor.accept("a", found.sdp)
+    body, content_type = found.replace(anchor.render("b", found.sdp))
+    assert content_type == MULTIPART_TYPE
+    again = find_sdp(content_type, body)
+    assert again is not None
+    assert media_endpoints(again.sdp)[0][:2] == ("192.0.2.1", session.local_ports("b")[0][0])
+    assert again.container is not None
+    isup = again.container.parts[1]
+    assert isup.content_type == "application/isup"
+    assert isup.body == ISUP
