@@ -317,8 +317,12 @@ class CallManager:
         if call.state is CallState.ENDED:  # cancelled while the ports were bound
             await self.relay.close_session(session)
             return
+        self._send_b_invite(call, offer)
+
+    def _send_b_invite(self, call: Call, offer: SdpBody | None) -> None:
+        """Offer the caller's SDP, re-anchored, to the callee; start ringing time."""
         body, content_type = b"", None
-        if offer is not None:
+        if offer is not None and call.anchor is not None:
             call.anchor.accept("a", offer.sdp)
             body, content_type = offer.replace(call.anchor.render("b", offer.sdp))
         invite = self._build_b_invite(call, body, content_type)
@@ -526,20 +530,7 @@ class CallManager:
             self._reply(transaction, request, 400, f"Bad SDP: {exc.reason}"[:100])
             self._finish(call, dispositions.FAILED, CALLER, "bad SDP in retry", 400)
             return
-        body, content_type = b"", None
-        if offer is not None and call.anchor is not None:
-            call.anchor.accept("a", offer.sdp)
-            body, content_type = offer.replace(call.anchor.render("b", offer.sdp))
-        invite = self._build_b_invite(call, body, content_type)
-        call.b_invite = invite
-        call.state = CallState.CALLING
-        b_transaction = self.stack.send_request(invite, call.b.peer, call.b.transport)
-        b_transaction.user_data = (
-            lambda response: self._on_b_invite_response(call, response),
-            lambda: self._on_b_invite_timeout(call),
-        )
-        call.b_transaction = b_transaction
-        self._arm_no_answer(call)
+        self._send_b_invite(call, offer)
 
     # -------------------------------------------------------------- CANCEL
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from gateway.store.engine import make_engine
 from gateway.store.queries import latest_calls
+from tests.support.sipp import _can_bind
 
 GATEWAY_HOST = "127.0.0.1"
 PBX_HOST = "127.0.0.2"
@@ -31,13 +32,7 @@ TRUNK_HOST = "127.0.0.3"
 
 
 def _bindable(host: str, port: int) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_INET, kind) as probe:
-            try:
-                probe.bind((host, port))
-            except OSError:
-                return False
-    return True
+    return all(_can_bind(host, port, kind) for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM))
 
 
 def free_port(host: str) -> int:
