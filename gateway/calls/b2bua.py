@@ -371,7 +371,7 @@ class CallManager:
         headers.add("Call-ID", call.b.call_id)
         # Same CSeq number as the caller's INVITE keeps RAck/CSeq references aligned.
         headers.add("CSeq", str(CSeq(a_invite.cseq.seq, "INVITE")))
-        headers.add("Contact", str(self.stack.contact(call.b.transport)))
+        headers.add("Contact", str(self.stack.contact(call.b.transport, toward=call.b.peer)))
         copy_headers(a_invite.headers, headers, REQUEST_HEADERS)
         if body:
             headers.set("Content-Type", content_type or SDP_TYPE)
@@ -663,7 +663,7 @@ class CallManager:
         relayed = other.dialog.create_request(
             request.method,
             via=self.stack.via(other.transport),
-            contact=self.stack.contact(other.transport),
+            contact=self.stack.contact(other.transport, toward=other.peer),
             body=body,
             content_type=request.headers.get("Content-Type") if body else None,
         )
@@ -706,7 +706,9 @@ class CallManager:
             relayed.body = body
             relayed.headers.set("Content-Type", content_type or SDP_TYPE)
         if request.method in ("INVITE", "UPDATE") and 200 <= status < 300:
-            relayed.headers.set("Contact", str(self.stack.contact(leg.transport)))
+            relayed.headers.set(
+                "Contact", str(self.stack.contact(leg.transport, toward=leg.peer))
+            )
         if status >= 200:
             if other.outgoing_offer is client:
                 other.outgoing_offer = None
@@ -904,7 +906,8 @@ class CallManager:
         )
         for record_route in call.a_invite.headers.get_all("Record-Route"):
             response.headers.add("Record-Route", record_route)
-        response.headers.set("Contact", str(self.stack.contact(call.a.transport)))
+        contact = self.stack.contact(call.a.transport, toward=call.a.peer)
+        response.headers.set("Contact", str(contact))
         return response
 
     def _ensure_a_dialog(self, call: Call) -> None:

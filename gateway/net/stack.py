@@ -12,6 +12,7 @@ whole stack however many transactions are open.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,26 +92,56 @@ class SipStack:
 
     # -- identity of this gateway in messages --------------------------------
 
-    def via(self, transport: str) -> Via:
+    def local_host(self, toward: Address | None = None) -> str:
+        """The host this gateway names itself by to the peer at ``toward``.
+
+        The advertised host, unless it is an IP address of the other family than
+        the peer's: an IPv6 peer cannot reach an IPv4 Contact (RFC 3261 12.1.1:
+        the Contact is where the peer sends its in-dialog requests), so a listen
+        address of the peer's family is named instead, when there is one.
+        """
+        if toward is None:
+            return self.advertised_host
+        wanted = _ip_version(toward[0])
+        if wanted is None or _ip_version(self.advertised_host) in (None, wanted):
+            return self.advertised_host
+        for bound in self.transports.bound:
+            if _ip_version(bound.host) == wanted and not _is_unspecified(bound.host):
+                return bound.host
+        return self.advertised_host
+
+    def _local_port(self, transport: str, host: str) -> int:
+        """The port of the ``transport`` listener on ``host`` (listeners may differ by family)."""
+        for bound in self.transports.bound:
+            if bound.transport == transport and bound.host == host:
+                return bound.port
+        return self.transports.local_port(transport)
+
+    def via(self, transport: str, *, toward: Address | None = None) -> Via:
         """A fresh top Via for a request we originate (RFC 3261 8.1.1.7)."""
+        host = self.local_host(toward)
         return Via(
             transport=transport.upper(),
-            host=self.advertised_host,
-            port=self.transports.local_port(transport),
+            host=host,
+            port=self._local_port(transport, host),
             params={"branch": new_branch(), "rport": None},
         )
 
-    def contact(self, transport: str, user: str | None = None) -> NameAddr:
-        """Our Contact: where in-dialog requests reach this gateway (RFC 3261 8.1.1.8)."""
+    def contact(
+        self, transport: str, user: str | None = None, *, toward: Address | None = None
+    ) -> NameAddr:
+        """Our Contact: where in-dialog requests from the peer at ``toward`` reach this
+        gateway (RFC 3261 8.1.1.8)."""
         params: dict[str, str | None] = {}
         if transport != "udp":
             params["transport"] = transport
+        host = self.local_host(toward)
         uri = SipUri(
             scheme="sip",
             user=user,
             password=None,
-            host=self.advertised_host,
-            port=self.transports.local_port(transport),
+            host=host,
+            port=self._local_port(transport, host),
             params=params,
             headers={},
         )
@@ -220,3 +251,15 @@ class SipStack:
         self._timer = None
         self._timer_at = None
         self._dispatch(self.layer.tick(self.now()))
+
+
+def _ip_version(host: str) -> int | None:
+    """4 or 6 for an IP literal (brackets allowed), None for a host name."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).version
+    except ValueError:
+        return None
+
+
+def _is_unspecified(host: str) -> bool:
+    return ipaddress.ip_address(host.strip("[]")).is_unspecified

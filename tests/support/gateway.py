@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,24 @@ TRUNK_HOST = "127.0.0.3"
 
 
 def _bindable(host: str, port: int) -> bool:
-    return all(_can_bind(host, port, kind) for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM))
+    kinds = (socket.SOCK_DGRAM, socket.SOCK_STREAM)
+    if ":" in host:
+        return all(_can_bind_ipv6(host, port, kind) for kind in kinds)
+    return all(_can_bind(host, port, kind) for kind in kinds)
 
 
-def free_port(host: str) -> int:
-    """A port free for UDP and TCP on ``host``, below the kernel's ephemeral range.
+def _can_bind_ipv6(host: str, port: int, kind: int) -> bool:
+    with socket.socket(socket.AF_INET6, kind) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str, *also: str) -> int:
+    """A port free for UDP and TCP on ``host`` (and every host in ``also``), below the
+    kernel's ephemeral range.
 
     Ports from bind(0) come from the ephemeral range, where any client socket
     (sipp's, the database driver's) may take them before the gateway binds;
@@ -45,7 +58,7 @@ def free_port(host: str) -> int:
     rng = random.Random()
     for _ in range(200):
         port = rng.randrange(18000, 20000)
-        if _bindable(host, port):
+        if all(_bindable(each, port) for each in (host, *also)):
             return port
     raise RuntimeError(f"no free port on {host}")
 
@@ -54,6 +67,34 @@ def media_range(size: int = 400) -> tuple[int, int]:
     """A block of media ports in 10000-17999, clear of sipp's and the kernel's ports."""
     base = random.Random().randrange(10000, 18000 - size) & ~1
     return base, base + size - 1
+
+
+@dataclass(frozen=True)
+class TenantPeers:
+    """One more tenant for :func:`write_config`: its PBX and trunk (host, port)."""
+
+    name: str
+    pbx: tuple[str, int]
+    trunk: tuple[str, int]
+    pbx_transport: str = "udp"
+    trunk_transport: str = "udp"
+
+    def toml(self) -> str:
+        return f"""
+[[tenants]]
+name = "{self.name}"
+default_region = "US"
+
+[tenants.pbx]
+host = "{self.pbx[0]}"
+port = {self.pbx[1]}
+transport = "{self.pbx_transport}"
+
+[tenants.trunk]
+host = "{self.trunk[0]}"
+port = {self.trunk[1]}
+transport = "{self.trunk_transport}"
+"""
 
 
 @dataclass
@@ -132,8 +173,18 @@ def write_config(
     media_timeout_s: float = 60.0,
     drain_timeout_s: float = 5.0,
     instance_id: str | None = None,
+    extra_listen_hosts: Sequence[str] = (),
+    extra_tenants: Sequence[TenantPeers] = (),
 ) -> None:
+    """Write the gateway's TOML: SIP on ``GATEWAY_HOST`` (and ``extra_listen_hosts``,
+    IPv6 literals allowed) over UDP and TCP on ``sip_port``; tenant "acme" with
+    its PBX on ``PBX_HOST`` and trunk on ``TRUNK_HOST``, then ``extra_tenants``."""
     port_min, port_max = media_range()
+    listen = "".join(
+        f'  {{ transport = "{transport}", host = "{host}", port = {sip_port} }},\n'
+        for host in (GATEWAY_HOST, *extra_listen_hosts)
+        for transport in ("udp", "tcp")
+    )
     path.write_text(
         f"""
 instance_id = "{instance_id or "test-" + uuid.uuid4().hex[:8]}"
@@ -142,9 +193,7 @@ drain_timeout_s = {drain_timeout_s}
 
 [sip]
 listen = [
-  {{ transport = "udp", host = "{GATEWAY_HOST}", port = {sip_port} }},
-  {{ transport = "tcp", host = "{GATEWAY_HOST}", port = {sip_port} }},
-]
+{listen}]
 no_answer_timeout_s = {no_answer_timeout_s}
 t1_s = 0.5
 
@@ -171,7 +220,7 @@ transport = "{pbx_transport}"
 host = "{TRUNK_HOST}"
 port = {trunk_port}
 transport = "{trunk_transport}"
-"""
+{"".join(tenant.toml() for tenant in extra_tenants)}"""
     )
 
 
@@ -215,7 +264,7 @@ def wait_until_ready(sip_port: int, process: subprocess.Popen[bytes], log_path: 
 
 
 def start_gateway(tmp: Path, db_url: str, **config: Any) -> GatewayProcess:
-    sip_port = free_port(GATEWAY_HOST)
+    sip_port = free_port(GATEWAY_HOST, *config.get("extra_listen_hosts", ()))
     pbx_port = config.pop("pbx_port", None) or free_port(PBX_HOST)
     trunk_port = config.pop("trunk_port", None) or free_port(TRUNK_HOST)
     config_path = tmp / "gateway.toml"
