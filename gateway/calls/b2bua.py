@@ -64,6 +64,12 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _format_address(address: Address) -> str:
+    """``host:port``, with IPv6 hosts in brackets (RFC 3986 3.2.2)."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -263,10 +269,10 @@ class CallManager:
                 source_uri=str(request.from_.uri),
                 destination_number=to_e164(uri_number(to_uri), region),
                 destination_uri=str(request.uri),
-                source_addr=f"{source[0]}:{source[1]}",
+                source_addr=_format_address(source),
                 started_at=call.started_at,
                 gateway_instance=self.settings.instance_id,
-                destination_addr=f"{call.b.peer[0]}:{call.b.peer[1]}",
+                destination_addr=_format_address(call.b.peer),
                 b_call_id=call.b.call_id,
             )
         )
@@ -363,7 +369,7 @@ class CallManager:
         to = NameAddr(a_invite.to.display_name, a_invite.to.uri, {})
         invite = SipRequest("INVITE", request_uri)
         headers = invite.headers
-        headers.add("Via", str(self.stack.via(call.b.transport)))
+        headers.add("Via", str(self.stack.via(call.b.transport, toward=call.b.peer)))
         max_forwards = a_invite.max_forwards
         headers.add("Max-Forwards", str((max_forwards if max_forwards is not None else 70) - 1))
         headers.add("From", str(from_))
@@ -662,7 +668,7 @@ class CallManager:
             return
         relayed = other.dialog.create_request(
             request.method,
-            via=self.stack.via(other.transport),
+            via=self.stack.via(other.transport, toward=other.peer),
             contact=self.stack.contact(other.transport, toward=other.peer),
             body=body,
             content_type=request.headers.get("Content-Type") if body else None,
@@ -729,7 +735,9 @@ class CallManager:
             other.owed_ack_cseq = response.cseq.seq
             leg.ack_with_answer_for = request.cseq.seq
             return
-        ack = other.dialog.create_ack(response.cseq.seq, via=self.stack.via(other.transport))
+        ack = other.dialog.create_ack(
+            response.cseq.seq, via=self.stack.via(other.transport, toward=other.peer)
+        )
         dest, transport = self._next_hop(other)
         self.stack.send_ack(ack, dest, transport)
 
@@ -776,7 +784,7 @@ class CallManager:
             body, content_type = answer.replace(call.anchor.render(other.side, answer.sdp))
         ack_out = other.dialog.create_ack(
             cseq,
-            via=self.stack.via(other.transport),
+            via=self.stack.via(other.transport, toward=other.peer),
             body=body,
             content_type=content_type,
         )
@@ -808,7 +816,7 @@ class CallManager:
             self._send_bye_dialog(leg.dialog, leg)
 
     def _send_bye_dialog(self, dialog: Dialog, leg: Leg) -> None:
-        bye = dialog.create_request("BYE", via=self.stack.via(leg.transport))
+        bye = dialog.create_request("BYE", via=self.stack.via(leg.transport, toward=leg.peer))
         dest, transport = self._next_hop(leg, dialog)
         transaction = self.stack.send_request(bye, dest, transport)
         transaction.user_data = None
@@ -920,7 +928,8 @@ class CallManager:
 
     def _ack_dialog(self, dialog: Dialog, leg: Leg, cseq: int | None = None) -> None:
         ack = dialog.create_ack(
-            cseq if cseq is not None else dialog.local_cseq, via=self.stack.via(leg.transport)
+            cseq if cseq is not None else dialog.local_cseq,
+            via=self.stack.via(leg.transport, toward=leg.peer),
         )
         dest, transport = self._next_hop(leg, dialog)
         self.stack.send_ack(ack, dest, transport)

@@ -181,17 +181,17 @@ class SipStack:
         self.counters.malformed += 1
         request = exc.partial
         if request is None or request.method == "ACK":
-            log.info("dropped malformed message from %s:%s: %s", *source, exc.reason)
+            log.debug("dropped malformed message from %s:%s: %s", *source, exc.reason)
             return
         try:
             status = exc.status
             response = make_response(request, status, exc.reason[:120], to_tag=new_tag())
             dest = response_destination(request.top_via, source)
         except (SipParseError, ValueError, IndexError, KeyError) as inner:
-            log.info("dropped malformed request from %s:%s: %s (%s)", *source, exc.reason, inner)
+            log.debug("dropped malformed request from %s:%s: %s (%s)", *source, exc.reason, inner)
             return
         self.counters.malformed_answered += 1
-        log.info("answered malformed request from %s:%s with %d: %s", *source, status, exc.reason)
+        log.debug("answered malformed request from %s:%s with %d: %s", *source, status, exc.reason)
         self.transports.send(bytes(response), dest, transport)
 
     # -- outbound -------------------------------------------------------------
