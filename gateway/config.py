@@ -456,6 +456,7 @@ class MediaSettings(_Section):
     port_min: int = 20000
     port_max: int = 29999
     timeout_s: PositiveSeconds = 60.0
+    hold_timeout_s: float = Field(default=3600.0, ge=0)
 
     @field_validator("host")
     @classmethod

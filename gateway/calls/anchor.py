@@ -36,13 +36,22 @@ class MediaAnchor:
             "b": new_origin(advertised_address),
         }
         self._last_sent: dict[str, bytes] = {}
+        self._holding: dict[str, bool] = {"a": False, "b": False}
 
     @property
     def stream_count(self) -> int:
         return len(self.session.streams)
 
+    @property
+    def on_hold(self) -> bool:
+        """Whether the latest SDP of either side holds a stream (RFC 3264 8.4)."""
+        return self._holding["a"] or self._holding["b"]
+
     def accept(self, side: str, sdp: SessionDescription) -> None:
         """Learn from ``side``'s SDP where that party receives each stream."""
+        self._holding[side] = any(
+            sdp.is_hold(index) for index, media in enumerate(sdp.media) if not media.is_rejected
+        )
         endpoints = media_endpoints(sdp)
         for index, (address, rtp_port, rtcp_port, rtcp_mux) in enumerate(endpoints):
             if index >= self.stream_count:

@@ -53,6 +53,8 @@ from gateway.store.writer import CallEnd, CallStart, CallUpdate, RecordWriter
 log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, REFER, NOTIFY, MESSAGE"
+ENDING_WAIT_S = 4.0
+"""How long a drain waits for the answers to the BYEs and CANCELs it sent."""
 AUTH_RETRY_WINDOW_S = 32.0
 """How long a call whose callee challenged (401/407) waits for the caller's retry."""
 
@@ -108,6 +110,7 @@ class CallManager:
         self._all_ended.set()
         self.completed = 0
         self._closing: set[asyncio.Future[None]] = set()
+        self._endings: set[ClientTransaction] = set()
         stack.set_handler(self.handle)
 
     # ------------------------------------------------------------------ life
@@ -120,6 +123,22 @@ class CallManager:
         if self._idle_task is not None:
             self._idle_task.cancel()
 
+    async def _wait_for_endings(self, timeout: float) -> None:
+        """Wait until the peers answered the BYEs and CANCELs we sent (or ``timeout``)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._endings and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+
+    def _track_ending(self, transaction: ClientTransaction) -> None:
+        """Remember a BYE/CANCEL until its final response or its timeout."""
+        self._endings.add(transaction)
+
+        def answered(response: SipResponse) -> None:
+            if response.status >= 200:
+                self._endings.discard(transaction)
+
+        transaction.user_data = (answered, lambda: self._endings.discard(transaction))
+
     async def drain(self, timeout: float) -> None:
         """Refuse new calls (503), let active calls end for ``timeout``, then end them."""
         self.draining = True
@@ -129,8 +148,7 @@ class CallManager:
                 await asyncio.wait_for(self._all_ended.wait(), timeout)
         for call in list(self.calls.values()):
             self.terminate(call, reason="gateway shut down", disposition=None)
-        # let the BYE/CANCEL leave the sockets before the caller closes them
-        await asyncio.sleep(0.05)
+        await self._wait_for_endings(ENDING_WAIT_S)
 
     # ---------------------------------------------------------------- events
 
@@ -560,7 +578,7 @@ class CallManager:
         call.cancel_sent = True
         cancel = build_cancel(call.b_invite)
         transaction = self.stack.send_request(cancel, call.b.peer, call.b.transport)
-        transaction.user_data = None
+        self._track_ending(transaction)
 
     def _fail_a(self, call: Call, status: int, reason: str) -> None:
         if call.a_final_sent:
@@ -819,7 +837,7 @@ class CallManager:
         bye = dialog.create_request("BYE", via=self.stack.via(leg.transport, toward=leg.peer))
         dest, transport = self._next_hop(leg, dialog)
         transaction = self.stack.send_request(bye, dest, transport)
-        transaction.user_data = None
+        self._track_ending(transaction)
 
     def _finish(
         self,
@@ -951,19 +969,24 @@ class CallManager:
 
     async def _watch_media_idle(self) -> None:
         """End answered calls whose media stopped in both directions (media timeout)."""
-        timeout = self.settings.media.timeout_s
+        active_limit = self.settings.media.timeout_s
+        hold_limit = self.settings.media.hold_timeout_s
         loop = asyncio.get_running_loop()
-        interval = min(1.0, timeout / 4)
+        interval = min(1.0, active_limit / 4)
         while True:
             await asyncio.sleep(interval)
             now = loop.time()
             for call in list(self.calls.values()):
                 if call.state is not CallState.ANSWERED or call.anchor is None:
                     continue
+                limit = hold_limit if call.anchor.on_hold else active_limit
+                if limit <= 0:
+                    continue
                 last = max(call.anchor.session.last_activity, call.answered_monotonic or 0.0)
-                if now - last >= timeout:
+                if now - last >= limit:
+                    held = " on hold" if call.anchor.on_hold else ""
                     self.terminate(
                         call,
-                        reason=f"no RTP for {timeout:g} s",
+                        reason=f"no RTP for {limit:g} s{held}",
                         disposition=dispositions.MEDIA_TIMEOUT,
                     )

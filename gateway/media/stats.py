@@ -20,6 +20,8 @@ MAX_MISORDER = 100
 DEFAULT_CLOCK_RATE = 8000
 """RTP clock of PCMU/PCMA and most narrowband codecs (RFC 3551 4.5)."""
 
+_TIMESTAMP_SPACE = float(1 << 32)
+_HALF_TIMESTAMP_SPACE = float(1 << 31)
 _SEQ_TIMESTAMP_SSRC = struct.Struct("!HII")
 """Sequence number, timestamp and SSRC: octets 2-11 of the RTP header (RFC 3550 5.1)."""
 
@@ -113,6 +115,10 @@ class StreamStats:
         self._transit = transit
         if d < 0:
             d = -d
+        if d > _HALF_TIMESTAMP_SPACE:  # the 32-bit timestamp wrapped between the two
+            d %= _TIMESTAMP_SPACE
+            if d > _HALF_TIMESTAMP_SPACE:
+                d = _TIMESTAMP_SPACE - d
         self.jitter += (d - self.jitter) * 0.0625
 
     def set_clock_rate(self, clock_rate: int) -> None:

@@ -272,11 +272,12 @@ class Baresip:
             time.sleep(0.05)
 
     def _read_loop(self) -> None:
-        assert self._socket is not None
+        control = self._socket  # stop() may clear the attribute while this thread reads
+        assert control is not None
         decoder = NetstringDecoder()
         while True:
             try:
-                data = self._socket.recv(65536)
+                data = control.recv(65536)
             except OSError:
                 return
             if not data:

@@ -91,3 +91,17 @@ async def test_sdp_inside_multipart_is_anchored_and_isup_kept(relay: MediaRelay)
     isup = again.container.parts[1]
     assert isup.content_type == "application/isup"
     assert isup.body == ISUP
+
+
+async def test_hold_is_tracked_from_either_sides_latest_sdp(relay: MediaRelay) -> None:
+    session = await relay.create_session("call-5", streams=1)
+    anchor = MediaAnchor(session, "192.0.2.1")
+    anchor.accept("a", SessionDescription.parse(OFFER))
+    assert not anchor.on_hold
+    anchor.accept("a", SessionDescription.parse(OFFER.replace("a=sendrecv", "a=inactive")))
+    assert anchor.on_hold
+    anchor.accept("a", SessionDescription.parse(OFFER))
+    anchor.accept("b", SessionDescription.parse(OFFER.replace("10.0.0.2\r\nt", "0.0.0.0\r\nt")))
+    assert anchor.on_hold
+    anchor.accept("b", SessionDescription.parse(OFFER))
+    assert not anchor.on_hold
