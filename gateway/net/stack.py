@@ -196,9 +196,7 @@ class SipStack:
 
     # -- outbound -------------------------------------------------------------
 
-    def send_request(
-        self, request: SipRequest, dest: Address, transport: str
-    ) -> ClientTransaction:
+    def send_request(self, request: SipRequest, dest: Address, transport: str) -> ClientTransaction:
         request.headers.set("User-Agent", self.user_agent)
         transaction, events = self.layer.send_request(
             request, dest, self.now(), reliable=transport != "udp"

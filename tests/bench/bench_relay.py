@@ -4,6 +4,7 @@ Run from the repository root::
 
     /work/main/.venv/bin/python -m tests.bench.bench_relay
     /work/main/.venv/bin/python -m tests.bench.bench_relay --calls 500,1500 --duration 10
+    /work/main/.venv/bin/python -m tests.bench.bench_relay --realtime   # on a shared host
 
 Method
 ------
@@ -14,36 +15,61 @@ memory is measured from a clean baseline. The load generator runs pinned to
 another core (``--gen-cpu``) and emulates N G.711 calls: every call has a
 caller phone and a callee phone, each a UDP socket on 127.0.0.1 that sends
 a 172-byte RTP packet (12-byte header + 160 bytes of PCMU) every 20 ms, the
-2N phones' send times spread evenly over the 20 ms period. The relay holds
-one session per call with both phones' addresses set as remotes, so every
-call is 100 packets/s through the relay (1,500 calls = 150,000 packets/s).
-The parent process only orchestrates.
+2N phones' send times spread evenly over the 20 ms period (sent in bursts
+of at most 1 ms, the generator's sleep granularity). The relay holds one
+session per call with both phones' addresses set as remotes, so every call
+is 100 packets/s through the relay (1,500 calls = 150,000 packets/s). The
+parent process only orchestrates.
 
 Each step first runs the DIRECT path (each phone sends straight to its
-peer, no relay), then the RELAY path, with the same generator and load.
+peer, no relay), then the RELAY path, with the same generator. The direct
+run is capped at ``--direct-max-calls`` (1,000): there the generator is
+both ends of every packet, and the kernel path it measures does not depend
+on the number of calls.
+
 The payload carries the send time (``time.time_ns()``) and the phone's
 index; the sinks read the kernel's receive timestamp of every packet
-(SO_TIMESTAMPNS, same CLOCK_REALTIME), so the sink's own scheduling delay is
-not counted. Latency = receive timestamp - send time; "added" latency is
-relay minus direct at the same percentile. Loss counts every packet sent in
-the step against every packet received (the sinks read on until 0.5 s pass
-without a packet, 10 s at most). Latency percentiles and packets/s exclude
-the first ``--warmup`` seconds.
+(SO_TIMESTAMPNS, the same CLOCK_REALTIME), so the sink's own scheduling
+delay is not counted. Latency = receive timestamp - send time; "added"
+latency is relay minus direct at the same percentile. Loss counts every
+packet sent in the step against every packet received (the sinks read on
+until 0.5 s pass without a packet, 10 s at most). "late%" is the share
+of packets more than 60 ms late (past a typical jitter buffer: lost to the
+listener even though they arrived). Latency percentiles, late% and
+packets/s exclude the first ``--warmup`` seconds.
 
-Relay CPU is utime+stime from /proc/<pid>/stat over the measuring window
-(10 ms ticks); "CPU-s per 1k pps" = relay CPU seconds per second divided by
-thousands of packets/s relayed. On loopback, a sender's system call also
-delivers the packet into the receiver's socket, so the relay's CPU includes
-delivery into the sinks, and the generator's includes delivery into the
-relay. RSS per call = (relay VmRSS with N calls under traffic - VmRSS of
-the same process before its sessions) / N; kernel socket buffers are not in
-RSS.
+Columns: "relayCPU" is the relay process's user+system CPU (getrusage, read
+by the relay at the start and end of the window) per second of wall time;
+"CPU-s/1kpps" is that divided by thousands of packets/s relayed. On
+loopback a sender's system call also delivers the packet into the
+receiver's socket, so the relay's CPU includes delivery into the sinks (and
+the generator's includes delivery into the relay). "core" is how busy the
+relay's CPU was in total (/proc/stat): relay, softirqs, and anything else
+that ran there. "rq wait" is the share of time the relay was runnable but
+waiting for its CPU (/proc/self/schedstat): more than a few percent means
+other load on the core disturbed the step; ``--realtime`` runs relay and
+generator SCHED_FIFO so ordinary processes cannot delay them. RSS per call =
+(relay VmRSS with N calls under traffic - VmRSS of the same process before
+its sessions) / N; kernel socket buffers are not in RSS.
 
 The generator is checked too: "gen lag" is how late (p99 over send
-batches) it sent against the 20 ms schedule, and "gen busy" is the share of
-wall time it was not idle. A step where the generator lagged more than
-5 ms at p99 or was over 95 % busy is marked GENERATOR-LIMITED: its numbers
-measure the generator, not the relay.
+batches) it sent against the schedule, and "gen busy" its CPU per wall
+second. A step where the generator lagged more than 5 ms at p99 or was over
+95 % busy is marked GENERATOR-LIMITED: its numbers measure the generator,
+not the relay.
+
+Findings that shaped the relay (2-vCPU Xeon 2.1 GHz VM, Python 3.11,
+uvloop 0.23, ``--realtime``): uvloop's ``DatagramProtocol`` path costs about
+7-8 µs of relay CPU per packet, about half of it in the kernel's sendto;
+``loop.add_reader`` with one ``recvfrom`` per wakeup costs about 40 % more,
+reading until BlockingIOError more still, and one epoll set drained per
+wakeup about the same as the protocol path. asyncio's own loop is about
+4-5x slower than uvloop. Sending through the socket's ``sendto`` instead of
+the transport's avoids uvloop's 2048-entry address cache, which thrashes
+above about 1,000 calls (0.6-0.8 µs per packet). Raising SO_RCVBUF/SO_SNDBUF
+to 4 MB changed neither CPU nor loss: a 50 packet/s socket's default buffer
+already holds seconds of media. Exact per-packet RFC 3550 statistics cost
+about 0.5 µs per packet.
 """
 
 from __future__ import annotations
@@ -70,16 +96,28 @@ PTIME_NS = 20_000_000
 SAMPLES_PER_PACKET = 160
 HEADER = struct.Struct("!BBHIIqI")
 """RTP header (V=2, PT=0 PCMU, seq, timestamp, SSRC) + send time (ns) + phone index."""
-RECORD = np.dtype([("rtp", "V12"), ("sent_ns", ">i8"), ("phone", ">u4"), ("rest", f"V{32 - 24}")])
+RECORD = np.dtype(
+    [("head", "V8"), ("ssrc", ">u4"), ("sent_ns", ">i8"), ("phone", ">u4"), ("rest", "V8")]
+)
+"""The first 32 octets of a generator packet, all the sinks read."""
 RECV_BYTES = RECORD.itemsize
 TIMESPEC = np.dtype([("sec", "<i8"), ("nsec", "<i8")])
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 """Linux: struct timespec receive timestamps as SCM_TIMESTAMPNS (socket(7))."""
 CMSG_SPACE = socket.CMSG_SPACE(16)
+MAX_BURST = 256
+"""Sends in a row before the generator reads again, so a late generator keeps sinking."""
 DRAIN_S = 0.5
 """After the last send, the sinks read on until nothing came for this long..."""
 DRAIN_MAX_S = 10.0
 """...or this long after the last send at most."""
+TARGET_ADDED_P99_US = 2000.0
+LATE_US = 60_000.0
+"""A packet later than this is past a typical 60 ms jitter buffer: as good as lost."""
+SATURATED_CPU = 0.92
+"""Relay CPU per wall second from which a step counts as saturating the core."""
+CLEAN_RUN_DELAY = 0.05
+"""Share of time the relay may wait for its CPU before a step counts as disturbed."""
 LAG_LIMIT_MS = 5.0
 BUSY_LIMIT = 0.95
 PHONE_HOST = "127.0.0.1"
@@ -198,10 +236,12 @@ class RunResult:
     sent: int
     send_errors: int
     received: int
+    stray: int
     latencies_us: np.ndarray
     lag_p99_ms: float
     lag_max_ms: float
     busy: float
+    run_delay: float
     cpu_s: float
     wall_s: float
 
@@ -241,9 +281,9 @@ class Phones:
         for sock in self.socks:
             sock.close()
 
-    def run(self, duration: float, warmup: float) -> RunResult:
+    def run(self, duration: float, warmup: float, calls: int | None = None) -> RunResult:
         """Send on schedule and sink everything for ``duration`` s, then drain."""
-        socks = self.socks
+        socks = self.socks if calls is None else self.socks[: 2 * calls]
         count = len(socks)
         sends = [sock.send for sock in socks]
         receivers: list[Any] = [None] * (max(sock.fileno() for sock in socks) + 1)
@@ -263,13 +303,15 @@ class Phones:
         sent = 0
         send_errors = 0
         received = 0
+        stray = 0
         rusage0 = resource.getrusage(resource.RUSAGE_SELF)
+        delay0 = _proc_run_delay_s()
         start = clock()
         start_wall = wallclock()
         window_start_wall = start_wall + int(warmup * 1e9)
         stop_sending = start + int(duration * 1e9)
-        stop = stop_sending + int(DRAIN_S * 1e9)
-        give_up = stop_sending + int(DRAIN_MAX_S * 1e9)
+        stop = stop_sending + int(DRAIN_MAX_S * 1e9)  # until sending ends; then see below
+        give_up = stop
         round_start = start
         k = 0
         seq = 0
@@ -279,7 +321,9 @@ class Phones:
         while now < stop:
             if sending and next_due <= now:
                 lags.append(now - next_due)
-                while next_due <= now:
+                burst = 0
+                while next_due <= now and burst < MAX_BURST:
+                    burst += 1
                     pack_into(
                         buf,
                         0,
@@ -303,6 +347,8 @@ class Phones:
                         round_start += PTIME_NS
                         if round_start >= stop_sending:
                             sending = False
+                            give_up = clock() + int(DRAIN_MAX_S * 1e9)
+                            stop = clock() + int(DRAIN_S * 1e9)
                             break
                     next_due = round_start + offsets[k]
                 now = clock()
@@ -310,7 +356,7 @@ class Phones:
             # bursts of at most 1 ms worth, and the generator sleeps in between
             wait_ns = (next_due - now) if sending else (stop - now)
             timeout = max(wait_ns, 0) / 1e9
-            events = poll(timeout)
+            events = poll(timeout, count)
             if events:
                 for fd, _ in events:
                     try:
@@ -322,16 +368,23 @@ class Phones:
                     datas.append(data)
                     stamps.append(ancillary[0][2] if ancillary else _timespec_now())
                 if len(datas) >= 50_000:
-                    chunks.append(_latencies(datas, stamps, window_start_wall))
-                    received += len(datas)
+                    latencies, ours = _latencies(
+                        datas, stamps, count, start_wall, window_start_wall
+                    )
+                    chunks.append(latencies)
+                    received += ours
+                    stray += len(datas) - ours
                     datas = []
                     stamps = []
             now = clock()
             if not sending and events:  # still arriving: keep draining
                 stop = min(max(stop, now + int(DRAIN_S * 1e9)), give_up)
-        received += len(datas)
-        chunks.append(_latencies(datas, stamps, window_start_wall))
+        latencies, ours = _latencies(datas, stamps, count, start_wall, window_start_wall)
+        chunks.append(latencies)
+        received += ours
+        stray += len(datas) - ours
         rusage1 = resource.getrusage(resource.RUSAGE_SELF)
+        run_delay = (_proc_run_delay_s() - delay0) / ((now - start) / 1e9)
         wall_ns = now - start
         cpu_s = (rusage1.ru_utime + rusage1.ru_stime) - (rusage0.ru_utime + rusage0.ru_stime)
         lag_ms = np.array(lags, dtype=np.float64) / 1e6 if lags else np.zeros(1)
@@ -339,10 +392,12 @@ class Phones:
             sent=sent,
             send_errors=send_errors,
             received=received,
+            stray=stray,
             latencies_us=np.concatenate(chunks) if chunks else np.zeros(0),
             lag_p99_ms=float(np.percentile(lag_ms, 99)),
             lag_max_ms=float(lag_ms.max()),
             busy=cpu_s / (wall_ns / 1e9),
+            run_delay=run_delay,
             cpu_s=cpu_s,
             wall_s=wall_ns / 1e9,
         )
@@ -353,20 +408,28 @@ def _timespec_now() -> bytes:
     return struct.pack("<qq", now // 1_000_000_000, now % 1_000_000_000)
 
 
-def _latencies(datas: list[bytes], stamps: list[bytes], window_start_wall: int) -> np.ndarray:
-    """Latency (µs) of the packets sent inside the measuring window."""
+def _latencies(
+    datas: list[bytes], stamps: list[bytes], phones: int, start_wall: int, window_start_wall: int
+) -> tuple[np.ndarray, int]:
+    """Latency (µs) of this run's packets sent inside the measuring window, and how many
+    received packets were this run's (a stray datagram has no valid phone/SSRC pair)."""
     if not datas:
-        return np.zeros(0)
+        return np.zeros(0), 0
     records = np.frombuffer(b"".join(datas), dtype=RECORD)
     times = np.frombuffer(b"".join(stamps), dtype=TIMESPEC)
     arrived = times["sec"] * 1_000_000_000 + times["nsec"]
     sent = records["sent_ns"].astype(np.int64)
-    in_window = sent >= window_start_wall
-    return (arrived[in_window] - sent[in_window]) / 1000.0
+    phone = records["phone"].astype(np.int64)
+    ours = (phone < phones) & (records["ssrc"].astype(np.int64) == phone + 1)
+    ours &= (sent >= start_wall) & (sent <= arrived)
+    in_window = ours & (sent >= window_start_wall)
+    return (arrived[in_window] - sent[in_window]) / 1000.0, int(ours.sum())
 
 
-def _generator_main(conn: multiprocessing.connection.Connection, gen_cpu: int, nice: int) -> None:
-    _claim_cpu(gen_cpu, nice)
+def _generator_main(
+    conn: multiprocessing.connection.Connection, gen_cpu: int, nice: int, realtime: bool
+) -> None:
+    _claim_cpu(gen_cpu, nice, realtime)
     phones: Phones | None = None
     while True:
         command = conn.recv()
@@ -382,7 +445,7 @@ def _generator_main(conn: multiprocessing.connection.Connection, gen_cpu: int, n
             conn.send("ok")
         elif name == "run":
             assert phones is not None
-            conn.send(phones.run(command[1], command[2]))
+            conn.send(phones.run(*command[1:]))
         elif name == "exit":
             if phones is not None:
                 phones.close()
@@ -415,8 +478,29 @@ def _percentiles(latencies_us: np.ndarray) -> tuple[float, float]:
     return float(p50), float(p99)
 
 
+def _late_pct(run: RunResult) -> float:
+    """Share of measured packets later than a jitter buffer waits (useless to the callee)."""
+    if run.latencies_us.size == 0:
+        return float("nan")
+    return 100.0 * float(np.count_nonzero(run.latencies_us > LATE_US)) / run.latencies_us.size
+
+
 def _limited(run: RunResult) -> bool:
     return run.lag_p99_ms > LAG_LIMIT_MS or run.busy > BUSY_LIMIT
+
+
+REPLY_TIMEOUT_S = 120.0
+
+
+def _reply(conn: multiprocessing.connection.Connection, process: Any = None) -> Any:
+    """The next message from a helper process; RuntimeError if it died or went silent."""
+    deadline = time.monotonic() + REPLY_TIMEOUT_S
+    while not conn.poll(0.5):
+        if process is not None and not process.is_alive():
+            raise RuntimeError(f"relay process exited with code {process.exitcode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError("no reply from a benchmark process")
+    return conn.recv()
 
 
 def run_step(
@@ -426,16 +510,19 @@ def run_step(
     args: argparse.Namespace,
 ) -> StepResult:
     gen.send(("phones", calls))
-    phone_ports: list[int] = gen.recv()
+    phone_ports: list[int] = _reply(gen)
     callers = phone_ports[0::2]
     callees = phone_ports[1::2]
 
     # DIRECT: phone 2i <-> phone 2i+1
     direct_targets = [port for pair in zip(callees, callers, strict=True) for port in pair]
     gen.send(("connect", direct_targets))
-    gen.recv()
-    gen.send(("run", args.direct_duration, min(args.warmup, args.direct_duration / 2)))
-    direct: RunResult = gen.recv()
+    _reply(gen)
+    direct_calls = min(calls, args.direct_max_calls)
+    gen.send(
+        ("run", args.direct_duration, min(args.warmup, args.direct_duration / 2), direct_calls)
+    )
+    direct: RunResult = _reply(gen)
 
     # RELAY
     parent, child = ctx.Pipe()
@@ -452,26 +539,26 @@ def run_step(
     }
     process = ctx.Process(target=_relay_main, args=(child, options), daemon=True)
     process.start()
-    _, rss_base, _loop_module = parent.recv()
+    _, rss_base, _loop_module = _reply(parent, process)
     parent.send(("setup", calls))
-    relay_ports: list[tuple[int, int]] = parent.recv()
+    relay_ports: list[tuple[int, int]] = _reply(parent, process)
     parent.send(("remotes", list(zip(callers, callees, strict=True))))
-    parent.recv()
+    _reply(parent, process)
     relay_targets = [port for pair in relay_ports for port in pair]
     gen.send(("connect", relay_targets))
-    gen.recv()
+    _reply(gen)
     gen.send(("run", args.duration, args.warmup))
     time.sleep(args.warmup)
     busy0, total0 = _cpu_busy_ticks(args.relay_cpu)
     parent.send(("counters",))
-    t0, relayed0, _, _, cpu0, delay0 = parent.recv()
+    t0, relayed0, _, _, cpu0, delay0 = _reply(parent, process)
     time.sleep(max(0.1, args.duration - args.warmup - 0.2))
     parent.send(("counters",))
-    t1, relayed1, foreign, rss, cpu1, delay1 = parent.recv()
+    t1, relayed1, foreign, rss, cpu1, delay1 = _reply(parent, process)
     busy1, total1 = _cpu_busy_ticks(args.relay_cpu)
-    relay: RunResult = gen.recv()
+    relay: RunResult = _reply(gen)
     parent.send(("exit",))
-    parent.recv()
+    _reply(parent, process)
     process.join(5)
 
     window = t1 - t0
@@ -480,6 +567,13 @@ def run_step(
     notes = []
     if _limited(relay) or _limited(direct):
         notes.append("GENERATOR-LIMITED")
+    starved = max(relay.run_delay, direct.run_delay)
+    if starved >= CLEAN_RUN_DELAY:
+        notes.append(f"generator waited {starved:.0%} for its CPU")
+    if relay.stray or direct.stray:
+        notes.append(f"stray packets {relay.stray}/{direct.stray}")
+    if foreign:
+        notes.append(f"foreign drops {foreign}")
     if relay.send_errors or direct.send_errors:
         notes.append(f"send errors {relay.send_errors}/{direct.send_errors}")
     return StepResult(
@@ -506,12 +600,15 @@ def _print_header(args: argparse.Namespace, loop_name: str) -> None:
         f"SO_SNDBUF={args.sndbuf or 'default'}; realtime={args.realtime} nice={args.nice}"
     )
     print("G.711 calls, 172-byte RTP every 20 ms both ways (100 packets/s relayed per call)")
-    print("latencies in µs (kernel receive timestamp - send time); added = relay - direct")
+    print(
+        "latencies in µs (kernel receive timestamp - send time); added = relay - direct; "
+        f"direct baseline at up to {args.direct_max_calls} calls"
+    )
     print()
     print(
-        f"{'calls':>6} {'pkt/s':>8} {'loss%':>7} {'direct p50/p99':>15} {'relay p50/p99':>15} "
-        f"{'added p50/p99':>15} {'relayCPU':>8} {'CPU-s/1kpps':>11} {'core':>6} {'rq wait':>7} "
-        f"{'RSS/call':>9} {'gen lag p99':>11} {'gen busy':>8}  note"
+        f"{'calls':>6} {'pkt/s':>8} {'loss%':>7} {'late%':>6} {'direct p50/p99':>15} "
+        f"{'relay p50/p99':>15} {'added p50/p99':>15} {'relayCPU':>8} {'CPU-s/1kpps':>11} "
+        f"{'core':>6} {'rq wait':>7} {'RSS/call':>9} {'gen lag p99':>11} {'gen busy':>8}  note"
     )
 
 
@@ -522,7 +619,7 @@ def _print_row(step: StepResult) -> None:
     lag = max(step.relay.lag_p99_ms, step.direct.lag_p99_ms)
     busy = max(step.relay.busy, step.direct.busy)
     print(
-        f"{step.calls:>6} {step.pps:>8.0f} {step.loss_pct:>7.3f} "
+        f"{step.calls:>6} {step.pps:>8.0f} {step.loss_pct:>7.3f} {_late_pct(step.relay):>6.2f} "
         f"{d50:>7.0f}/{d99:<7.0f} {r50:>7.0f}/{r99:<7.0f} {r50 - d50:>7.0f}/{r99 - d99:<7.0f} "
         f"{step.relay_cpu_per_s * 100:>7.1f}% {cpu_per_kpps:>11.5f} "
         f"{step.core_busy * 100:>5.0f}% {step.run_delay * 100:>6.1f}% "
@@ -536,6 +633,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", default="250,500,1000,1500,2000", help="comma-separated steps")
     parser.add_argument("--duration", type=float, default=10.0, help="relay seconds per step")
     parser.add_argument("--direct-duration", type=float, default=5.0)
+    parser.add_argument(
+        "--direct-max-calls",
+        type=int,
+        default=1000,
+        help="the direct baseline runs at most this many calls (there the generator is "
+        "both ends of every packet; its latency does not depend on the call count)",
+    )
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--relay-cpu", type=int, default=0)
     parser.add_argument("--gen-cpu", type=int, default=1)
@@ -551,7 +655,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--realtime",
         action="store_true",
-        help="run the relay SCHED_FIFO so other load on a shared host cannot delay it (root)",
+        help="run relay and generator SCHED_FIFO so other load on a shared host cannot "
+        "delay them (root; the kernel still leaves 5%% of each CPU to others)",
     )
     parser.add_argument("--port-min", type=int, default=10000)
     parser.add_argument("--port-max", type=int, default=29999)
@@ -569,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
     generator = ctx.Process(
-        target=_generator_main, args=(child, args.gen_cpu, args.nice), daemon=True
+        target=_generator_main, args=(child, args.gen_cpu, args.nice, args.realtime), daemon=True
     )
     generator.start()
     _print_header(args, args.loop)
@@ -583,7 +688,43 @@ def main(argv: list[str] | None = None) -> int:
         parent.send(("exit",))
         parent.recv()
         generator.join(5)
+    _print_summary(results)
     return 0
+
+
+def _meets_target(step: StepResult) -> bool:
+    """Zero loss, added p99 under 2 ms, and a step the harness measured cleanly."""
+    _, d99 = _percentiles(step.direct.latencies_us)
+    _, r99 = _percentiles(step.relay.latencies_us)
+    return (
+        step.loss_pct == 0.0
+        and r99 - d99 < TARGET_ADDED_P99_US
+        and not step.note
+        and (step.run_delay < CLEAN_RUN_DELAY or step.relay_cpu_per_s >= SATURATED_CPU)
+    )
+
+
+def _print_summary(results: list[StepResult]) -> None:
+    print()
+    saturated = [step.calls for step in results if step.relay_cpu_per_s >= SATURATED_CPU]
+    disturbed = [
+        step.calls
+        for step in results
+        if step.run_delay >= CLEAN_RUN_DELAY and step.relay_cpu_per_s < SATURATED_CPU
+    ]
+    if saturated:
+        print(f"relay saturated its core in steps {saturated} (SCHED_FIFO stops at 95 %)")
+    if disturbed:
+        print(f"relay waited for its CPU in steps {disturbed}: other load on the core")
+    passing = [step for step in results if _meets_target(step)]
+    if passing:
+        best = max(passing, key=lambda step: step.calls)
+        print(
+            f"largest step with zero loss and added p99 < 2 ms: {best.calls} calls "
+            f"({best.pps:.0f} packets/s)"
+        )
+    else:
+        print("no step had zero loss and added p99 < 2 ms")
 
 
 if __name__ == "__main__":

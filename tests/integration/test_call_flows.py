@@ -37,9 +37,9 @@ NO_ANSWER_TIMEOUT_S = 2.0
         pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
     ],
 )
-def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    GatewayProcess
-]:
+def gateway(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
     tmp = tmp_path_factory.mktemp(f"gateway-{request.param}")
     admin_url = None
     if request.param == "sqlite":
@@ -58,15 +58,27 @@ def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         assert code == 0, f"gateway exited {code}\n{process.log_text()[-3000:]}"
 
 
-def callee(sipp_factory: SippFactory, gateway: GatewayProcess, scenario: str, *,
-           outbound: bool = False, **options: Any) -> SippProcess:
+def callee(
+    sipp_factory: SippFactory,
+    gateway: GatewayProcess,
+    scenario: str,
+    *,
+    outbound: bool = False,
+    **options: Any,
+) -> SippProcess:
     """The called party: the PBX for inbound calls, the trunk for outbound ones."""
     host, port = (TRUNK_HOST, gateway.trunk_port) if outbound else (PBX_HOST, gateway.pbx_port)
     return sipp_factory(scenario, local_ip=host, local_port=port, **options)
 
 
-def caller(sipp_factory: SippFactory, gateway: GatewayProcess, scenario: str, *,
-           outbound: bool = False, **options: Any) -> SippProcess:
+def caller(
+    sipp_factory: SippFactory,
+    gateway: GatewayProcess,
+    scenario: str,
+    *,
+    outbound: bool = False,
+    **options: Any,
+) -> SippProcess:
     host = PBX_HOST if outbound else TRUNK_HOST
     options.setdefault("service", "18005550199")
     options.setdefault("caller", "12125550100")
@@ -94,8 +106,9 @@ def one_record(gateway: GatewayProcess, before: set[str]) -> dict[str, Any]:
     return rows[0]
 
 
-def test_answered_call_caller_hangs_up(sipp_factory: SippFactory, gateway: GatewayProcess,
-                                       tmp_path: Path) -> None:
+def test_answered_call_caller_hangs_up(
+    sipp_factory: SippFactory, gateway: GatewayProcess, tmp_path: Path
+) -> None:
     before = gateway.record_ids()
     uas = callee(sipp_factory, gateway, "uas_answer_wait_bye")
     uac = caller(sipp_factory, gateway, "uac_call_bye", duration_ms=1500)
@@ -124,8 +137,9 @@ def test_answered_call_caller_hangs_up(sipp_factory: SippFactory, gateway: Gatew
     assert stats["a"]["dropped_foreign"] == 0
 
 
-def test_answered_call_callee_hangs_up_outbound(sipp_factory: SippFactory,
-                                                gateway: GatewayProcess) -> None:
+def test_answered_call_callee_hangs_up_outbound(
+    sipp_factory: SippFactory, gateway: GatewayProcess
+) -> None:
     before = gateway.record_ids()
     uas = callee(sipp_factory, gateway, "uas_answer_bye", outbound=True, duration_ms=1200)
     uac = caller(sipp_factory, gateway, "uac_call_wait_bye", outbound=True)
@@ -181,8 +195,9 @@ def test_no_answer_timeout(sipp_factory: SippFactory, gateway: GatewayProcess) -
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-def test_reinvite_hold_and_unhold(sipp_factory: SippFactory, gateway: GatewayProcess,
-                                  transport: str) -> None:
+def test_reinvite_hold_and_unhold(
+    sipp_factory: SippFactory, gateway: GatewayProcess, transport: str
+) -> None:
     before = gateway.record_ids()
     uas = callee(sipp_factory, gateway, "uas_answer_reinvites")
     uac = caller(sipp_factory, gateway, "uac_hold_unhold", transport=transport)
@@ -218,8 +233,7 @@ def test_early_media(sipp_factory: SippFactory, gateway: GatewayProcess) -> None
     assert record["disposition"] == "answered"
 
 
-def test_proxy_challenge_then_success(sipp_factory: SippFactory,
-                                      gateway: GatewayProcess) -> None:
+def test_proxy_challenge_then_success(sipp_factory: SippFactory, gateway: GatewayProcess) -> None:
     """A 407 from the trunk reaches the PBX, whose authenticated retry completes the call."""
     before = gateway.record_ids()
     uas = callee(sipp_factory, gateway, "uas_challenge_407", outbound=True, calls=2)

@@ -69,9 +69,11 @@ def test_only_sdp_bodies_are_parsed() -> None:
 ISUP = bytes(range(256))
 MULTIPART_TYPE = 'multipart/mixed;boundary="unique-boundary-1"'
 MULTIPART = (
-    b"--unique-boundary-1\r\nContent-Type: application/sdp\r\n\r\n" + OFFER.encode()
+    b"--unique-boundary-1\r\nContent-Type: application/sdp\r\n\r\n"
+    + OFFER.encode()
     + b"\r\n--unique-boundary-1\r\nContent-Type: application/isup;version=itu-t92+\r\n"
-    b"Content-Disposition: signal;handling=optional\r\n\r\n" + ISUP
+    b"Content-Disposition: signal;handling=optional\r\n\r\n"
+    + ISUP
     + b"\r\n--unique-boundary-1--\r\n"
 )
 

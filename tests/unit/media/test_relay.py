@@ -438,3 +438,14 @@ async def test_ipv6_call(phones: PhoneFactory) -> None:
         assert call.session.streams[0].a.latched_rtp[:2] == ("::1", call.a.port)
     finally:
         await relay.close()
+
+
+async def test_concurrent_creates_of_one_session_id_bind_it_once(relay: MediaRelay) -> None:
+    capacity = relay.pool.available
+    results = await asyncio.gather(
+        relay.create_session("twice"), relay.create_session("twice"), return_exceptions=True
+    )
+    assert sum(isinstance(r, MediaSession) for r in results) == 1
+    assert sum(isinstance(r, ValueError) for r in results) == 1
+    assert relay.sessions == 1
+    assert relay.pool.available == capacity - 2

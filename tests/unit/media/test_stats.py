@@ -138,3 +138,12 @@ def test_to_dict_is_json_with_the_agreed_keys() -> None:
     }
     assert isinstance(data["jitter_ms"], float)
     assert stats.last_packet_at == pytest.approx(100.02)
+
+
+def test_timestamp_wrap_is_not_jitter() -> None:
+    stats = StreamStats()
+    start = (1 << 32) - 480
+    for n in range(8):
+        timestamp = (start + n * 160) % (1 << 32)
+        stats.update(rtp(n, timestamp=timestamp), 7.0 + n * 0.020)
+    assert stats.jitter == pytest.approx(0.0, abs=1e-6)
