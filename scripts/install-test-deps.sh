@@ -4,12 +4,13 @@
 #   baresip          (package baresip)     a real softphone as PBX/trunk peer
 #   kamailio         (package kamailio)    syntax check of deploy/kamailio/kamailio.cfg
 #   systemd-analyze  (package systemd)     check of deploy/callgate.service
+#   espeak-ng        (package espeak-ng)   real speech for the DTMF talk-off tests
 # Quick and silent when everything is there. Needs root or password-less sudo
 # to install; exits non-zero with the reason when the packages cannot be had.
 set -euo pipefail
 
-commands=(sipp baresip kamailio systemd-analyze)
-packages=(sip-tester baresip kamailio systemd)
+commands=(sipp baresip kamailio systemd-analyze espeak-ng)
+packages=(sip-tester baresip kamailio systemd espeak-ng)
 
 say() { printf 'install-test-deps: %s\n' "$*" >&2; }
 
