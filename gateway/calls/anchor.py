@@ -9,7 +9,7 @@ whose version goes up exactly when the SDP we send to that side changes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.media.relay import MediaSession
 from gateway.sip.multipart import BodyPart, Multipart, parse_multipart
@@ -74,7 +74,7 @@ class MediaAnchor:
         previous = self._last_sent.get(side)
         if previous is not None and previous != comparable:
             origin.session_version += 1
-            rendered = rewrite_for_relay(sdp, address=self._address, ports=ports, origin=origin)
+            rendered.origin = replace(origin)
             body = bytes(rendered)
         self._last_sent[side] = comparable
         return body
