@@ -16,8 +16,13 @@ from typing import Any
 
 import pytest
 
-from tests.support.databases import create_database, drop_database, require_postgres
-from tests.support.gateway import PBX_HOST, TRUNK_HOST, GatewayProcess, start_gateway
+from tests.support.gateway import (
+    BACKENDS,
+    PBX_HOST,
+    TRUNK_HOST,
+    GatewayProcess,
+    gateway_on_backend,
+)
 from tests.support.peers import SippFactory
 from tests.support.rtp import PT_PCMU, RtpSink
 from tests.support.sipp import SippProcess
@@ -30,32 +35,13 @@ TONE_SHARE = 0.8
 NO_ANSWER_TIMEOUT_S = 2.0
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-    ],
-)
+@pytest.fixture(scope="module", params=BACKENDS)
 def gateway(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     tmp = tmp_path_factory.mktemp(f"gateway-{request.param}")
-    admin_url = None
-    if request.param == "sqlite":
-        db_url = f"sqlite+aiosqlite:///{tmp}/calls.sqlite3"
-    else:
-        admin_url = require_postgres()
-        url = create_database(admin_url)
-        db_url = url.render_as_string(hide_password=False)
-    process = start_gateway(tmp, db_url, no_answer_timeout_s=NO_ANSWER_TIMEOUT_S)
-    try:
-        yield process
-    finally:
-        code = process.stop()
-        if admin_url is not None:
-            drop_database(admin_url, url.database)  # type: ignore[possibly-undefined]
-        assert code == 0, f"gateway exited {code}\n{process.log_text()[-3000:]}"
+    with gateway_on_backend(request.param, tmp, no_answer_timeout_s=NO_ANSWER_TIMEOUT_S) as gw:
+        yield gw
 
 
 def callee(

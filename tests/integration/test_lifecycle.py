@@ -34,12 +34,13 @@ import pytest
 from gateway.store.engine import make_engine
 from gateway.store.recovery import RESTART_REASON
 from gateway.store.writer import CallStart, RecordWriter
-from tests.support.databases import create_database, drop_database, require_postgres
 from tests.support.gateway import (
+    BACKENDS,
     GATEWAY_HOST,
     PBX_HOST,
     TRUNK_HOST,
     GatewayProcess,
+    gateway_on_backend,
     start_gateway,
 )
 from tests.support.peers import SippFactory
@@ -61,33 +62,14 @@ GatewayStarter = Callable[..., GatewayProcess]
 # ------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-    ],
-)
+@pytest.fixture(scope="module", params=BACKENDS)
 def media_timeout_gateway(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     """One gateway per database whose media timeout is short enough to watch."""
     tmp = tmp_path_factory.mktemp(f"media-timeout-{request.param}")
-    admin_url = None
-    if request.param == "sqlite":
-        db_url = f"sqlite+aiosqlite:///{tmp}/calls.sqlite3"
-    else:
-        admin_url = require_postgres()
-        url = create_database(admin_url)
-        db_url = url.render_as_string(hide_password=False)
-    process = start_gateway(tmp, db_url, media_timeout_s=MEDIA_TIMEOUT_S)
-    try:
-        yield process
-    finally:
-        code = process.stop()
-        if admin_url is not None:
-            drop_database(admin_url, url.database)  # type: ignore[possibly-undefined]
-        assert code == 0, f"gateway exited {code}\n{process.log_text()[-3000:]}"
+    with gateway_on_backend(request.param, tmp, media_timeout_s=MEDIA_TIMEOUT_S) as gw:
+        yield gw
 
 
 @pytest.fixture

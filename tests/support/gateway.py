@@ -18,12 +18,16 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.store.engine import make_engine
 from gateway.store.queries import latest_calls
+from tests.support.databases import create_database, drop_database, require_postgres
 from tests.support.sipp import _can_bind
 
 GATEWAY_HOST = "127.0.0.1"
@@ -303,3 +307,36 @@ def running_gateway(tmp: Path, db_url: str, **config: Any) -> Iterator[GatewayPr
         yield gateway
     finally:
         gateway.stop()
+
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+]
+"""Parameters for a module-scoped gateway fixture: once on SQLite, once on PostgreSQL."""
+
+
+@contextmanager
+def gateway_on_backend(backend: str, tmp: Path, **config: Any) -> Iterator[GatewayProcess]:
+    """A running gateway whose store is a fresh SQLite file or PostgreSQL database.
+
+    On exit the gateway is stopped (SIGTERM) and must exit 0; a PostgreSQL
+    database is dropped.
+    """
+    admin_url = None
+    database = None
+    if backend == "sqlite":
+        db_url = f"sqlite+aiosqlite:///{tmp}/calls.sqlite3"
+    else:
+        admin_url = require_postgres()
+        url = create_database(admin_url)
+        database = url.database
+        db_url = url.render_as_string(hide_password=False)
+    process = start_gateway(tmp, db_url, **config)
+    try:
+        yield process
+    finally:
+        code = process.stop()
+        if admin_url is not None and database is not None:
+            drop_database(admin_url, database)
+        assert code == 0, f"gateway exited {code}\n{process.log_text()[-3000:]}"
