@@ -41,6 +41,12 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, REFER, NOTIFY, 
 ENDING_WAIT_S = 4.0
 """How long a drain waits for the answers to the BYEs and CANCELs it sent."""
 AUTH_RETRY_WINDOW_S = 32.0
+TAG_LINGER_S = 4.0
+"""How long an ended call still answers requests that crossed its end (a BYE from
+the other party sent as ours left). Retransmissions need no lingering: the
+transaction layer absorbs them (RFC 3261 17.2.2). Kept short because every
+lingering call stays in memory, and a large heap makes garbage collection
+stall the event loop."""
 """How long a call whose callee challenged (401/407) waits for the caller's retry."""
 
 ResponseHandler = Callable[[SipResponse], None]
@@ -205,7 +211,7 @@ class CallCore:
         # tags stay registered briefly so late in-dialog requests (e.g. a crossing BYE)
         # get a clean answer instead of 481
         loop = asyncio.get_running_loop()
-        loop.call_later(32.0, self._forget_tags, call)
+        loop.call_later(TAG_LINGER_S, self._forget_tags, call)
         if call.anchor is not None:
             closing = asyncio.ensure_future(self.relay.close_session(call.anchor.session))
             self._closing.add(closing)
