@@ -96,7 +96,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -133,9 +132,8 @@ from tests.support.gateway import (
     GATEWAY_HOST,
     PBX_HOST,
     TRUNK_HOST,
-    callgate_command,
-    free_port,
-    wait_until_ready,
+    GatewayProcess,
+    start_gateway,
 )
 from tests.support.sipp import (
     RTP_PORT_OFFSET,
@@ -192,145 +190,6 @@ def calls_carried(media_ports: tuple[int, int]) -> int:
     """Simultaneous calls a media port range carries: two RTP/RTCP pairs per call."""
     low, high = media_ports
     return (high - low + 1) // 2 // 2
-
-
-def gateway_config(
-    *,
-    db_url: str,
-    sip_port: int,
-    pbx_port: int,
-    trunk_port: int,
-    media_ports: tuple[int, int],
-    log_level: str,
-) -> str:
-    """The gateway's TOML for the benchmark: one tenant, its PBX and trunk on loopback."""
-    return f"""
-instance_id = "bench-callrate"
-log_level = "{log_level}"
-drain_timeout_s = 5
-
-[sip]
-listen = [
-  {{ transport = "udp", host = "{GATEWAY_HOST}", port = {sip_port} }},
-]
-no_answer_timeout_s = 60
-t1_s = 0.5
-
-[media]
-host = "{GATEWAY_HOST}"
-port_min = {media_ports[0]}
-port_max = {media_ports[1]}
-timeout_s = 60
-
-[store]
-url = "{db_url}"
-
-[[tenants]]
-name = "acme"
-default_region = "US"
-
-[tenants.pbx]
-host = "{PBX_HOST}"
-port = {pbx_port}
-transport = "udp"
-
-[tenants.trunk]
-host = "{TRUNK_HOST}"
-port = {trunk_port}
-transport = "udp"
-"""
-
-
-@dataclass
-class Gateway:
-    """A running ``callgate run`` and the addresses the peers use."""
-
-    process: subprocess.Popen[bytes]
-    sip_port: int
-    pbx_port: int
-    log_path: Path
-    db_url: str
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def problem_lines(self) -> int:
-        """Log lines at WARNING or above so far."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return 0
-        return sum(
-            1
-            for line in text.splitlines()
-            if " WARNING " in line or " ERROR " in line or " CRITICAL " in line
-        )
-
-    def log_tail(self, limit: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-limit:]
-        except FileNotFoundError:
-            return ""
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-def start_gateway(
-    workdir: Path,
-    db_url: str,
-    media_ports: tuple[int, int],
-    log_level: str,
-    cpus: set[int] | None,
-) -> Gateway:
-    """Write the configuration, start the gateway (pinned to ``cpus``), wait until it answers."""
-    sip_port = free_port(GATEWAY_HOST)
-    pbx_port = free_port(PBX_HOST)
-    trunk_port = free_port(TRUNK_HOST)
-    config_path = workdir / "gateway.toml"
-    config_path.write_text(
-        gateway_config(
-            db_url=db_url,
-            sip_port=sip_port,
-            pbx_port=pbx_port,
-            trunk_port=trunk_port,
-            media_ports=media_ports,
-            log_level=log_level,
-        )
-    )
-    log_path = workdir / "gateway.log"
-
-    def pin_child() -> None:
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [*callgate_command(), "run", "--config", str(config_path)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=workdir,
-            preexec_fn=pin_child,
-        )
-    gateway = Gateway(process, sip_port, pbx_port, log_path, db_url)
-    try:
-        wait_until_ready(sip_port, process, log_path)
-    except BaseException:
-        gateway.stop()
-        raise
-    return gateway
 
 
 # --------------------------------------------------------------------------
@@ -863,7 +722,7 @@ class Options:
 class CallRateBench:
     """The gateway, the sipp binary and the steps run against them."""
 
-    def __init__(self, options: Options, sipp: str, gateway: Gateway, workdir: Path) -> None:
+    def __init__(self, options: Options, sipp: str, gateway: GatewayProcess, workdir: Path) -> None:
         self.options = options
         self.sipp = sipp
         self.gateway = gateway
@@ -1291,7 +1150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(line)
             print(flush=True)
             gateway = start_gateway(
-                workdir, db_url, options.media_ports, options.log_level, options.gateway_cpus
+                workdir,
+                db_url,
+                cpus=options.gateway_cpus,
+                media_ports=options.media_ports,
+                log_level=options.log_level,
+                store_max_delay_s=None,  # the product's own batching
+                instance_id="bench-callrate",
             )
             stack.callback(gateway.stop)
             print(
@@ -1308,7 +1173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     break
             code = gateway.stop()
             if code != 0:
-                print(f"gateway exited with {code}:\n{gateway.log_tail()}")
+                print(f"gateway exited with {code}:\n{gateway.log_text()[-3000:]}")
         _report(results, options)
     finally:
         if options.keep:

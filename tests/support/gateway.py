@@ -9,6 +9,7 @@ own queries.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import shutil
 import signal
@@ -118,8 +119,26 @@ class GatewayProcess:
     def address(self) -> tuple[str, int]:
         return (GATEWAY_HOST, self.sip_port)
 
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def problem_lines(self) -> int:
+        """Log lines at WARNING or above so far."""
+        return sum(
+            1
+            for line in self.log_text().splitlines()
+            if " WARNING " in line or " ERROR " in line or " CRITICAL " in line
+        )
 
     def records(self, limit: int = 50) -> list[dict[str, Any]]:
         async def fetch() -> list[dict[str, Any]]:
@@ -179,11 +198,15 @@ def write_config(
     instance_id: str | None = None,
     extra_listen_hosts: Sequence[str] = (),
     extra_tenants: Sequence[TenantPeers] = (),
+    media_ports: tuple[int, int] | None = None,
+    log_level: str = "DEBUG",
+    store_max_delay_s: float | None = 0.02,
 ) -> None:
     """Write the gateway's TOML: SIP on ``GATEWAY_HOST`` (and ``extra_listen_hosts``,
     IPv6 literals allowed) over UDP and TCP on ``sip_port``; tenant "acme" with
     its PBX on ``PBX_HOST`` and trunk on ``TRUNK_HOST``, then ``extra_tenants``."""
-    port_min, port_max = media_range()
+    port_min, port_max = media_ports or media_range()
+    store_batching = "" if store_max_delay_s is None else f"max_delay_s = {store_max_delay_s}\n"
     listen = "".join(
         f'  {{ transport = "{transport}", host = "{host}", port = {sip_port} }},\n'
         for host in (GATEWAY_HOST, *extra_listen_hosts)
@@ -192,7 +215,7 @@ def write_config(
     path.write_text(
         f"""
 instance_id = "{instance_id or "test-" + uuid.uuid4().hex[:8]}"
-log_level = "DEBUG"
+log_level = "{log_level}"
 drain_timeout_s = {drain_timeout_s}
 
 [sip]
@@ -209,8 +232,7 @@ timeout_s = {media_timeout_s}
 
 [store]
 url = "{db_url}"
-max_delay_s = 0.02
-
+{store_batching}
 [[tenants]]
 name = "acme"
 default_region = "US"
@@ -267,7 +289,11 @@ def wait_until_ready(sip_port: int, process: subprocess.Popen[bytes], log_path: 
     raise RuntimeError(f"gateway not ready:\n{log_path.read_text()[-4000:]}")
 
 
-def start_gateway(tmp: Path, db_url: str, **config: Any) -> GatewayProcess:
+def start_gateway(
+    tmp: Path, db_url: str, *, cpus: set[int] | None = None, **config: Any
+) -> GatewayProcess:
+    """Write the configuration, start ``callgate run`` (pinned to ``cpus`` when given)
+    and wait until it answers OPTIONS."""
     sip_port = free_port(GATEWAY_HOST, *config.get("extra_listen_hosts", ()))
     pbx_port = config.pop("pbx_port", None) or free_port(PBX_HOST)
     trunk_port = config.pop("trunk_port", None) or free_port(TRUNK_HOST)
@@ -281,16 +307,21 @@ def start_gateway(tmp: Path, db_url: str, **config: Any) -> GatewayProcess:
         **config,
     )
     log_path = tmp / "gateway.log"
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [*callgate_command(), "run", "--config", str(config_path)],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        cwd=tmp,
-    )
-    wait_until_ready(sip_port, process, log_path)
-    return GatewayProcess(
+
+    def pin_child() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [*callgate_command(), "run", "--config", str(config_path)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp,
+            preexec_fn=pin_child if cpus else None,
+        )
+    gateway = GatewayProcess(
         config_path=config_path,
         db_url=db_url,
         sip_port=sip_port,
@@ -299,14 +330,12 @@ def start_gateway(tmp: Path, db_url: str, **config: Any) -> GatewayProcess:
         process=process,
         log_path=log_path,
     )
-
-
-def running_gateway(tmp: Path, db_url: str, **config: Any) -> Iterator[GatewayProcess]:
-    gateway = start_gateway(tmp, db_url, **config)
     try:
-        yield gateway
-    finally:
+        wait_until_ready(sip_port, process, log_path)
+    except BaseException:
         gateway.stop()
+        raise
+    return gateway
 
 
 BACKENDS = [
