@@ -284,7 +284,6 @@ class CallManager(InDialogRelay):
             lambda response: self._on_b_invite_response(call, response),
             lambda: self._on_b_invite_timeout(call),
         )
-        call.b_transaction = transaction
         self._arm_no_answer(call)
 
     def _media_address(self) -> str:

@@ -66,7 +66,6 @@ class Call:
     source_addr: Address
     state: CallState = CallState.PLACING
     b_invite: SipRequest | None = None
-    b_transaction: ClientTransaction | None = None
     anchor: MediaAnchor | None = None
     answered_at: datetime | None = None
     answered_monotonic: float | None = None

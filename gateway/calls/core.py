@@ -99,7 +99,6 @@ class CallCore:
         self._idle_task: asyncio.Task[None] | None = None
         self._all_ended = asyncio.Event()
         self._all_ended.set()
-        self.completed = 0
         self._closing: set[asyncio.Future[None]] = set()
         self._endings: set[ClientTransaction] = set()
 
@@ -216,7 +215,6 @@ class CallCore:
             closing = asyncio.ensure_future(self.relay.close_session(call.anchor.session))
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
-        self.completed += 1
         if not self.calls:
             self._all_ended.set()
         log.info(

@@ -89,8 +89,8 @@ class InDialogRelay(CallCore):
         other = call.other(leg)
         if (
             leg.incoming_offer is not None
+            or leg.outgoing_offer is not None
             or other.outgoing_offer is not None
-            or (leg.outgoing_offer is not None)
         ):
             self._reply(transaction, request, 491, to_tag=leg.local_tag)  # 14.2 glare
             return

@@ -15,7 +15,7 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gateway.net.transports import Address, ListenAddress, Transports
 from gateway.sip.errors import SipParseError
@@ -47,7 +47,6 @@ class StackCounters:
     sent: int = 0
     malformed: int = 0
     malformed_answered: int = 0
-    by_status: dict[int, int] = field(default_factory=dict)
 
 
 class SipStack:

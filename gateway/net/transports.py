@@ -209,10 +209,6 @@ class Transports:
     def has_connection(self, remote: Address) -> bool:
         return remote in self._connections
 
-    @property
-    def connection_count(self) -> int:
-        return len(self._connections)
-
     async def close(self) -> None:
         for server in self._servers:
             server.close()
