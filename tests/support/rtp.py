@@ -27,6 +27,8 @@ from types import TracebackType
 
 import numpy as np
 
+from tests.support.pcap import PcapError, read_udp_datagrams
+
 RTP_VERSION = 2
 RTP_HEADER_SIZE = 12
 PT_PCMU = 0
@@ -204,47 +206,19 @@ def tone_ratio(samples: np.ndarray, frequency_hz: float, sample_rate: int = SAMP
 
 
 def read_pcap_rtp(path: Path | str) -> list[tuple[float, bytes]]:
-    """The UDP payloads of a classic pcap file (pcap-savefile(5)) with their time offsets.
+    """The UDP payloads of a classic pcap file with their time offsets from the first one.
 
-    Accepts Ethernet (linktype 1) and Linux cooked (linktype 113) framing of IPv4/UDP,
-    which is what sipp's ``play_pcap_audio`` accepts too.
+    The framing sipp's ``play_pcap_audio`` accepts (Ethernet, Linux cooked) and more:
+    see :func:`tests.support.pcap.read_udp_datagrams`.
     """
-    data = Path(path).read_bytes()
-    if len(data) < 24:
-        raise PcapParseError(f"{path}: {len(data)} bytes is shorter than a pcap header")
-    magic = struct.unpack_from("<I", data)[0]
-    if magic == 0xA1B2C3D4:
-        endian = "<"
-    elif magic == 0xD4C3B2A1:
-        endian = ">"
-    else:
-        raise PcapParseError(f"{path}: magic {magic:#010x} is not a classic microsecond pcap")
-    linktype = struct.unpack_from(f"{endian}I", data, 20)[0]
-    link_header = {1: 14, 113: 16}.get(linktype)
-    if link_header is None:
-        raise PcapParseError(f"{path}: linktype {linktype} is neither Ethernet nor Linux cooked")
-    offset = 24
-    first_us: int | None = None
-    payloads: list[tuple[float, bytes]] = []
-    while offset < len(data):
-        if offset + 16 > len(data):
-            raise PcapParseError(f"{path}: truncated record header at byte {offset}")
-        seconds, micros, captured, _ = struct.unpack_from(f"{endian}IIII", data, offset)
-        frame = data[offset + 16 : offset + 16 + captured]
-        if len(frame) < captured:
-            raise PcapParseError(f"{path}: truncated frame at byte {offset}")
-        offset += 16 + captured
-        stamp_us = seconds * 1_000_000 + micros
-        first_us = stamp_us if first_us is None else first_us
-        ip = frame[link_header:]
-        if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 17:
-            continue
-        udp = ip[(ip[0] & 0x0F) * 4 :]
-        if len(udp) < 8:
-            raise PcapParseError(f"{path}: truncated UDP header at byte {offset}")
-        (udp_length,) = struct.unpack_from("!H", udp, 4)
-        payloads.append(((stamp_us - first_us) / 1_000_000, bytes(udp[8:udp_length])))
-    return payloads
+    try:
+        datagrams = read_udp_datagrams(path)
+    except PcapError as error:
+        raise PcapParseError(str(error)) from None
+    if not datagrams:
+        return []
+    first = datagrams[0].time_s
+    return [(datagram.time_s - first, datagram.payload) for datagram in datagrams]
 
 
 @dataclass
