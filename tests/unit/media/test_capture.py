@@ -1,0 +1,211 @@
+"""The capture gate: admission at arrival, DTMF heard and masked, nothing before consent."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from dsp import g711
+from dsp.tones import dtmf_tone, tone
+from gateway.media.capture import MASK_GUARD_SAMPLES, CaptureGate
+
+PT_EVENT = 101
+
+
+@dataclass
+class State:
+    capture_allowed: bool = False
+
+
+@dataclass
+class Sink:
+    """A capture sink that keeps what reaches it, by channel and position."""
+
+    writes: list[tuple[int, int, npt.NDArray[np.int16]]] = field(default_factory=list)
+    flushed: list[float] = field(default_factory=list)
+
+    def write(self, channel: int, start: int, pcm: npt.NDArray[np.int16]) -> None:
+        self.writes.append((channel, start, pcm.copy()))
+
+    def flush_due(self, now_s: float) -> None:
+        self.flushed.append(now_s)
+
+    def channel(self, channel: int) -> npt.NDArray[np.int16]:
+        pieces = [(start, pcm) for ch, start, pcm in self.writes if ch == channel]
+        if not pieces:
+            return np.zeros(0, dtype=np.int16)
+        end = max(start + len(pcm) for start, pcm in pieces)
+        out = np.zeros(end, dtype=np.int16)
+        for start, pcm in pieces:
+            out[start : start + len(pcm)] = pcm
+        return out
+
+
+class TimestampTimeline:
+    """Positions by RTP timestamp from the first packet (the real one adds arrival anchoring)."""
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+
+    def position(self, ssrc: int, timestamp: int, arrival_s: float, samples: int) -> int:
+        if self.first is None:
+            self.first = timestamp
+        return timestamp - self.first
+
+
+def rtp(seq: int, ts: int, payload: bytes, pt: int = 0, marker: bool = False) -> bytes:
+    return struct.pack("!BBHII", 0x80, pt | (0x80 if marker else 0), seq, ts, 0x1234) + payload
+
+
+def packets(pcm: npt.NDArray[np.int16], first_seq: int = 0, first_ts: int = 0) -> list[bytes]:
+    codes = g711.encode(pcm, 0)
+    return [
+        rtp(first_seq + i, first_ts + 160 * i, codes[160 * i : 160 * (i + 1)])
+        for i in range(len(codes) // 160)
+    ]
+
+
+def energy_at(pcm: npt.NDArray[np.int16], frequency: float) -> float:
+    """Share of the signal's energy at ``frequency`` (0 for silence)."""
+    x = pcm.astype(np.float64)
+    total = float(np.dot(x, x))
+    if total == 0:
+        return 0.0
+    n = np.arange(len(x))
+    c = np.dot(x, np.cos(2 * np.pi * frequency * n / 8000))
+    s = np.dot(x, np.sin(2 * np.pi * frequency * n / 8000))
+    return float((c * c + s * s) * 2 / len(x) / total)
+
+
+def make_gate(state: State, heard: list[tuple[str, str, str]], sink: Sink) -> CaptureGate:
+    return CaptureGate(
+        state,
+        sink,
+        {"caller": TimestampTimeline(), "callee": TimestampTimeline()},
+        {"caller": 0, "callee": 1},
+        lambda party, digit, method, at: heard.append((party, digit, method)),
+        event_types=frozenset({PT_EVENT}),
+    )
+
+
+def test_audio_before_consent_never_reaches_the_sink() -> None:
+    state, sink, heard = State(), Sink(), []
+    gate = make_gate(state, heard, sink)
+    tap = gate.taps["caller"]
+    before = packets(tone(1000, 1.0, amplitude_dbfs=-12))
+    after = packets(tone(2000, 1.0, amplitude_dbfs=-12), first_seq=50, first_ts=8000)
+    for packet in before:
+        tap(packet)
+    state.capture_allowed = True
+    for packet in after:
+        tap(packet)
+    gate.finish()
+    recorded = sink.channel(0)
+    assert gate.refused == len(before) and gate.admitted == len(after)
+    assert len(recorded) == 8000
+    assert energy_at(recorded, 1000) < 1e-4
+    assert energy_at(recorded, 2000) > 0.9
+    assert sink.channel(1).size == 0
+
+
+def test_inband_dtmf_is_heard_once_and_silenced_in_capture() -> None:
+    state, sink, heard = State(capture_allowed=True), Sink(), []
+    gate = make_gate(state, heard, sink)
+    tap = gate.taps["callee"]
+    audio = np.concatenate(
+        [
+            tone(2000, 0.5, amplitude_dbfs=-12),
+            dtmf_tone("5", 0.1),
+            tone(2000, 0.5, amplitude_dbfs=-12),
+        ]
+    )
+    for packet in packets(audio):
+        tap(packet)
+    gate.finish()
+    assert heard == [("callee", "5", "inband")]
+    recorded = sink.channel(1)
+    press = recorded[4000 - MASK_GUARD_SAMPLES // 2 : 4800 + MASK_GUARD_SAMPLES // 2]
+    assert not press.any()  # the key press and its guard are silence
+    kept = np.concatenate(
+        [recorded[: 4000 - MASK_GUARD_SAMPLES], recorded[4800 + MASK_GUARD_SAMPLES :]]
+    )
+    assert energy_at(kept, 2000) > 0.9
+    assert len(recorded) == len(audio)
+
+
+def test_telephone_events_are_digits_and_never_captured() -> None:
+    state, sink, heard = State(capture_allowed=True), Sink(), []
+    gate = make_gate(state, heard, sink)
+    tap = gate.taps["caller"]
+    for index in range(8):
+        end = index >= 5
+        payload = struct.pack("!BBH", 1, (0x80 if end else 0) | 10, 160 * (index + 1))
+        tap(rtp(index, 4000, payload, pt=PT_EVENT, marker=index == 0))
+    gate.finish()
+    assert heard == [("caller", "1", "rfc4733")]
+    assert sink.writes == []
+
+
+def test_a_pause_press_cuts_capture_from_its_start() -> None:
+    state, sink, heard = State(capture_allowed=True), Sink(), []
+
+    def on_digit(party: str, digit: str, method: str, at: float) -> None:
+        heard.append((party, digit, method))
+        if digit == "*":
+            state.capture_allowed = False
+
+    gate = CaptureGate(
+        state, sink, {"callee": TimestampTimeline()}, {"callee": 1}, on_digit, frozenset()
+    )
+    tap = gate.taps["callee"]
+    speech = tone(2000, 0.6, amplitude_dbfs=-12)
+    card = tone(1000, 1.0, amplitude_dbfs=-12)  # what must not be captured: after the press
+    for packet in packets(np.concatenate([speech, dtmf_tone("*", 0.1), card])):
+        tap(packet)
+    gate.finish()
+    assert heard == [("callee", "*", "inband")]
+    recorded = sink.channel(1)
+    assert len(recorded) <= len(speech)  # nothing from the press on
+    assert energy_at(recorded[: len(speech) - MASK_GUARD_SAMPLES], 2000) > 0.9
+    assert energy_at(recorded, 1000) < 1e-4
+
+
+def test_other_codecs_and_malformed_packets_are_ignored() -> None:
+    state, sink, heard = State(capture_allowed=True), Sink(), []
+    gate = make_gate(state, heard, sink)
+    tap = gate.taps["caller"]
+    tap(rtp(1, 160, b"\x00" * 160, pt=9))  # G.722: relayed, not captured
+    tap(b"\x80")  # too short
+    tap(bytes([0x8F, 0]) + b"\x00" * 20)  # claims 15 CSRCs it does not have
+    gate.finish()
+    assert sink.writes == []
+    assert tap.malformed == 2
+
+
+def test_not_listening_takes_nothing() -> None:
+    state, sink, heard = State(capture_allowed=True), Sink(), []
+    gate = make_gate(state, heard, sink)
+    gate.set_listening(False)
+    for packet in packets(np.concatenate([tone(2000, 0.2), dtmf_tone("9", 0.1)])):
+        gate.taps["caller"](packet)
+    gate.finish()
+    assert sink.writes == [] and heard == []
+
+
+def test_admission_is_decided_per_packet_at_arrival() -> None:
+    """Packets queued for analysis keep the decision made when they arrived."""
+    state, sink, heard = State(capture_allowed=True), Sink(), []
+    gate = make_gate(state, heard, sink)
+    tap = gate.taps["caller"]
+    stream = packets(tone(2000, 0.2, amplitude_dbfs=-12))
+    tap(stream[0])
+    tap(stream[1])
+    state.capture_allowed = False  # consent withdrawn before the batch is analysed
+    for packet in stream[2:]:
+        tap(packet)
+    gate.finish()
+    starts = sorted(start for _, start, _ in sink.writes)
+    assert starts == [0, 160]
