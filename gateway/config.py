@@ -16,6 +16,14 @@ tables are written as TOML values)::
     CALLGATE_MEDIA__PORT_MIN=30000               section keys
     CALLGATE_SIP__ADVERTISED_HOST=203.0.113.10
     CALLGATE_SIP__LISTEN='[{ transport = "udp", host = "0.0.0.0", port = 5060 }]'
+    CALLGATE_RECORDING__DIR=/srv/callgate/recordings
+    CALLGATE_CONSENT__RULES_FILE=/etc/callgate/consent-rules.toml
+
+Paths in the file (the consent rules file, notice recordings) are read
+relative to the directory of the settings file; the recording directory
+and a SQLite database, which the gateway writes, relative to the current
+directory. Settings built in code, without a file, read relative paths
+from the current directory and do not check that notice files exist.
 
 Other ``CALLGATE_*`` variables (test settings, say) are not read, unless
 they look like a section key written with one underscore, which is an error.
@@ -32,11 +40,11 @@ import socket
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import phonenumbers
 from pydantic import (
@@ -45,16 +53,28 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails
+
+if TYPE_CHECKING:
+    from gateway.consent.rules import RuleSet
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_PATH: Path = Path(__file__).resolve().parents[1] / "config" / "gateway.toml"
 ENV_PREFIX = "CALLGATE_"
 ENV_CONFIG = "CALLGATE_CONFIG"
+
+SHIPPED_NOTICES_DIR: Path = DEFAULT_CONFIG_PATH.parent / "notices"
+"""The shipped notice recordings: ``<language>/<kind>.wav``."""
+SHIPPED_NOTICE_LANGUAGES: tuple[str, ...] = ("en", "de")
+NOTICE_KINDS: tuple[str, ...] = ("notice", "opt_out", "opt_in")
+"""One recording per mode that is announced: ``notice``, ``opt_out``, ``opt_in``."""
+DTMF_KEYS = "0123456789*#ABCD"
+"""The sixteen DTMF events 0-15 of RFC 4733 section 3.2."""
 
 Transport = Literal["udp", "tcp"]
 Location = tuple[str | int, ...]
@@ -120,6 +140,14 @@ def _ip_or_none(value: str) -> IpAddress | None:
         return ipaddress.ip_address(value)
     except ValueError:
         return None
+
+
+def _config_dir(info: ValidationInfo) -> Path | None:
+    """The directory of the settings file being validated; None for settings built in code."""
+    context = info.context
+    if isinstance(context, dict) and isinstance(context.get("config_dir"), Path):
+        return context["config_dir"]
+    return None
 
 
 def _check_host(value: str) -> str:
@@ -298,6 +326,280 @@ class PeerSettings(_Section):
         return self._rules[1]
 
 
+# --------------------------------------------------------------------------
+# Recording consent per tenant
+# --------------------------------------------------------------------------
+
+ModeName = Literal["notice", "opt_out", "opt_in", "none"]
+PartiesName = Literal["one", "all"]
+
+_LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")
+
+
+def _check_language(value: str) -> str:
+    """A language tag as in RFC 5646 section 2.1: ``en``, ``de``, ``pt-BR``."""
+    if not _LANGUAGE.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a language code (lower-case ISO 639 letters such as "
+            '"en" or "de", optionally a region as in "pt-BR")'
+        )
+    return value
+
+
+def check_place_key(key: str, groups: Collection[str] = ()) -> None:
+    """ValueError unless ``key`` is a country or subdivision code, or one of ``groups``.
+
+    Codes are ISO 3166-1 alpha-2 (``DE``) or ISO 3166-2 (``US-CA``), written
+    as the rules file writes them.
+    """
+    if key in groups:
+        return
+    from gateway.consent.subdivisions import check_country, check_subdivision
+
+    def check(code: str) -> None:
+        if code == "UK":
+            raise ValueError("'UK' is not an ISO 3166-1 code (the United Kingdom is GB)")
+        if "-" in code:
+            check_subdivision(code)
+        else:
+            check_country(code)
+
+    try:
+        check(key)
+    except ValueError as error:
+        try:
+            check(key.upper())
+        except ValueError:
+            raise error from None
+        raise ValueError(f"write {key!r} as {key.upper()!r}, as the rules file does") from None
+
+
+def resolve_path(value: str, base: Path | None) -> Path:
+    """``value`` as an absolute path: a relative one is read from ``base`` (else the cwd)."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = (base if base is not None else Path.cwd()) / path
+    return path.absolute()
+
+
+class RuleOverride(_Section):
+    """A tenant's replacement for the rule of one jurisdiction or group."""
+
+    mode: ModeName | None = None
+    parties: PartiesName | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> RuleOverride:
+        if self.mode is None and self.parties is None:
+            raise ValueError("an override needs mode, parties or both")
+        return self
+
+
+class DigitSettings(_Section):
+    """The DTMF keys (RFC 4733 events) a party presses to consent, decline and so on."""
+
+    consent: str = "1"
+    decline: str = "9"
+    withdraw: str = "7"
+    pause: str = "*"
+    resume: str = "#"
+
+    @field_validator("consent", "decline", "withdraw", "pause", "resume")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        key = value.upper()
+        if len(key) != 1 or key not in DTMF_KEYS:
+            raise ValueError(f"must be one DTMF key (0-9, *, #, A-D), not {value!r}")
+        return key
+
+    @model_validator(mode="after")
+    def _distinct(self) -> DigitSettings:
+        used: dict[str, str] = {}
+        for name in type(self).model_fields:
+            key = getattr(self, name)
+            if key in used:
+                other = used[key]
+                if name not in self.model_fields_set and other in self.model_fields_set:
+                    name, other = other, name
+                raise _LocatedError(
+                    f"{name} = {key!r} is the same key as {other}: each key must differ", name
+                )
+            used[key] = name
+        return self
+
+    def keys(self) -> dict[str, str]:
+        """Purpose -> key, e.g. ``{"consent": "1", "decline": "9", ...}``."""
+        return {name: getattr(self, name) for name in type(self).model_fields}
+
+
+class NoticeFiles(_Section):
+    """One language's notice recordings, one per announced mode."""
+
+    notice: str | None = None
+    opt_out: str | None = None
+    opt_in: str | None = None
+
+    @field_validator("notice", "opt_out", "opt_in")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must name a file")
+        return value
+
+
+class BeepSettings(_Section):
+    """A tone repeated while the call is captured (47 CFR 64.501, Conn. Gen. Stat. 52-570d)."""
+
+    interval_s: float = Field(default=0.0, ge=0)
+    frequency_hz: float = Field(default=1400.0, gt=0, lt=4000)
+    duration_ms: int = Field(default=200, ge=1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.interval_s > 0
+
+    @model_validator(mode="after")
+    def _fits(self) -> BeepSettings:
+        if self.enabled and self.duration_ms >= self.interval_s * 1000:
+            blamed = "duration_ms" if "duration_ms" in self.model_fields_set else "interval_s"
+            raise _LocatedError(
+                f"duration_ms ({self.duration_ms}) must be shorter than interval_s "
+                f"({_number(self.interval_s)} s)",
+                blamed,
+            )
+        return self
+
+
+class TenantConsentSettings(_Section):
+    """How one tenant tells and asks the parties of its calls about recording.
+
+    The rule of a call comes from the consent rules file (see
+    :mod:`gateway.consent.rules`), with ``overrides`` replacing rows for this
+    tenant and ``minimum_mode``/``minimum_parties`` as a floor; the rest says
+    when and in which language the notice plays and which DTMF keys count.
+    """
+
+    home: str | None = None
+    notice_timing: Literal["answer", "early"] = "answer"
+    consent_timeout_s: PositiveSeconds = 15.0
+    on_timeout: Literal["continue", "hangup"] = "continue"
+    minimum_mode: ModeName = "notice"
+    minimum_parties: PartiesName = "one"
+    default_language: str = "en"
+    overrides: dict[str, RuleOverride] = Field(default_factory=dict)
+    digits: DigitSettings = Field(default_factory=DigitSettings)
+    languages: dict[str, str] = Field(default_factory=dict)
+    notices: dict[str, NoticeFiles] = Field(default_factory=dict)
+    beep: BeepSettings = Field(default_factory=BeepSettings)
+
+    @field_validator("home")
+    @classmethod
+    def _home(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            check_place_key(value)
+        except ValueError as error:
+            raise ValueError(f"{error} (a tenant's home is a country or subdivision)") from None
+        return value
+
+    @field_validator("default_language")
+    @classmethod
+    def _default_language(cls, value: str) -> str:
+        return _check_language(value)
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, language in value.items():
+            try:
+                _check_language(language)
+            except ValueError as error:
+                raise _LocatedError(str(error), key) from None
+        return value
+
+    @field_validator("notices")
+    @classmethod
+    def _notice_languages(cls, value: dict[str, NoticeFiles]) -> dict[str, NoticeFiles]:
+        for language in value:
+            try:
+                _check_language(language)
+            except ValueError as error:
+                raise _LocatedError(str(error), language) from None
+        return value
+
+    @model_validator(mode="after")
+    def _every_language_has_notices(self) -> TenantConsentSettings:
+        for language, files in self.notices.items():
+            if language in SHIPPED_NOTICE_LANGUAGES:
+                continue
+            missing = [kind for kind in NOTICE_KINDS if getattr(files, kind) is None]
+            if missing:
+                raise _LocatedError(
+                    f"needs {', '.join(missing)} (only "
+                    f"{' and '.join(SHIPPED_NOTICE_LANGUAGES)} have shipped recordings)",
+                    "notices",
+                    language,
+                )
+        needed = [("default_language",), *(("languages", key) for key in self.languages)]
+        for loc in needed:
+            language = self.default_language if len(loc) == 1 else self.languages[loc[1]]
+            if language not in self.notices and language not in SHIPPED_NOTICE_LANGUAGES:
+                raise _LocatedError(
+                    f"language {language!r} has no notices: add [tenants.consent.notices."
+                    f"{language}] with notice, opt_out and opt_in",
+                    *loc,
+                )
+        return self
+
+    def spoken_languages(self) -> list[str]:
+        """``default_language`` and every language ``languages`` names, once each."""
+        return list(dict.fromkeys([self.default_language, *self.languages.values()]))
+
+    def notice_files(self, base: Path | None) -> dict[str, dict[str, Path]]:
+        """Language -> kind -> absolute path, for every spoken language.
+
+        A configured path is read relative to ``base`` (the settings file's
+        directory); a kind not configured is the shipped recording.
+        """
+        found: dict[str, dict[str, Path]] = {}
+        for language in self.spoken_languages():
+            files = self.notices.get(language, NoticeFiles())
+            found[language] = {}
+            for kind in NOTICE_KINDS:
+                configured = getattr(files, kind)
+                found[language][kind] = (
+                    resolve_path(configured, base)
+                    if configured is not None
+                    else SHIPPED_NOTICES_DIR / language / f"{kind}.wav"
+                )
+        return found
+
+    def check_notice_files(self, base: Path | None) -> None:
+        """Every notice file there is to play exists; else the key (or table) that names it."""
+        for language, files in self.notices.items():
+            for kind in NOTICE_KINDS:
+                configured = getattr(files, kind)
+                if configured is None:
+                    continue
+                path = resolve_path(configured, base)
+                if not path.is_file():
+                    raise _LocatedError(
+                        f"no such file {str(path)!r}",
+                        "notices",
+                        language,
+                        kind,
+                    )
+        for language, kinds in self.notice_files(base).items():
+            for kind, path in kinds.items():
+                if not path.is_file():
+                    raise _LocatedError(
+                        f"the shipped {language} {kind} recording {str(path)!r} is missing: "
+                        f"reinstall, or set [tenants.consent.notices.{language}] {kind}",
+                        "notices",
+                    )
+
+
 class TenantSettings(_Section):
     """One company: its PBX, its trunk, and what tells its calls apart from others'."""
 
@@ -307,6 +609,7 @@ class TenantSettings(_Section):
     domains: list[str] = Field(default_factory=list)
     number_prefixes: list[str] = Field(default_factory=list)
     default_region: str = "US"
+    consent: TenantConsentSettings = Field(default_factory=TenantConsentSettings)
 
     @field_validator("name")
     @classmethod
@@ -357,9 +660,24 @@ class TenantSettings(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _notice_files_exist(self, info: ValidationInfo) -> TenantSettings:
+        base = _config_dir(info)
+        if base is not None:
+            try:
+                self.consent.check_notice_files(base)
+            except _LocatedError as error:
+                raise _LocatedError(str(error), "consent", *error.loc) from None
+        return self
+
     @property
     def peers(self) -> tuple[PeerSettings, PeerSettings]:
         return (self.pbx, self.trunk)
+
+    @property
+    def home(self) -> str:
+        """The tenant's own jurisdiction: ``consent.home``, else its ``default_region``."""
+        return self.consent.home or self.default_region
 
 
 class SipListen(_Section):
@@ -516,6 +834,63 @@ class StoreSettings(_Section):
         return value
 
 
+class RecordingSettings(_Section):
+    """Where captured calls are written, and how long late RTP packets are waited for."""
+
+    dir: str = Field(default="var/recordings", min_length=1)
+    latency_s: float = Field(default=0.5, ge=0)
+
+    @property
+    def path(self) -> Path:
+        """The directory, relative to the current directory unless absolute."""
+        return Path(self.dir)
+
+
+@dataclass(frozen=True, slots=True)
+class RulesFile:
+    """A consent rules file as read at load: where, its bytes, and the rules in it."""
+
+    path: Path
+    data: bytes
+    rules: RuleSet
+
+
+class ConsentSettings(_Section):
+    """The recording-consent rules file every tenant's policy starts from.
+
+    ``rules_file`` unset is the shipped ``config/consent-rules.toml``; a
+    relative path is read from the settings file's directory.
+    """
+
+    rules_file: str | None = Field(default=None, min_length=1)
+
+    def rules_path(self, base: Path | None) -> Path:
+        if self.rules_file is None:
+            from gateway.consent.rules import DEFAULT_RULES_PATH
+
+            return DEFAULT_RULES_PATH
+        return resolve_path(self.rules_file, base)
+
+    def read_rules(self, base: Path | None) -> RulesFile:
+        """Read and check the rules file; a bad one is a :class:`ConfigError` at its own line."""
+        from gateway.consent.rules import parse_rules
+
+        path = self.rules_path(base)
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise _LocatedError(
+                f"cannot read the consent rules file {str(path)!r}: {error.strerror or error}",
+                "rules_file",
+            ) from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = data.count(b"\n", 0, error.start) + 1
+            raise ConfigError(str(path), line, "the file is not UTF-8 text") from None
+        return RulesFile(path, data, parse_rules(text, str(path)))
+
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -529,7 +904,12 @@ class Settings(_Section):
     sip: SipSettings = Field(default_factory=SipSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    recording: RecordingSettings = Field(default_factory=RecordingSettings)
+    consent: ConsentSettings = Field(default_factory=ConsentSettings)
     tenants: list[TenantSettings] = Field(default_factory=list)
+
+    _config_dir: Path | None = PrivateAttr(default=None)
+    _rules_file: RulesFile | None = PrivateAttr(default=None)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -553,6 +933,47 @@ class Settings(_Section):
             for earlier in range(later):
                 _check_shared_peer(value[earlier], value[later], later)
         return value
+
+    @model_validator(mode="after")
+    def _consent_rules(self, info: ValidationInfo) -> Settings:
+        """Read the rules file and check each tenant's overrides and languages against it."""
+        from gateway.consent.policy import OverrideError, tenant_rules
+
+        self._config_dir = _config_dir(info)
+        try:
+            self._rules_file = self.consent.read_rules(self._config_dir)
+        except _LocatedError as error:
+            raise _LocatedError(str(error), "consent", *error.loc) from None
+        rules = self._rules_file.rules
+        for index, tenant in enumerate(self.tenants):
+            at: Location = ("tenants", index, "consent")
+            for key in tenant.consent.languages:
+                try:
+                    check_place_key(key, rules.groups)
+                except ValueError as error:
+                    raise _LocatedError(
+                        f"{error} (a language is chosen by country, subdivision "
+                        "or a group of the rules file)",
+                        *at,
+                        "languages",
+                        key,
+                    ) from None
+            try:
+                tenant_rules(rules, tenant.consent.overrides)
+            except OverrideError as error:
+                raise _LocatedError(str(error), *at, "overrides", error.key) from None
+        return self
+
+    @property
+    def config_dir(self) -> Path | None:
+        """The directory of the settings file; None for settings built in code."""
+        return self._config_dir
+
+    def consent_rules(self) -> RulesFile:
+        """The consent rules file as read when these settings were validated."""
+        if self._rules_file is None:
+            self._rules_file = self.consent.read_rules(self._config_dir)
+        return self._rules_file
 
     def tenant_named(self, name: str) -> TenantSettings:
         """The tenant called ``name``; KeyError when there is none."""
@@ -829,6 +1250,8 @@ def _annotation_at(loc: Location) -> Any:
             if field is None:
                 return None
             annotation = field.annotation
+        elif typing.get_origin(annotation) is dict:
+            annotation = typing.get_args(annotation)[1]
         else:
             return None
     return _unwrap(annotation)
@@ -1036,7 +1459,8 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] = os.en
         raise _syntax_error(error, shown, text) from None
     overrides = environment_overrides(env)
     _apply_overrides(data, overrides, shown)
+    context = {"config_dir": file.absolute().parent.resolve()}
     try:
-        return Settings.model_validate(data, strict=True)
+        return Settings.model_validate(data, strict=True, context=context)
     except ValidationError as error:
         raise _validation_errors(error, shown, text, overrides) from None
