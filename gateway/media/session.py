@@ -103,6 +103,7 @@ class MediaSide:
         self.rtcp = RtcpReceiver(self, rtcp_sock)
         self.peer: MediaSide = self
         self.open = True
+        self.announcing: bool = False
 
     def describe(self) -> str:
         return f"{self.session_id}/{self.index}{self.name}:{self.rtp_port}"
@@ -147,6 +148,24 @@ class MediaSide:
         sdp = self.remote.rtp_address() if self.remote else None
         return self._destination(self.rtp.source, sdp)
 
+    def announce_destination(self) -> Address | None:
+        """Where an announcement toward this party goes: as :meth:`rtp_destination`.
+
+        Unaffected by :attr:`announcing`, which only takes the relayed route away.
+        """
+        return self.rtp_destination()
+
+    def set_announcing(self, flag: bool) -> None:
+        """While ``flag`` holds, RTP relayed from the other party is dropped, not sent here.
+
+        The announcement player then owns this party's incoming stream (one
+        SSRC and sequence space per source, RFC 3550 5.1). RTCP keeps its
+        route; non-RTP packets on the RTP port (STUN, DTLS) share the dropped
+        route.
+        """
+        self.announcing = flag
+        self.refresh_routes()
+
     def rtcp_route(self) -> tuple[SendTo, Address | None]:
         """The socket and address RTCP toward this party leaves by (RFC 5761 for mux)."""
         if self.rtcp_mux:
@@ -166,7 +185,7 @@ class MediaSide:
         """Recompute, on the other side's receivers, how packets reach this party."""
         other = self.peer
         other.rtp.send = self._sender(self.rtp_sock)
-        other.rtp.dest = self.rtp_destination()
+        other.rtp.dest = None if self.announcing else self.rtp_destination()
         rtcp_send, rtcp_dest = self.rtcp_route()
         other.rtp.rtcp_send = rtcp_send
         other.rtp.rtcp_dest = rtcp_dest
