@@ -34,6 +34,7 @@ TABLE_COLUMNS = (
     "disposition",
     "status",
     "hangup_by",
+    "consent",
 )
 
 
@@ -110,9 +111,13 @@ def _run(args: argparse.Namespace) -> int:
     if not settings.tenants:
         log.warning("no tenants configured: every call will be refused with 403")
     from gateway.app import run
+    from gateway.media.notice import NoticeError
 
     try:
         return run(settings)
+    except NoticeError as error:
+        print(f"callgate: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     except OSError as error:
         log.error("gateway failed: %s", error)
         log.debug("failure", exc_info=True)
@@ -232,7 +237,7 @@ def _party(number: Any, uri: Any) -> str:
 
 
 def table_row(row: dict[str, Any]) -> tuple[str, ...]:
-    """The cells an operator reads for one call (times in UTC)."""
+    """The cells an operator reads for one call (times in UTC); consent: the outcome."""
     ended = row.get("ended_at") is not None
     return (
         _when(row.get("started_at")),
@@ -244,6 +249,7 @@ def table_row(row: dict[str, Any]) -> tuple[str, ...]:
         str(row.get("disposition") or ("-" if ended else "in progress")),
         str(row.get("final_status") if row.get("final_status") is not None else "-"),
         str(row.get("hangup_by") or "-"),
+        str(row.get("consent_outcome") or "-"),
     )
 
 

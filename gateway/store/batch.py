@@ -4,6 +4,13 @@ New rows go out in one executemany INSERT; changes to existing rows in one
 executemany UPDATE per set of changed columns. Rows a plan changes but does
 not start are read first (one SELECT), which also supplies the start and
 answer times the durations are computed from.
+
+Consent events and recordings follow their calls' rows: one executemany
+INSERT each, calls first so every foreign key finds its row. They are plain
+inserts; only a retry (``verify_new``) reads what an earlier attempt may have
+committed, and leaves out rows stored exactly as they would be written again.
+A stored row that differs (an event ``seq`` used twice) is still inserted, so
+the database refuses it and the writer sets that operation aside.
 """
 
 from __future__ import annotations
@@ -14,14 +21,17 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Update, bindparam, insert, select, update
+from sqlalchemy import Table, Update, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store.durations import call_durations
-from gateway.store.models import CALLS
+from gateway.store.models import CALLS, CONSENT_EVENTS, RECORDINGS
 from gateway.store.plan import RowPlan
 
 COLUMN_NAMES: tuple[str, ...] = tuple(column.name for column in CALLS.columns)
+
+EVENT_KEY: tuple[str, ...] = ("call_record_id", "seq")
+"""What identifies a consent event: its call and its place in the call's trail."""
 
 _LOOKUP_CHUNK = 500
 """Ids per ``IN (...)`` list: far below SQLite's and PostgreSQL's parameter limits."""
@@ -86,9 +96,10 @@ async def write_plans(
     """Apply ``plans`` on ``connection`` (inside the caller's transaction).
 
     With ``verify_new``, rows the plans start are looked up too and, if a
-    previous attempt already wrote them, updated instead of inserted again.
+    previous attempt already wrote them, updated instead of inserted again;
+    consent events and recordings already stored as they are are left out.
     Returns the plans whose row does not exist and that do not start it; they
-    change nothing.
+    change nothing (their consent events and recordings included).
     """
     plans = list(plans)
     lookup = [plan.record_id for plan in plans if verify_new or not plan.starts]
@@ -115,4 +126,52 @@ async def write_plans(
         await connection.execute(insert(CALLS), new_rows)
     for columns, rows in changes.items():
         await connection.execute(_update_statement(columns), rows)
+    await _write_children(connection, plans, orphans, verify_new=verify_new)
     return orphans
+
+
+async def _write_children(
+    connection: AsyncConnection,
+    plans: list[RowPlan],
+    orphans: list[RowPlan],
+    *,
+    verify_new: bool,
+) -> None:
+    """Insert the consent events and recordings of every plan whose call row exists."""
+    missing = {plan.record_id for plan in orphans}
+    live = [plan for plan in plans if plan.record_id not in missing]
+    events = [event.row() for plan in live for event in plan.events]
+    recordings = [recording.row() for plan in live for recording in plan.recordings]
+    if verify_new and events:
+        events = await _not_yet_stored(
+            connection, CONSENT_EVENTS, events, key=EVENT_KEY, by="call_record_id"
+        )
+    if verify_new and recordings:
+        recordings = await _not_yet_stored(connection, RECORDINGS, recordings, key=("id",), by="id")
+    if events:
+        await connection.execute(insert(CONSENT_EVENTS), events)
+    if recordings:
+        await connection.execute(insert(RECORDINGS), recordings)
+
+
+async def _not_yet_stored(
+    connection: AsyncConnection,
+    table: Table,
+    rows: list[dict[str, Any]],
+    *,
+    key: tuple[str, ...],
+    by: str,
+) -> list[dict[str, Any]]:
+    """``rows`` without those an earlier attempt stored in ``table`` with the same values.
+
+    Rows are matched on their ``key`` columns; stored rows are found by ``by``.
+    """
+    query = select(*(table.c[name] for name in rows[0]))
+    lookups = list(dict.fromkeys(row[by] for row in rows))
+    stored: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for first in range(0, len(lookups), _LOOKUP_CHUNK):
+        chunk = lookups[first : first + _LOOKUP_CHUNK]
+        result = await connection.execute(query.where(table.c[by].in_(chunk)))
+        for found in result.mappings():
+            stored[tuple(found[name] for name in key)] = dict(found)
+    return [row for row in rows if stored.get(tuple(row[name] for name in key)) != row]

@@ -1,7 +1,14 @@
 """ORM models of the call-record store.
 
 One row per call in ``calls``: the parties, addresses, times, disposition and
-final SIP status (RFC 3261 21) of the call, and per-leg media counters.
+final SIP status (RFC 3261 21) of the call, per-leg media counters, and the
+consent rule that applied and its outcome. ``consent_events`` is each call's
+consent trail, one row per state change in order; ``recordings`` lists the
+audio files captured after consent.
+
+The consent vocabularies below are the ones the consent state machine
+(:mod:`gateway.consent.machine`) emits; the store checks values against them
+so the trail stays readable whatever writes to it.
 """
 
 from __future__ import annotations
@@ -10,7 +17,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, Index, Integer, MetaData, Table, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from gateway.store.columns import UtcDateTime
@@ -32,6 +50,55 @@ DIRECTIONS: tuple[str, ...] = ("inbound", "outbound")
 
 HANGUP_PARTIES: tuple[str, ...] = ("caller", "callee", "gateway")
 """Who ended the call."""
+
+CONSENT_MODES: tuple[str, ...] = ("notice", "opt_out", "opt_in", "none")
+"""What had to happen before a party's audio could be captured (the call's rule)."""
+
+CONSENT_PARTIES: tuple[str, ...] = ("one", "all")
+"""Whose consent the rule needs: one party's or every party's."""
+
+CONSENT_OUTCOMES: tuple[str, ...] = (
+    "granted",
+    "declined",
+    "timed_out",
+    "withdrawn",
+    "pending",
+    "none",
+    "unavailable",
+)
+"""The call's consent outcome: ``pending`` when the call ended before every party decided,
+``none`` when the rule never captures, ``unavailable`` when the notice could not play."""
+
+CONSENT_EVENT_PARTIES: tuple[str, ...] = ("caller", "callee", "call")
+"""Whose state an event changes; ``call`` for call-wide changes (pause, resume)."""
+
+CONSENT_STATES: tuple[str, ...] = (
+    "pending",
+    "notified",
+    "granted",
+    "declined",
+    "timed_out",
+    "withdrawn",
+    "paused",
+)
+"""The states a consent event enters (and leaves)."""
+
+CONSENT_METHODS: tuple[str, ...] = (
+    "implied",
+    "digit",
+    "info",
+    "header",
+    "api",
+    "policy",
+    "timeout",
+    "hangup",
+    "notice",
+)
+"""How a consent change came about: DTMF (RFC 4733 or in-band), SIP INFO, a SIP header,
+the HTTP API, the tenant's policy, a timer, a hang-up or the notice itself."""
+
+RECORDING_FORMATS: tuple[str, ...] = ("wav",)
+"""File formats of captured audio."""
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -57,6 +124,7 @@ class Base(DeclarativeBase):
         float: Float(),
         datetime: UtcDateTime(),
         dict[str, Any]: JSON(none_as_null=True),
+        list[dict[str, Any]]: JSON(none_as_null=True),
     }
 
 
@@ -97,9 +165,88 @@ class CallRecord(Base):
     media_stats: Mapped[dict[str, Any] | None]
     gateway_instance: Mapped[str]
 
+    consent_mode: Mapped[str | None]
+    consent_parties: Mapped[str | None]
+    consent_rules: Mapped[list[dict[str, Any]] | None]
+    """Which party's jurisdiction and rule applied, and why: one entry per contribution."""
+    policy_version: Mapped[str | None]
+    consent_outcome: Mapped[str | None]
+    notice_sha256: Mapped[str | None]
+    capture_s: Mapped[float | None]
+    """Seconds of audio captured (after consent, pauses excluded)."""
+
     def __repr__(self) -> str:
         return f"CallRecord(id={self.id!r}, call_id={self.call_id!r}, tenant={self.tenant!r})"
 
 
 CALLS: Table = CallRecord.__table__  # type: ignore[assignment]
 """The ``calls`` table, for Core statements."""
+
+
+class ConsentEvent(Base):
+    """One change of a party's consent state: the call's consent trail, in ``seq`` order.
+
+    ``seq`` counts from 1 within the call; the pair (call, ``seq``) is unique
+    and its index also serves lookups of a call's trail.
+    """
+
+    __tablename__ = "consent_events"
+    __table_args__ = (
+        UniqueConstraint("call_record_id", "seq"),
+        Index("ix_consent_events_tenant_at", "tenant", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    call_record_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    tenant: Mapped[str]
+    seq: Mapped[int]
+    at: Mapped[datetime]
+    party: Mapped[str]
+    state: Mapped[str]
+    previous: Mapped[str | None]
+    method: Mapped[str]
+    digit: Mapped[str | None]
+    notice_sha256: Mapped[str | None]
+    policy_version: Mapped[str]
+    detail: Mapped[str | None]
+
+    def __repr__(self) -> str:
+        return (
+            f"ConsentEvent(call_record_id={self.call_record_id!r}, seq={self.seq!r}, "
+            f"party={self.party!r}, state={self.state!r})"
+        )
+
+
+CONSENT_EVENTS: Table = ConsentEvent.__table__  # type: ignore[assignment]
+"""The ``consent_events`` table, for Core statements."""
+
+
+class Recording(Base):
+    """One audio file captured from a call (a channel per party)."""
+
+    __tablename__ = "recordings"
+
+    id: Mapped[str] = mapped_column(primary_key=True, default=new_record_id)
+    call_record_id: Mapped[str] = mapped_column(
+        ForeignKey("calls.id", ondelete="CASCADE"), index=True
+    )
+    tenant: Mapped[str]
+    path: Mapped[str]
+    format: Mapped[str]
+    channels: Mapped[int]
+    sample_rate: Mapped[int]
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime]
+    duration_s: Mapped[float]
+    bytes: Mapped[int] = mapped_column(BigInteger())
+    sha256: Mapped[str]
+    created_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"Recording(id={self.id!r}, call_record_id={self.call_record_id!r})"
+
+
+RECORDINGS: Table = Recording.__table__  # type: ignore[assignment]
+"""The ``recordings`` table, for Core statements."""

@@ -1,4 +1,5 @@
-"""What the call path tells the record writer: a call started, changed, ended.
+"""What the call path tells the record writer: a call started, changed, ended;
+a party's consent changed; a recording was finished.
 
 Each operation checks its fields when it is built, so a malformed value is
 refused with a reason at the call site instead of failing a whole batch later.
@@ -6,39 +7,59 @@ refused with a reason at the call site instead of failing a whole batch later.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from gateway.store.models import DIRECTIONS, DISPOSITIONS, HANGUP_PARTIES
+from gateway.store.checks import (
+    check_json,
+    one_of,
+    optional_instant,
+    optional_one_of,
+    optional_seconds,
+    optional_sha256,
+    optional_text,
+    require_count,
+    require_instant,
+    require_seconds,
+    require_sha256,
+    require_text,
+)
+from gateway.store.models import (
+    CONSENT_EVENT_PARTIES,
+    CONSENT_METHODS,
+    CONSENT_MODES,
+    CONSENT_OUTCOMES,
+    CONSENT_PARTIES,
+    CONSENT_STATES,
+    DIRECTIONS,
+    DISPOSITIONS,
+    HANGUP_PARTIES,
+    RECORDING_FORMATS,
+    new_record_id,
+)
+
+DTMF_DIGITS: tuple[str, ...] = tuple("0123456789*#ABCD")
+"""The key presses a consent event may carry: DTMF events 0-15 of RFC 4733 3.2."""
 
 
-def _require_text(name: str, value: object) -> None:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+def _check_rules(value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise ValueError(f"consent_rules must be a list of mappings, got {type(value).__name__}")
+    for index, entry in enumerate(value):
+        if not isinstance(entry, Mapping):
+            raise ValueError(
+                f"consent_rules[{index}] must be a mapping, got {type(entry).__name__}"
+            )
+        check_json(f"consent_rules[{index}]", entry)
 
 
-def _optional_text(name: str, value: object) -> None:
-    if value is not None and not isinstance(value, str):
-        raise ValueError(f"{name} must be a string or None, got {type(value).__name__}")
-
-
-def _require_instant(name: str, value: object) -> None:
-    if not isinstance(value, datetime):
-        raise ValueError(f"{name} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} {value.isoformat()} is naive; give a timezone-aware (UTC) time")
-
-
-def _optional_instant(name: str, value: object) -> None:
-    if value is not None:
-        _require_instant(name, value)
-
-
-def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+def utcnow() -> datetime:
+    """The current instant, in UTC."""
+    return datetime.now(UTC)
 
 
 @dataclass(slots=True)
@@ -58,17 +79,26 @@ class CallStart:
     gateway_instance: str
     destination_addr: str | None = None
     b_call_id: str | None = None
+    consent_mode: str | None = None
+    consent_parties: str | None = None
+    consent_rules: Sequence[Mapping[str, Any]] | None = None
+    """Which party's jurisdiction and rule applied and why, one mapping per contribution."""
+    policy_version: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("record_id", "tenant", "call_id", "gateway_instance"):
-            _require_text(name, getattr(self, name))
+            require_text(name, getattr(self, name))
         for name in ("source_uri", "destination_uri", "source_addr"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a string, got {getattr(self, name)!r}")
         for name in ("source_number", "destination_number", "destination_addr", "b_call_id"):
-            _optional_text(name, getattr(self, name))
-        _one_of("direction", self.direction, DIRECTIONS)
-        _require_instant("started_at", self.started_at)
+            optional_text(name, getattr(self, name))
+        one_of("direction", self.direction, DIRECTIONS)
+        require_instant("started_at", self.started_at)
+        optional_one_of("consent_mode", self.consent_mode, CONSENT_MODES)
+        optional_one_of("consent_parties", self.consent_parties, CONSENT_PARTIES)
+        _check_rules(self.consent_rules)
+        optional_text("policy_version", self.policy_version)
 
     def columns(self) -> dict[str, Any]:
         """The row's columns this operation sets."""
@@ -86,6 +116,12 @@ class CallStart:
             "destination_addr": self.destination_addr,
             "started_at": self.started_at,
             "gateway_instance": self.gateway_instance,
+            "consent_mode": self.consent_mode,
+            "consent_parties": self.consent_parties,
+            "consent_rules": None
+            if self.consent_rules is None
+            else [dict(entry) for entry in self.consent_rules],
+            "policy_version": self.policy_version,
         }
 
 
@@ -97,12 +133,16 @@ class CallUpdate:
     answered_at: datetime | None = None
     b_call_id: str | None = None
     destination_addr: str | None = None
+    consent_outcome: str | None = None
+    notice_sha256: str | None = None
 
     def __post_init__(self) -> None:
-        _require_text("record_id", self.record_id)
-        _optional_instant("answered_at", self.answered_at)
-        _optional_text("b_call_id", self.b_call_id)
-        _optional_text("destination_addr", self.destination_addr)
+        require_text("record_id", self.record_id)
+        optional_instant("answered_at", self.answered_at)
+        optional_text("b_call_id", self.b_call_id)
+        optional_text("destination_addr", self.destination_addr)
+        optional_one_of("consent_outcome", self.consent_outcome, CONSENT_OUTCOMES)
+        optional_sha256("notice_sha256", self.notice_sha256)
 
     def columns(self) -> dict[str, Any]:
         """The row's columns this operation sets."""
@@ -110,6 +150,8 @@ class CallUpdate:
             "answered_at": self.answered_at,
             "b_call_id": self.b_call_id,
             "destination_addr": self.destination_addr,
+            "consent_outcome": self.consent_outcome,
+            "notice_sha256": self.notice_sha256,
         }
         return {name: value for name, value in values.items() if value is not None}
 
@@ -120,6 +162,8 @@ class CallEnd:
 
     ``final_status`` is the SIP status that settled the INVITE (RFC 3261 21);
     ``answered_at`` may repeat the value of an earlier :class:`CallUpdate`.
+    ``consent_outcome``, ``capture_s`` and ``notice_sha256`` left ``None`` keep
+    what the row holds (a call without a consent rule never sets them).
     """
 
     record_id: str
@@ -130,14 +174,20 @@ class CallEnd:
     end_reason: str | None = None
     media_stats: Mapping[str, Any] | None = None
     answered_at: datetime | None = None
+    consent_outcome: str | None = None
+    capture_s: float | None = None
+    notice_sha256: str | None = None
 
     def __post_init__(self) -> None:
-        _require_text("record_id", self.record_id)
-        _require_instant("ended_at", self.ended_at)
-        _optional_instant("answered_at", self.answered_at)
-        _one_of("disposition", self.disposition, DISPOSITIONS)
+        require_text("record_id", self.record_id)
+        require_instant("ended_at", self.ended_at)
+        optional_one_of("consent_outcome", self.consent_outcome, CONSENT_OUTCOMES)
+        optional_seconds("capture_s", self.capture_s)
+        optional_sha256("notice_sha256", self.notice_sha256)
+        optional_instant("answered_at", self.answered_at)
+        one_of("disposition", self.disposition, DISPOSITIONS)
         if self.hangup_by is not None:
-            _one_of("hangup_by", self.hangup_by, HANGUP_PARTIES)
+            one_of("hangup_by", self.hangup_by, HANGUP_PARTIES)
         if self.final_status is not None and (
             isinstance(self.final_status, bool)
             or not isinstance(self.final_status, int)
@@ -146,7 +196,7 @@ class CallEnd:
             raise ValueError(
                 f"final_status must be a SIP status 100-699, got {self.final_status!r}"
             )
-        _optional_text("end_reason", self.end_reason)
+        optional_text("end_reason", self.end_reason)
         if self.media_stats is not None and not isinstance(self.media_stats, Mapping):
             raise ValueError(
                 f"media_stats must be a mapping of leg to counters, "
@@ -163,10 +213,141 @@ class CallEnd:
             "end_reason": self.end_reason,
             "media_stats": None if self.media_stats is None else dict(self.media_stats),
         }
-        if self.answered_at is not None:
-            values["answered_at"] = self.answered_at
+        optional = {
+            "answered_at": self.answered_at,
+            "consent_outcome": self.consent_outcome,
+            "capture_s": None if self.capture_s is None else float(self.capture_s),
+            "notice_sha256": self.notice_sha256,
+        }
+        values.update((name, value) for name, value in optional.items() if value is not None)
         return values
 
 
-WriteOp = CallStart | CallUpdate | CallEnd
+@dataclass(slots=True)
+class ConsentEventRecord:
+    """One change of a party's consent state, the call's trail entry number ``seq``.
+
+    ``seq`` counts from 1 within the call and gives the trail its order; the
+    writer keeps a call's events in the order they were submitted. ``state``
+    is the state entered, ``previous`` the state left (``None`` for the
+    first). ``digit`` is the key that caused it (RFC 4733 3.2 events 0-15),
+    ``notice_sha256`` the notice the party heard.
+    """
+
+    record_id: str
+    tenant: str
+    seq: int
+    at: datetime
+    party: str
+    state: str
+    previous: str | None
+    method: str
+    policy_version: str
+    digit: str | None = None
+    notice_sha256: str | None = None
+    detail: str | None = None
+
+    def __post_init__(self) -> None:
+        require_text("record_id", self.record_id)
+        require_text("tenant", self.tenant)
+        require_count("seq", self.seq, 1)
+        require_instant("at", self.at)
+        one_of("party", self.party, CONSENT_EVENT_PARTIES)
+        one_of("state", self.state, CONSENT_STATES)
+        optional_one_of("previous", self.previous, CONSENT_STATES)
+        one_of("method", self.method, CONSENT_METHODS)
+        require_text("policy_version", self.policy_version)
+        optional_one_of("digit", self.digit, DTMF_DIGITS)
+        optional_sha256("notice_sha256", self.notice_sha256)
+        optional_text("detail", self.detail)
+
+    def row(self) -> dict[str, Any]:
+        """The ``consent_events`` row (without its generated ``id``)."""
+        return {
+            "call_record_id": self.record_id,
+            "tenant": self.tenant,
+            "seq": self.seq,
+            "at": self.at,
+            "party": self.party,
+            "state": self.state,
+            "previous": self.previous,
+            "method": self.method,
+            "digit": self.digit,
+            "notice_sha256": self.notice_sha256,
+            "policy_version": self.policy_version,
+            "detail": self.detail,
+        }
+
+
+@dataclass(slots=True)
+class RecordingRecord:
+    """A finished recording of the call: where the file is, what it holds, its digest.
+
+    ``recording_id`` is a fresh UUID 4 unless given; ``created_at`` is now.
+    """
+
+    record_id: str
+    tenant: str
+    path: str
+    channels: int
+    sample_rate: int
+    started_at: datetime
+    ended_at: datetime
+    duration_s: float
+    bytes: int
+    sha256: str
+    format: str = "wav"
+    recording_id: str = field(default_factory=new_record_id)
+    created_at: datetime = field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        for name in ("record_id", "tenant", "path", "recording_id"):
+            require_text(name, getattr(self, name))
+        one_of("format", self.format, RECORDING_FORMATS)
+        require_count("channels", self.channels, 1)
+        require_count("sample_rate", self.sample_rate, 1)
+        require_instant("started_at", self.started_at)
+        require_instant("ended_at", self.ended_at)
+        if self.ended_at < self.started_at:
+            raise ValueError(
+                f"ended_at {self.ended_at.isoformat()} is before "
+                f"started_at {self.started_at.isoformat()}"
+            )
+        require_seconds("duration_s", self.duration_s)
+        require_count("bytes", self.bytes, 0)
+        require_sha256("sha256", self.sha256)
+        require_instant("created_at", self.created_at)
+
+    def row(self) -> dict[str, Any]:
+        """The ``recordings`` row."""
+        return {
+            "id": self.recording_id,
+            "call_record_id": self.record_id,
+            "tenant": self.tenant,
+            "path": self.path,
+            "format": self.format,
+            "channels": self.channels,
+            "sample_rate": self.sample_rate,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "duration_s": float(self.duration_s),
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "created_at": self.created_at,
+        }
+
+
+CallOp = CallStart | CallUpdate | CallEnd
+"""Operations that change the call's own row."""
+
+WriteOp = CallStart | CallUpdate | CallEnd | ConsentEventRecord | RecordingRecord
 """Anything :meth:`RecordWriter.submit` accepts."""
+
+WRITE_OP_TYPES: tuple[type, ...] = (
+    CallStart,
+    CallUpdate,
+    CallEnd,
+    ConsentEventRecord,
+    RecordingRecord,
+)
+"""The classes of :data:`WriteOp`, for ``isinstance`` checks."""

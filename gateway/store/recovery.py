@@ -1,11 +1,16 @@
-"""Start-up recovery: close the call records a crashed run of this instance left open."""
+"""Start-up recovery: close the call records a crashed run of this instance left open.
+
+A call that had a consent rule and no outcome yet ends ``pending`` (nobody's
+decision was recorded as final), or ``none`` under a rule that never
+captures; a call without a rule keeps no outcome.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import ColumnElement, bindparam, case, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.durations import call_durations
@@ -13,6 +18,18 @@ from gateway.store.models import CALLS
 
 RESTART_DISPOSITION = "gateway_restart"
 RESTART_REASON = "gateway restarted before the call ended"
+RESTART_CONSENT_OUTCOME = "pending"
+"""Outcome of a call with a consent rule and no outcome when the gateway went down."""
+
+
+def _restart_consent_outcome() -> ColumnElement[str | None]:
+    """The stored outcome if any; else ``none`` under mode ``none``, ``pending`` under a rule."""
+    return case(
+        (CALLS.c.consent_outcome.is_not(None), CALLS.c.consent_outcome),
+        (CALLS.c.consent_mode == "none", literal("none")),
+        (CALLS.c.consent_mode.is_not(None), literal(RESTART_CONSENT_OUTCOME)),
+        else_=None,
+    )
 
 
 async def close_orphans(engine: AsyncEngine, gateway_instance: str, now: datetime) -> int:
@@ -37,6 +54,7 @@ async def close_orphans(engine: AsyncEngine, gateway_instance: str, now: datetim
             disposition=RESTART_DISPOSITION,
             hangup_by="gateway",
             end_reason=RESTART_REASON,
+            consent_outcome=_restart_consent_outcome(),
             duration_s=bindparam("p_duration_s", type_=CALLS.c.duration_s.type),
             billable_s=bindparam("p_billable_s", type_=CALLS.c.billable_s.type),
         )

@@ -5,6 +5,9 @@ database. The task drains the queue in batches of up to ``batch_size``
 operations, waiting at most ``max_delay`` seconds for a batch to fill; the
 operations of one call in a batch are coalesced (:mod:`gateway.store.plan`)
 and a batch is written in one transaction (:mod:`gateway.store.batch`).
+Batches are written one after another in submission order, so a call's
+consent events reach the store in the order they were submitted, after the
+:class:`CallStart` that creates their call's row.
 
 Failures: a batch that fails for a passing reason (connection lost, database
 locked) is retried with exponential backoff until it is written; nothing is
@@ -25,14 +28,30 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.batch import write_plans
 from gateway.store.errors import is_permanent
-from gateway.store.ops import CallEnd, CallStart, CallUpdate, WriteOp
+from gateway.store.ops import (
+    WRITE_OP_TYPES,
+    CallEnd,
+    CallStart,
+    CallUpdate,
+    ConsentEventRecord,
+    RecordingRecord,
+    WriteOp,
+)
 from gateway.store.plan import RowPlan, plan_batch
 
-__all__ = ["CallEnd", "CallStart", "CallUpdate", "RecordWriter", "WriteOp"]
+__all__ = [
+    "CallEnd",
+    "CallStart",
+    "CallUpdate",
+    "ConsentEventRecord",
+    "RecordWriter",
+    "RecordingRecord",
+    "WriteOp",
+]
 
 log = logging.getLogger(__name__)
 
-_OP_TYPES = (CallStart, CallUpdate, CallEnd)
+_OP_NAMES = "CallStart, CallUpdate, CallEnd, ConsentEventRecord or RecordingRecord"
 
 
 class RecordWriter:
@@ -105,15 +124,13 @@ class RecordWriter:
         """Queue ``op`` for writing; returns at once and never waits for the database.
 
         Raises ``TypeError`` for anything but a :class:`CallStart`,
-        :class:`CallUpdate` or :class:`CallEnd`, and ``RuntimeError`` once the
-        writer is stopped.
+        :class:`CallUpdate`, :class:`CallEnd`, :class:`ConsentEventRecord` or
+        :class:`RecordingRecord`, and ``RuntimeError`` once the writer is stopped.
         """
         if self._closed:
             raise RuntimeError(f"record writer is stopped; {op!r} was not recorded")
-        if not isinstance(op, _OP_TYPES):
-            raise TypeError(
-                f"submit() takes CallStart, CallUpdate or CallEnd, got {type(op).__name__}"
-            )
+        if not isinstance(op, WRITE_OP_TYPES):
+            raise TypeError(f"submit() takes {_OP_NAMES}, got {type(op).__name__}")
         queue = self._queue
         if not queue:
             self._oldest_at = time.monotonic()

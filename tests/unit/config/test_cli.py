@@ -125,8 +125,12 @@ async def _write_calls(url: str) -> None:
     await migrate(engine)
     writer = RecordWriter(engine, batch_size=10, max_delay=0)
     await writer.start()
-    for number, (tenant, direction, seconds) in enumerate(
-        [("acme", "outbound", 65), ("acme", "inbound", 3725), ("globex", "outbound", 5)]
+    for number, (tenant, direction, seconds, mode, outcome) in enumerate(
+        [
+            ("acme", "outbound", 65, "notice", "granted"),
+            ("acme", "inbound", 3725, None, None),
+            ("globex", "outbound", 5, "opt_in", "declined"),
+        ]
     ):
         record_id = f"rec-{number}"
         started = T0 + timedelta(minutes=number)
@@ -143,6 +147,8 @@ async def _write_calls(url: str) -> None:
                 source_addr="127.0.0.2:5060",
                 started_at=started,
                 gateway_instance="gw-test",
+                consent_mode=mode,
+                consent_parties=None if mode is None else "all",
             )
         )
         writer.submit(
@@ -153,6 +159,7 @@ async def _write_calls(url: str) -> None:
                 disposition="answered",
                 final_status=200,
                 hangup_by="callee",
+                consent_outcome=outcome,
             )
         )
     await writer.stop()
@@ -181,14 +188,16 @@ async def test_calls_table_newest_first(store_config: Path, tmp_path: Path) -> N
     lines = result.stdout.splitlines()
     assert lines[0].split() == [
         "started", "tenant", "direction", "from", "to",
-        "duration", "disposition", "status", "hangup_by",
+        "duration", "disposition", "status", "hangup_by", "consent",
     ]  # fmt: skip
     assert lines[1].split() == [
         "2026-03-01", "12:02:00", "globex", "outbound", "+14155550100",
-        "sip:bob@trunk.example", "0:05", "answered", "200", "callee",
+        "sip:bob@trunk.example", "0:05", "answered", "200", "callee", "declined",
     ]  # fmt: skip
     assert lines[2].split()[2:4] == ["acme", "inbound"]
     assert lines[2].split()[6] == "1:02:05"
+    assert lines[2].split()[-1] == "-"
+    assert lines[0].index("consent") == lines[1].index("declined") == lines[2].rindex("-")
     assert len(lines) == 3
     assert lines[0].index("tenant") == lines[1].index("globex") == lines[2].index("acme")
 
@@ -207,6 +216,9 @@ async def test_calls_json_lines_for_one_tenant(store_config: Path, tmp_path: Pat
     assert {row["tenant"] for row in rows} == {"acme"}
     assert rows[1]["duration_s"] == 65
     assert rows[1]["gateway_instance"] == "gw-test"
+    assert (rows[1]["consent_mode"], rows[1]["consent_outcome"]) == ("notice", "granted")
+    assert rows[1]["consent_parties"] == "all"
+    assert (rows[0]["consent_mode"], rows[0]["consent_outcome"]) == (None, None)
 
 
 def test_calls_reports_an_unreachable_store(
@@ -238,7 +250,7 @@ def test_table_of_a_call_still_in_progress() -> None:
     write_table([row], out)
     assert out.getvalue().splitlines()[1].split() == [
         "2026-03-01", "12:00:00", "acme", "inbound", "sip:anonymous@anonymous.invalid",
-        "+14155550100", "up", "in", "progress", "-", "-",
+        "+14155550100", "up", "in", "progress", "-", "-", "-",
     ]  # fmt: skip
 
 

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.store.writer import CallEnd, CallStart, CallUpdate
+from gateway.store.writer import (
+    CallEnd,
+    CallStart,
+    CallUpdate,
+    ConsentEventRecord,
+    RecordingRecord,
+)
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 INSTANCE = "gw-test-1"
+NOTICE_SHA256 = hashlib.sha256(b"this call may be recorded").hexdigest()
+POLICY_VERSION = "acme-2026-03"
+RULES = [
+    {"role": "caller", "jurisdiction": "US-CA", "rule": "US-CA", "mode": "notice", "why": "area"},
+    {"role": "callee", "jurisdiction": "DE", "rule": "DE", "mode": "opt_in", "why": "+49"},
+]
 
 
 def new_id() -> str:
@@ -64,3 +77,40 @@ def end(
     }
     values.update(fields)
     return CallEnd(**values)
+
+
+def consent_event(
+    record_id: str, seq: int, *, at: datetime | None = None, **fields: Any
+) -> ConsentEventRecord:
+    values: dict[str, Any] = {
+        "record_id": record_id,
+        "tenant": "acme",
+        "seq": seq,
+        "at": T0 + timedelta(seconds=seq) if at is None else at,
+        "party": "callee",
+        "state": "notified",
+        "previous": "pending",
+        "method": "notice",
+        "policy_version": POLICY_VERSION,
+        "notice_sha256": NOTICE_SHA256,
+    }
+    values.update(fields)
+    return ConsentEventRecord(**values)
+
+
+def recording(record_id: str, **fields: Any) -> RecordingRecord:
+    values: dict[str, Any] = {
+        "record_id": record_id,
+        "tenant": "acme",
+        "path": f"/var/lib/callgate/recordings/{record_id}.wav",
+        "channels": 2,
+        "sample_rate": 8000,
+        "started_at": T0 + timedelta(seconds=12),
+        "ended_at": T0 + timedelta(seconds=64.5),
+        "duration_s": 52.5,
+        "bytes": 44 + 52 * 32000 + 16000,
+        "sha256": hashlib.sha256(record_id.encode()).hexdigest(),
+        "created_at": T0 + timedelta(seconds=65),
+    }
+    values.update(fields)
+    return RecordingRecord(**values)

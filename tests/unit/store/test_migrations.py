@@ -112,9 +112,9 @@ async def test_schema_comparison_notices_a_model_the_migrations_lack(
     for table in Base.metadata.tables.values():
         table.to_metadata(extended)
     calls = extended.tables["calls"]
-    calls.append_column(Column("consent_outcome", Text(), nullable=True))
-    Index("ix_calls_consent_outcome", calls.c.consent_outcome)
-    Table("consent_events", extended, Column("id", Text(), primary_key=True))
+    calls.append_column(Column("retention_until", Text(), nullable=True))
+    Index("ix_calls_retention_until", calls.c.retention_until)
+    Table("transcripts", extended, Column("id", Text(), primary_key=True))
 
     differences = await _schema_differences(db_engine, extended)
 

@@ -10,10 +10,19 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.engine import session_factory
-from gateway.store.models import CALLS, CallRecord
+from gateway.store.models import CALLS, CONSENT_EVENTS, RECORDINGS, CallRecord
 from gateway.store.queries import get_call, latest_calls
 from gateway.store.writer import RecordWriter
-from tests.unit.store.records import T0, answer, end, new_id, start
+from tests.unit.store.records import (
+    RULES,
+    T0,
+    answer,
+    consent_event,
+    end,
+    new_id,
+    recording,
+    start,
+)
 
 
 async def _write(engine: AsyncEngine, *ops: object) -> None:
@@ -83,6 +92,59 @@ async def test_get_call_finds_the_newest_record_of_a_call_id(db_engine: AsyncEng
     found = await get_call(db_engine, call_id="dup@pbx")
     assert found is not None and found["id"] == newer
     assert await get_call(db_engine, call_id="missing@pbx") is None
+
+
+async def test_get_call_by_record_id_and_tenant(db_engine: AsyncEngine) -> None:
+    record_id = new_id()
+    await _write(db_engine, start(record_id, tenant="globex"))
+    found = await get_call(db_engine, record_id=record_id)
+    assert found is not None and found["call_id"] == f"{record_id}@pbx.example"
+    assert (found["consent_events"], found["recordings"]) == ([], [])
+    assert await get_call(db_engine, record_id=record_id, tenant="globex") is not None
+    assert await get_call(db_engine, record_id=record_id, tenant="acme") is None
+    assert await get_call(db_engine, call_id=found["call_id"], tenant="acme") is None
+
+
+async def test_get_call_result_is_plain_json(db_engine: AsyncEngine) -> None:
+    record_id = new_id()
+    await _write(
+        db_engine,
+        start(record_id, consent_mode="notice", consent_parties="one", consent_rules=RULES),
+        consent_event(record_id, 1),
+        recording(record_id),
+        end(record_id, consent_outcome="granted", capture_s=40.0),
+    )
+    found = await get_call(db_engine, record_id=record_id)
+    assert found is not None
+    assert set(found) == {column.name for column in CALLS.columns} | {
+        "consent_events",
+        "recordings",
+    }
+    assert json.loads(json.dumps(found)) == found
+    assert set(found["consent_events"][0]) == {column.name for column in CONSENT_EVENTS.columns}
+    assert set(found["recordings"][0]) == {column.name for column in RECORDINGS.columns}
+    assert found["consent_events"][0]["at"] == "2026-03-01T12:00:01+00:00"
+
+
+@pytest.mark.parametrize("keys", [{}, {"call_id": "a@pbx", "record_id": "r"}])
+async def test_get_call_needs_exactly_one_key(db_engine: AsyncEngine, keys: dict) -> None:
+    with pytest.raises(ValueError, match="exactly one of call_id and record_id"):
+        await get_call(db_engine, **keys)
+
+
+async def test_latest_calls_show_the_consent_mode_and_outcome(db_engine: AsyncEngine) -> None:
+    ruled, open_call, unruled = new_id(), new_id(), new_id()
+    await _write(
+        db_engine,
+        start(ruled, consent_mode="opt_out", consent_parties="all", at=T0),
+        end(ruled, consent_outcome="declined"),
+        start(open_call, consent_mode="opt_in", at=T0 + timedelta(seconds=1)),
+        start(unruled, at=T0 + timedelta(seconds=2)),
+    )
+    rows = {row["id"]: row for row in await latest_calls(db_engine)}
+    assert (rows[ruled]["consent_mode"], rows[ruled]["consent_outcome"]) == ("opt_out", "declined")
+    assert (rows[open_call]["consent_mode"], rows[open_call]["consent_outcome"]) == ("opt_in", None)
+    assert (rows[unruled]["consent_mode"], rows[unruled]["consent_outcome"]) == (None, None)
 
 
 async def test_instants_in_any_zone_round_trip_as_the_same_utc_instant(

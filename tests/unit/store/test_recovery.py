@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.models import CALLS
 from gateway.store.recovery import RESTART_REASON, close_orphans
-from gateway.store.writer import RecordWriter
+from gateway.store.writer import CallUpdate, RecordWriter
 from tests.unit.store.records import INSTANCE, T0, answer, end, new_id, start
 
 NOW = T0 + timedelta(minutes=10)
@@ -92,3 +92,33 @@ async def test_bad_arguments_are_refused_with_reason(
 ) -> None:
     with pytest.raises(ValueError, match=r"gateway_instance|timezone-aware"):
         await close_orphans(db_engine, instance, now)  # type: ignore[arg-type]
+
+
+async def test_open_calls_with_a_consent_rule_end_pending(db_engine: AsyncEngine) -> None:
+    ruled, never, decided, unruled = new_id(), new_id(), new_id(), new_id()
+    writer = RecordWriter(db_engine)
+    writer.submit(start(ruled, consent_mode="opt_in", consent_parties="all"))
+    writer.submit(start(never, consent_mode="none", consent_parties="one"))
+    writer.submit(start(decided, consent_mode="notice", consent_parties="one"))
+    writer.submit(CallUpdate(decided, consent_outcome="declined"))
+    writer.submit(start(unruled))
+    await writer.stop()
+
+    assert await close_orphans(db_engine, INSTANCE, NOW) == 4
+
+    rows = await _rows(db_engine)
+    assert rows[ruled]["consent_outcome"] == "pending"
+    assert rows[never]["consent_outcome"] == "none"
+    assert rows[decided]["consent_outcome"] == "declined"
+    assert rows[unruled]["consent_outcome"] is None
+    assert {row["disposition"] for row in rows.values()} == {"gateway_restart"}
+
+
+async def test_recovery_leaves_the_outcome_of_closed_calls(db_engine: AsyncEngine) -> None:
+    closed = new_id()
+    writer = RecordWriter(db_engine)
+    writer.submit(start(closed, consent_mode="opt_in", consent_parties="all"))
+    writer.submit(end(closed, consent_outcome="timed_out"))
+    await writer.stop()
+    assert await close_orphans(db_engine, INSTANCE, NOW) == 0
+    assert (await _rows(db_engine))[closed]["consent_outcome"] == "timed_out"

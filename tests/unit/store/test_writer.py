@@ -230,7 +230,7 @@ async def test_submit_after_stop_is_refused(db_engine: AsyncEngine) -> None:
 
 async def test_submit_refuses_what_is_not_an_operation(db_engine: AsyncEngine) -> None:
     writer = RecordWriter(db_engine)
-    with pytest.raises(TypeError, match="CallStart, CallUpdate or CallEnd"):
+    with pytest.raises(TypeError, match="CallEnd, ConsentEventRecord or RecordingRecord"):
         writer.submit({"record_id": "x"})  # type: ignore[arg-type]
     assert writer.pending == 0
 
