@@ -18,6 +18,7 @@ import socket
 from datetime import UTC, datetime
 
 from gateway.calls.b2bua import CallManager
+from gateway.calls.consent_service import ConsentService
 from gateway.config import Settings
 from gateway.media.relay import MediaRelay
 from gateway.net.stack import SipStack
@@ -65,6 +66,7 @@ class Gateway:
             timers=TimerConfig(t1=sip.t1_s, t2=sip.t2_s, t4=sip.t4_s),
             max_message_bytes=sip.max_message_bytes,
         )
+        self.consent = ConsentService(settings, self.writer)
         self.calls: CallManager | None = None
         self.recovered = 0
 
@@ -87,6 +89,7 @@ class Gateway:
             relay=self.relay,
             writer=self.writer,
             peer_addresses=peers,
+            consent=self.consent,
         )
         self.calls.start()
         for bound in self.stack.transports.bound:

@@ -9,6 +9,7 @@ whose version goes up exactly when the SDP we send to that side changes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from gateway.media.relay import MediaSession
@@ -37,6 +38,7 @@ class MediaAnchor:
         }
         self._last_sent: dict[str, bytes] = {}
         self._holding: dict[str, bool] = {"a": False, "b": False}
+        self.on_accept: Callable[[str, SessionDescription], None] | None = None
 
     @property
     def stream_count(self) -> int:
@@ -49,6 +51,8 @@ class MediaAnchor:
 
     def accept(self, side: str, sdp: SessionDescription) -> None:
         """Learn from ``side``'s SDP where that party receives each stream."""
+        if self.on_accept is not None:
+            self.on_accept(side, sdp)
         self._holding[side] = any(
             sdp.is_hold(index) for index, media in enumerate(sdp.media) if not media.is_rejected
         )

@@ -15,10 +15,14 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from dataclasses import replace
 
 from gateway.calls import disposition as dispositions
 from gateway.calls.anchor import SDP_TYPE, MediaAnchor, SdpBody, SdpParseError, find_sdp
 from gateway.calls.call import CALLEE, CALLER, GATEWAY, Call, CallState, Leg
+from gateway.calls.codecs import restrict_to_g711
+from gateway.calls.consent_flow import CallFacts
+from gateway.calls.consent_service import ConsentService
 from gateway.calls.core import (
     ALLOW,
     AUTH_RETRY_WINDOW_S,
@@ -66,6 +70,7 @@ class CallManager(InDialogRelay):
         relay: MediaRelay,
         writer: RecordWriter,
         peer_addresses: dict[tuple[str, int], Address] | None = None,
+        consent: ConsentService | None = None,
     ) -> None:
         super().__init__(
             settings=settings,
@@ -73,6 +78,7 @@ class CallManager(InDialogRelay):
             relay=relay,
             writer=writer,
             peer_addresses=peer_addresses,
+            consent=consent,
         )
         stack.set_handler(self.handle)
 
@@ -83,6 +89,7 @@ class CallManager(InDialogRelay):
     async def close(self) -> None:
         if self._idle_task is not None:
             self._idle_task.cancel()
+        await self.consent.stop()
 
     async def drain(self, timeout: float) -> None:
         """Refuse new calls (503), let active calls end for ``timeout``, then end them."""
@@ -204,21 +211,32 @@ class CallManager(InDialogRelay):
         self._register(call)
         region = route.tenant.default_region
         to_uri = request.uri if request.uri.user else request.to.uri
+        source_number = to_e164(uri_number(request.from_.uri), region)
+        destination_number = to_e164(uri_number(to_uri), region)
+        call.consent = self.consent.open(
+            CallFacts(record_id, route.tenant.name, route.direction, call.started_at),
+            request,
+            {CALLER: source_number, CALLEE: destination_number},
+            region,
+            from_pbx=route.direction == "outbound",
+            hang_up=lambda reason: self._consent_hang_up(call, reason),
+        )
         self.writer.submit(
             CallStart(
                 record_id=record_id,
                 tenant=route.tenant.name,
                 call_id=request.call_id,
                 direction=route.direction,
-                source_number=to_e164(uri_number(request.from_.uri), region),
+                source_number=source_number,
                 source_uri=str(request.from_.uri),
-                destination_number=to_e164(uri_number(to_uri), region),
+                destination_number=destination_number,
                 destination_uri=str(request.uri),
                 source_addr=format_address(source),
                 started_at=call.started_at,
                 gateway_instance=self.settings.instance_id,
                 destination_addr=format_address(call.b.peer),
                 b_call_id=call.b.call_id,
+                **call.consent.start_fields(),
             )
         )
         self._spawn(call, self._place(call, offer))
@@ -268,7 +286,52 @@ class CallManager(InDialogRelay):
         if call.state is CallState.ENDED:  # cancelled while the ports were bound
             await self.relay.close_session(session)
             return
+        if call.consent is not None:
+            call.anchor.on_accept = call.consent.learn_sdp
+            call.consent.attach(session)
+            if offer is not None and call.consent.early and self._notice_early(call, offer):
+                return
         self._send_b_invite(call, offer)
+
+    def _notice_early(self, call: Call, offer: SdpBody) -> bool:
+        """Answer the caller with 183 and play its notice before the callee rings.
+
+        The gateway answers the offer itself with one G.711 codec (and the
+        telephone-events) and offers the callee the same, so both legs agree
+        without transcoding; the callee's 2xx reaches the caller with this
+        same answer (RFC 3261 13.2.1: an answer in a 1xx is repeated in the
+        2xx). False when the offer has no G.711: the call goes on at once.
+        """
+        assert call.anchor is not None and call.consent is not None
+        restricted = restrict_to_g711(offer.sdp)
+        if restricted is None:
+            call.consent.play_early(lambda: None)  # records why no notice could play
+            return False
+        call.anchor.accept("a", offer.sdp)
+        call.early_answer = offer.replace(call.anchor.render("a", restricted))
+        body, content_type = call.early_answer
+        self._ensure_a_dialog(call)
+        progress = self._a_response(call, 183, "Session Progress", body, content_type)
+        self.stack.send_response(call.a_transaction, progress)
+        onward = replace(offer, sdp=restricted)
+        return call.consent.play_early(lambda: self._after_early_notice(call, onward))
+
+    def _after_early_notice(self, call: Call, offer: SdpBody) -> None:
+        if call.state is CallState.PLACING and not call.cancel_requested:
+            self._send_b_invite(call, offer)
+
+    def _consent_hang_up(self, call: Call, reason: str) -> None:
+        """The policy ends calls without consent: BYE when answered, else 603 (RFC 3261 21.6.2)."""
+        if call.state is CallState.ENDED:
+            return
+        if call.state is CallState.ANSWERED:
+            self.terminate(call, reason=reason)
+            return
+        call.cancel_requested = True
+        call.cancel_timers()
+        self._send_cancel_if_due(call)
+        self._fail_a(call, 603, "Decline")
+        self._finish(call, dispositions.REJECTED, GATEWAY, reason, 603)
 
     def _send_b_invite(self, call: Call, offer: SdpBody | None) -> None:
         """Offer the caller's SDP, re-anchored, to the callee; start ringing time."""
@@ -408,6 +471,8 @@ class CallManager(InDialogRelay):
         call.a_final_sent = True
         self.stack.send_response(call.a_transaction, relayed)
         self.writer.submit(CallUpdate(record_id=call.record_id, answered_at=call.answered_at))
+        if call.consent is not None:
+            call.consent.answered()
 
     def _on_b_failure(self, call: Call, response: SipResponse) -> None:
         call.cancel_timers()

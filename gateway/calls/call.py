@@ -6,6 +6,7 @@ import asyncio
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from gateway.calls.anchor import MediaAnchor
 from gateway.calls.routing import Route
@@ -13,6 +14,9 @@ from gateway.net.transports import Address
 from gateway.sip.dialog import Dialog
 from gateway.sip.message import SipRequest
 from gateway.sip.transaction import ClientTransaction, ServerTransaction
+
+if TYPE_CHECKING:
+    from gateway.calls.consent_flow import CallConsent
 
 CALLER = "caller"
 CALLEE = "callee"
@@ -67,6 +71,10 @@ class Call:
     state: CallState = CallState.PLACING
     b_invite: SipRequest | None = None
     anchor: MediaAnchor | None = None
+    consent: CallConsent | None = None
+    # the SDP answer the gateway gave the caller itself with an early notice (183); the
+    # 2xx must repeat it (RFC 3261 13.2.1, RFC 6337 3.1)
+    early_answer: tuple[bytes, str] | None = None
     answered_at: datetime | None = None
     answered_monotonic: float | None = None
     got_provisional: bool = False

@@ -42,7 +42,7 @@ def event_types(*descriptions: SessionDescription | None) -> frozenset[int]:
         media = first_audio(sdp) if sdp is not None else None
         if media is None:
             continue
-        for payload_type, (encoding, _, _) in media.rtpmap().items():
+        for payload_type, (encoding, _, _) in media.rtpmap.items():
             if encoding.lower() == TELEPHONE_EVENT and payload_type.isdigit():
                 found.add(int(payload_type))
     return frozenset(found)
@@ -68,7 +68,6 @@ def restrict_to_g711(sdp: SessionDescription) -> SessionDescription | None:
     target.attributes = [
         (name, value)
         for name, value in target.attributes
-        if name.lower() not in ("rtpmap", "fmtp")
-        or (value or "").split(" ", 1)[0] in keep
+        if name.lower() not in ("rtpmap", "fmtp") or (value or "").split(" ", 1)[0] in keep
     ]
     return copy

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from gateway.calls import disposition as dispositions
 from gateway.calls.anchor import SdpParseError, find_sdp
 from gateway.calls.call import GATEWAY, Call, CallState, Leg
+from gateway.calls.consent_service import ConsentService
 from gateway.calls.routing import RouteTable
 from gateway.config import Settings
 from gateway.media.relay import MediaRelay
@@ -71,6 +72,13 @@ def is_ip(host: str) -> bool:
     return True
 
 
+def _answers_first_invite(call: Call, message: SipResponse) -> bool:
+    """Whether ``message`` answers the B leg's initial INVITE (not a later re-INVITE)."""
+    invite = call.b_invite
+    cseq = message.cseq
+    return invite is not None and cseq.method == "INVITE" and cseq.seq == invite.cseq.seq
+
+
 class CallCore:
     """Shared state and operations of the back-to-back user agent."""
 
@@ -82,12 +90,14 @@ class CallCore:
         relay: MediaRelay,
         writer: RecordWriter,
         peer_addresses: dict[tuple[str, int], Address] | None = None,
+        consent: ConsentService | None = None,
     ) -> None:
         self.settings = settings
         self.stack = stack
         self.relay = relay
         self.writer = writer
         self.routes = RouteTable(settings.tenants)
+        self.consent = consent or ConsentService(settings, writer)
         self._peer_addresses = peer_addresses or {}
         self.calls: dict[str, Call] = {}
         self._by_tag: dict[str, tuple[Call, Leg]] = {}
@@ -193,6 +203,7 @@ class CallCore:
         if status is not None:
             call.final_status = status
         media_stats = call.anchor.session.stats() if call.anchor is not None else None
+        consent_fields = self.consent.close(call.consent) if call.consent is not None else {}
         self.writer.submit(
             CallEnd(
                 record_id=call.record_id,
@@ -203,6 +214,7 @@ class CallCore:
                 end_reason=reason,
                 media_stats=media_stats,
                 answered_at=call.answered_at,
+                **consent_fields,
             )
         )
         self.calls.pop(call.record_id, None)
@@ -248,6 +260,12 @@ class CallCore:
         if found is None or call.anchor is None:
             return message.body, content_type
         call.anchor.accept(from_side, found.sdp)
+        if (
+            to_side == "a"
+            and call.early_answer is not None
+            and _answers_first_invite(call, message)
+        ):
+            return call.early_answer
         return found.replace(call.anchor.render(to_side, found.sdp))
 
     def _a_response(

@@ -10,14 +10,18 @@ bodies; ACK for a 2xx is relayed only when it carries an SDP answer
 from __future__ import annotations
 
 import logging
+from time import monotonic
 
 from gateway.calls import disposition as dispositions
 from gateway.calls.anchor import SDP_TYPE, SdpParseError, find_sdp
 from gateway.calls.call import CALLEE, CALLER, Call, CallState, Leg
+from gateway.calls.consent_flow import CAPTURE_HEADER
 from gateway.calls.core import (
     CallCore,
 )
 from gateway.calls.header_policy import REQUEST_HEADERS, RESPONSE_HEADERS, copy_headers
+from gateway.consent.machine import Method
+from gateway.sip.dtmf_info import DtmfInfoError, parse_dtmf_info
 from gateway.sip.errors import SipParseError
 from gateway.sip.message import SipRequest, SipResponse, make_response
 from gateway.sip.transaction import (
@@ -54,8 +58,49 @@ class InDialogRelay(CallCore):
             return
         if method in ("INVITE", "UPDATE"):
             self._relay_offer(call, leg, request, transaction)
+        elif method == "INFO" and self._consent_info(call, leg, request, transaction):
+            return
         else:
             self._relay_request(call, leg, request, transaction, body=request.body)
+
+    def _consent_info(
+        self, call: Call, leg: Leg, request: SipRequest, transaction: ServerTransaction
+    ) -> bool:
+        """INFO that concerns consent; True when the gateway consumed it.
+
+        ``X-Callgate-Capture: pause|resume|stop`` from the tenant's side (its
+        PBX) controls capture and is answered here, not relayed (RFC 6086 4.2:
+        the gateway is the INFO's recipient). A DTMF body (application/dtmf-relay,
+        application/dtmf) is a key press of the sending party; it is also
+        relayed, since the far end may be waiting for it.
+        """
+        consent = call.consent
+        if consent is None:
+            return False
+        command = request.headers.get(CAPTURE_HEADER)
+        if command is not None:
+            if leg.role != consent.internal:
+                self._reply(
+                    transaction,
+                    request,
+                    403,
+                    "Capture Control Is For The Tenant's Side",
+                    to_tag=leg.local_tag,
+                )
+            elif consent.capture_command(command.strip().lower(), Method.INFO):
+                self._reply(transaction, request, 200, to_tag=leg.local_tag)
+            else:
+                reason = f"Unknown {CAPTURE_HEADER} {command.strip()[:30]!r}"
+                self._reply(transaction, request, 400, reason, to_tag=leg.local_tag)
+            return True
+        try:
+            info = parse_dtmf_info(request.headers.get("Content-Type"), request.body)
+        except DtmfInfoError as error:
+            log.info("call %s: DTMF INFO not understood: %s", call.record_id, error)
+            return False
+        if info is not None:
+            consent.on_digit(leg.role, info.digit, "info", monotonic())
+        return False
 
     def _on_bye(
         self, call: Call, leg: Leg, request: SipRequest, transaction: ServerTransaction

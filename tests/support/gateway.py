@@ -74,6 +74,10 @@ def media_range(size: int = 400) -> tuple[int, int]:
     return base, base + size - 1
 
 
+NO_CAPTURE = 'minimum_mode = "none"\n'
+"""A tenant consent policy that never captures: no notices, no consent, no recordings."""
+
+
 @dataclass(frozen=True)
 class TenantPeers:
     """One more tenant for :func:`write_config`: its PBX and trunk (host, port)."""
@@ -83,6 +87,7 @@ class TenantPeers:
     trunk: tuple[str, int]
     pbx_transport: str = "udp"
     trunk_transport: str = "udp"
+    consent: str = NO_CAPTURE
 
     def toml(self) -> str:
         return f"""
@@ -90,6 +95,8 @@ class TenantPeers:
 name = "{self.name}"
 default_region = "US"
 
+[tenants.consent]
+{self.consent}
 [tenants.pbx]
 host = "{self.pbx[0]}"
 port = {self.pbx[1]}
@@ -201,10 +208,15 @@ def write_config(
     media_ports: tuple[int, int] | None = None,
     log_level: str = "DEBUG",
     store_max_delay_s: float | None = 0.02,
+    consent: str = NO_CAPTURE,
 ) -> None:
     """Write the gateway's TOML: SIP on ``GATEWAY_HOST`` (and ``extra_listen_hosts``,
     IPv6 literals allowed) over UDP and TCP on ``sip_port``; tenant "acme" with
-    its PBX on ``PBX_HOST`` and trunk on ``TRUNK_HOST``, then ``extra_tenants``."""
+    its PBX on ``PBX_HOST`` and trunk on ``TRUNK_HOST``, then ``extra_tenants``.
+
+    ``consent`` is the body of acme's ``[tenants.consent]`` table. The default
+    never captures, so no notice takes over the media of call-path tests;
+    recordings go to ``recordings/`` beside the configuration."""
     port_min, port_max = media_ports or media_range()
     store_batching = "" if store_max_delay_s is None else f"max_delay_s = {store_max_delay_s}\n"
     listen = "".join(
@@ -233,9 +245,15 @@ timeout_s = {media_timeout_s}
 [store]
 url = "{db_url}"
 {store_batching}
+[recording]
+dir = "{path.parent / "recordings"}"
+
 [[tenants]]
 name = "acme"
 default_region = "US"
+
+[tenants.consent]
+{consent}
 
 [tenants.pbx]
 host = "{PBX_HOST}"

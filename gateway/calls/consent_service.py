@@ -1,0 +1,152 @@
+"""The gateway's consent service: tenants' policies, their notices, and each call's flow.
+
+Built once at start-up: every tenant's :class:`~gateway.consent.policy.ConsentPolicy`
+and every notice file it names, loaded and converted once (a notice that
+cannot be read stops start-up with its path and the reason). For each new
+call it resolves the parties' jurisdictions (a PBX may assert them with
+``X-Callgate-Jurisdiction``, see :mod:`gateway.consent.jurisdiction`),
+decides the rule, and makes the call's :class:`CallConsent`. A ticker lets
+each flow's capture gate analyse and write what is due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from time import monotonic
+
+from gateway.calls.call import CALLEE, CALLER
+from gateway.calls.consent_flow import (
+    CONSENT_HEADER,
+    CallConsent,
+    CallFacts,
+    parse_consent_header,
+)
+from gateway.config import Settings
+from gateway.consent.jurisdiction import HEADER as JURISDICTION_HEADER
+from gateway.consent.jurisdiction import Jurisdiction, parse_jurisdiction_header, resolve_party
+from gateway.consent.policy import ConsentPolicy, build_policies
+from gateway.consent.rule import Mode
+from gateway.media.notice import NoticeAudio, load_notice
+from gateway.sip.message import SipRequest
+from gateway.store.writer import RecordWriter
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.05
+"""How often capture gates analyse waiting audio and recordings write what is due."""
+
+
+class ConsentService:
+    """Policies, notices and the consent flows of the calls in progress."""
+
+    def __init__(self, settings: Settings, writer: RecordWriter) -> None:
+        self.policies: dict[str, ConsentPolicy] = build_policies(settings)
+        self.notices: dict[Path, NoticeAudio] = {}
+        for policy in self.policies.values():
+            for path in policy.notice_paths():
+                if path not in self.notices:
+                    self.notices[path] = load_notice(path)
+        self.recording_dir = Path(settings.recording.dir)
+        self.latency_s = settings.recording.latency_s
+        self.writer = writer
+        self.flows: set[CallConsent] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def open(
+        self,
+        facts: CallFacts,
+        request: SipRequest,
+        numbers: dict[str, str | None],
+        default_region: str,
+        from_pbx: bool,
+        hang_up: Callable[[str], None],
+    ) -> CallConsent:
+        """The consent flow of a new call, its rule decided and started."""
+        policy = self.policies[facts.tenant]
+        asserted: dict[str, Jurisdiction] = {}
+        consented: tuple[str, ...] = ()
+        if from_pbx:
+            asserted = _asserted_places(request, facts.record_id)
+            consented = _asserted_consent(request, facts.record_id)
+        places = {
+            party: resolve_party(
+                numbers.get(party), default_region=default_region, asserted=asserted.get(party)
+            )
+            for party in (CALLER, CALLEE)
+        }
+        decision = policy.decide(places[CALLER], places[CALLEE])
+        flow = CallConsent(
+            facts,
+            policy,
+            decision,
+            places,
+            self.notices,
+            self.writer,
+            self.recording_dir,
+            self.latency_s,
+            hang_up,
+        )
+        flow.start(consented if decision.mode is not Mode.NONE else ())
+        self.flows.add(flow)
+        self._ensure_ticker()
+        return flow
+
+    def close(self, flow: CallConsent) -> dict[str, object]:
+        """The call ended: the flow's record fields; its recording is finished in the background."""
+        fields = flow.finish()
+        self.flows.discard(flow)
+        task = asyncio.ensure_future(flow.close_recording())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return fields
+
+    async def stop(self) -> None:
+        """Wait for recordings being finished; stop the ticker."""
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+
+    def _ensure_ticker(self) -> None:
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.ensure_future(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = monotonic()
+            for flow in list(self.flows):
+                try:
+                    flow.tick(now)
+                except Exception:
+                    log.exception("call %s: capture tick failed", flow.facts.record_id)
+
+
+def _asserted_places(request: SipRequest, record_id: str) -> dict[str, Jurisdiction]:
+    value = request.headers.get(JURISDICTION_HEADER)
+    if not value:
+        return {}
+    try:
+        return parse_jurisdiction_header(value)
+    except ValueError as error:
+        log.warning("call %s: %s ignored: %s", record_id, JURISDICTION_HEADER, error)
+        return {}
+
+
+def _asserted_consent(request: SipRequest, record_id: str) -> tuple[str, ...]:
+    value = request.headers.get(CONSENT_HEADER)
+    if not value:
+        return ()
+    try:
+        return parse_consent_header(value)
+    except ValueError as error:
+        log.warning("call %s: %s ignored: %s", record_id, CONSENT_HEADER, error)
+        return ()
