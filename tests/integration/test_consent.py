@@ -47,6 +47,8 @@ from tests.support.gateway import (
     PBX_HOST,
     TRUNK_HOST,
     GatewayProcess,
+    TenantPeers,
+    free_port,
     gateway_on_backend,
 )
 
@@ -454,3 +456,100 @@ def test_dtmf_paths_and_masking(gateway: GatewayProcess) -> None:
     assert detect_dtmf(np.ascontiguousarray(by_tone.recording[:, 0])) == []  # type: ignore[index]
     left = by_tone.recording[:, 0]  # type: ignore[index]
     assert (np.abs(left) < 50).sum() > int(0.1 * RATE)
+
+
+# ------------------------------------------------- early notices, timeout hang-up
+
+EARLY_PBX = "127.0.0.6"
+EARLY_TRUNK = "127.0.0.7"
+EARLY_CONSENT = f"""home = "US-NY"
+notice_timing = "early"
+consent_timeout_s = {WINDOW_S}
+on_timeout = "hangup"
+
+[tenants.consent.overrides]
+"US-GA" = {{ mode = "opt_in", parties = "one" }}
+
+[tenants.consent.notices.en]
+notice = "notices/notice.wav"
+opt_out = "notices/opt_out.wav"
+opt_in = "notices/opt_in.wav"
+"""
+
+
+@pytest.fixture(scope="module")
+def early_gateway(tmp_path_factory: pytest.TempPathFactory):
+    """A gateway whose second tenant, "early", tells the caller before the callee rings."""
+    tmp = tmp_path_factory.mktemp("consent-early")
+    write_notices(tmp / "notices")
+    tenant = TenantPeers(
+        "early",
+        pbx=(EARLY_PBX, free_port(EARLY_PBX)),
+        trunk=(EARLY_TRUNK, free_port(EARLY_TRUNK)),
+        consent=EARLY_CONSENT,
+    )
+    with gateway_on_backend("sqlite", tmp, extra_tenants=[tenant]) as process:
+        process.extra["tenant"] = tenant
+        yield process
+
+
+def run_early(gateway: GatewayProcess, *specs: Spec) -> list[tuple[Outcome, float]]:
+    """Like :func:`run` for the "early" tenant; also when each call reached the PBX."""
+    tenant: TenantPeers = gateway.extra["tenant"]
+
+    async def one(trunk: Phone, pbx: Phone, spec: Spec) -> tuple[Outcome, float]:
+        number = caller_number(spec.area)
+        call = await trunk.call(
+            (GATEWAY_HOST, gateway.sip_port),
+            to_user="+12125550100",
+            from_user=number,
+            script=spec.script,
+        )
+        callee = await incoming_from(pbx, number)
+        rang_at = asyncio.get_running_loop().time()
+        await asyncio.wait_for(call.ended, 25)
+        record = await wait_for_record(gateway, number)
+        return Outcome(record, None, call, callee), rang_at
+
+    async def main() -> list[tuple[Outcome, float]]:
+        async with (
+            Phone(EARLY_TRUNK, 0, name="caller") as trunk,
+            Phone(EARLY_PBX, tenant.pbx[1], name="agent") as pbx,
+        ):
+            pbx.answer_mode = AnswerMode(
+                ring_s=0.1, script=AudioScript([Tone(CALLEE_TONE, start=0.0, duration=30.0)])
+            )
+            return list(await asyncio.gather(*(one(trunk, pbx, spec) for spec in specs)))
+
+    return asyncio.run(main())
+
+
+def test_early_notice_plays_before_the_callee_rings(early_gateway: GatewayProcess) -> None:
+    [(told, rang_at)] = run_early(
+        early_gateway, Spec("212", AudioScript([Tone(2000, 2.5, 1.0), Hangup(4.5)]))
+    )
+    caller = told.caller
+    assert 183 in caller.progress and caller.media_t0 is not None
+    # the caller hears the notice as early media from the 183 on ...
+    score, first_arrival = max(
+        (best_match(pcm, NOTICES["notice"].astype(np.float64))[1], first)
+        for first, pcm in streams(caller.received_packets)
+    )
+    assert score > 0.95
+    assert first_arrival - caller.media_t0 < 0.5
+    # ... and only once it has ended does the callee's phone ring
+    assert rang_at - first_arrival > NOTICE_S - 0.1
+    assert told.record["consent_outcome"] == "granted"
+    assert told.record["disposition"] == "answered"
+
+
+def test_opt_in_timeout_can_end_the_call(early_gateway: GatewayProcess) -> None:
+    [(ended, _)] = run_early(
+        early_gateway, Spec("404", AudioScript([Tone(1000, 0.0, 8.0), Hangup(9.0)]))
+    )
+    record = ended.record
+    assert record["consent_outcome"] == "timed_out"
+    assert record["hangup_by"] == "gateway"
+    assert "no recording consent" in record["end_reason"]
+    assert ended.caller.ended.result() == "bye-received"
+    assert record["duration_s"] < 6.0
