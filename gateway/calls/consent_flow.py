@@ -208,7 +208,8 @@ class CallConsent:
         if self.mode is Mode.NONE:
             return
         for party in (CALLER, CALLEE):
-            if party in self.machine.required and party not in self._told:
+            pending = self.machine.states[party] is PartyState.PENDING
+            if party in self.machine.required and party not in self._told and pending:
                 self._tell(party)
 
     def finish(self) -> dict[str, Any]:

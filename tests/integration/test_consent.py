@@ -470,6 +470,11 @@ on_timeout = "hangup"
 [tenants.consent.overrides]
 "US-GA" = {{ mode = "opt_in", parties = "one" }}
 
+[tenants.consent.beep]
+interval_s = 1.0
+frequency_hz = 1400
+duration_ms = 200
+
 [tenants.consent.notices.en]
 notice = "notices/notice.wav"
 opt_out = "notices/opt_out.wav"
@@ -541,6 +546,12 @@ def test_early_notice_plays_before_the_callee_rings(early_gateway: GatewayProces
     assert rang_at - first_arrival > NOTICE_S - 0.1
     assert told.record["consent_outcome"] == "granted"
     assert told.record["disposition"] == "answered"
+    # while capture runs, both parties hear the periodic beep (1400 Hz every second)
+    for party in (told.caller, told.callee):
+        assert party is not None
+        beeps = [pcm for _, pcm in streams(party.received_packets) if len(pcm) < RATE // 2]
+        assert beeps, "no beep"
+        assert all(energy(pcm.astype(np.int16), 1400) > TONE_POWER / 4 for pcm in beeps)
 
 
 def test_opt_in_timeout_can_end_the_call(early_gateway: GatewayProcess) -> None:
@@ -553,3 +564,44 @@ def test_opt_in_timeout_can_end_the_call(early_gateway: GatewayProcess) -> None:
     assert "no recording consent" in record["end_reason"]
     assert ended.caller.ended.result() == "bye-received"
     assert record["duration_s"] < 6.0
+
+
+def test_consent_the_pbx_collected_is_taken_from_its_header(gateway: GatewayProcess) -> None:
+    """An outbound call: the PBX's IVR got the callee's consent and says so on the INVITE."""
+
+    async def main() -> dict[str, Any]:
+        async with (
+            Phone(PBX_HOST, 0, name="agent") as pbx,
+            Phone(TRUNK_HOST, gateway.trunk_port, name="customer") as trunk,
+        ):
+            trunk.answer_mode = AnswerMode(ring_s=0.1, script=AudioScript([Tone(2000, 0.0, 2.0)]))
+            number = caller_number("404")  # the external party: opt-in
+            call = await pbx.call(
+                (GATEWAY_HOST, gateway.sip_port),
+                to_user=number,
+                from_user="+12125550100",
+                script=AudioScript([Hangup(2.5)]),
+                headers={"X-Callgate-Consent": "callee"},
+            )
+            await asyncio.wait_for(call.ended, 15)
+            engine = make_engine(gateway.db_url)
+            try:
+                for _ in range(100):
+                    rows = await latest_calls(engine, 200)
+                    rows = [r for r in rows if r["destination_number"] == number]
+                    if rows and rows[0]["ended_at"] is not None:
+                        found = await get_call(engine, record_id=rows[0]["id"])
+                        if found and found["recordings"]:
+                            return found
+                    await asyncio.sleep(0.1)
+            finally:
+                await engine.dispose()
+            raise AssertionError("no record with a recording")
+
+    record = asyncio.run(main())
+    assert record["direction"] == "outbound"
+    states = [(e["party"], e["state"], e["method"]) for e in record["consent_events"]]
+    assert ("callee", "granted", "header") in states
+    assert not any(state == "notified" for _, state, _ in states)  # no notice needed
+    samples, _ = read_wav(Path(record["recordings"][0]["path"]).read_bytes())
+    assert energy(samples[:, 1], 2000) > TONE_POWER / 4
