@@ -31,6 +31,7 @@ gateway's PBX side, never the trunk side.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -122,6 +123,13 @@ def resolve_number(number: str | None, *, default_region: str) -> Jurisdiction:
     """
     if default_region not in COUNTRIES:
         raise ValueError(f"default region {default_region!r} is not a country code")
+    return _resolve(number, default_region)
+
+
+@functools.lru_cache(maxsize=8192)
+def _resolve(number: str | None, default_region: str) -> Jurisdiction:
+    """:func:`resolve_number`, remembered: the same numbers call again and again
+    (an agent's line, a busy customer), and parsing costs some 30 us."""
     text = (number or "").strip()
     if text.lower() in WITHHELD:
         shown = repr(text) if text else "none given"
