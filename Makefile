@@ -1,5 +1,6 @@
 # callgate developer entry points.
 #   make run           start the gateway on the embedded defaults (config/gateway.toml)
+#   make demo          three calls through a gateway with built-in phones, printed
 #   make test          lint and run the whole test suite
 #   make bench         run the benchmarks
 #   make check-config  validate the settings file and summarise it
@@ -12,10 +13,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= config/gateway.toml
 
-.PHONY: run test bench check-config venv deps
+.PHONY: run demo test bench check-config venv deps
 
 run: venv
 	$(BIN)/callgate run --config $(CONFIG)
+
+demo: venv
+	$(BIN)/callgate demo
 
 check-config: venv
 	$(BIN)/callgate check-config --config $(CONFIG)

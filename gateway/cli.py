@@ -1,4 +1,4 @@
-"""The ``callgate`` command: run the gateway, check a configuration, list calls.
+"""The ``callgate`` command: run the gateway, check a configuration, list calls, a demo.
 
 Exit status: 0 success, 1 a runtime failure (a socket that cannot be bound,
 a store that cannot be read), 2 a configuration or usage error.
@@ -64,6 +64,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     calls.add_argument("--tenant", metavar="NAME", help="only this tenant's calls")
     calls.set_defaults(handler=_calls)
+
+    demo = commands.add_parser(
+        "demo",
+        help="place three example calls through a gateway started here and show their records",
+        description=(
+            "Start a gateway in this process on loopback (127.0.0.1, with built-in phones "
+            "on 127.0.0.2 and 127.0.0.3), place three calls under opt-in, opt-out and "
+            "notice rules with the shipped English notices, and print each call's record, "
+            "consent trail and recording. Nothing else needs to be installed or running."
+        ),
+    )
+    demo.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="write the configuration, store and recordings here (default: a temporary directory)",
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the directory to look at the calls afterwards"
+    )
+    demo.add_argument("--verbose", action="store_true", help="log at INFO (default: WARNING)")
+    demo.set_defaults(handler=_demo)
     return parser
 
 
@@ -122,6 +143,18 @@ def _run(args: argparse.Namespace) -> int:
         log.error("gateway failed: %s", error)
         log.debug("failure", exc_info=True)
         return EXIT_FAILURE
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gateway.demo.run import DemoOptions
+    from gateway.demo.run import main as run_demo
+
+    options = DemoOptions(
+        directory=Path(args.dir) if args.dir else None, keep=args.keep, verbose=args.verbose
+    )
+    return EXIT_OK if run_demo(options, sys.stdout, sys.stderr) else EXIT_FAILURE
 
 
 def describe(settings: Settings) -> list[str]:
