@@ -92,8 +92,9 @@ class ConsentService:
             hang_up,
         )
         flow.start(consented if decision.mode is not Mode.NONE else ())
-        self.flows.add(flow)
-        self._ensure_ticker()
+        if decision.mode is not Mode.NONE:  # a call that is never captured has nothing to tick
+            self.flows.add(flow)
+            self._ensure_ticker()
         return flow
 
     def close(self, flow: CallConsent) -> dict[str, object]:
