@@ -11,6 +11,8 @@ Files:
   ``play_pcap_audio`` replays. The caller side plays this one.
 - ``tone1000_pcmu.pcap``: the same with a 1000 Hz tone, for the callee side, so a
   receiver can tell which party a stream came from.
+- ``tone2000_pcmu.pcap``: the same with a 2000 Hz tone: the marker a caller sends
+  once it has consented, so a recording can be checked for it.
 - ``tone440_8k.wav``: 3 s of 440 Hz, 16-bit PCM mono 8 kHz WAV, for baresip's aufile
   audio source.
 - ``dtmf_1_rfc4733.pcap`` and ``dtmf_9_rfc4733.pcap``: one telephone-event (RFC 4733
@@ -187,6 +189,7 @@ def write_all(out_dir: Path = MEDIA_DIR) -> list[Path]:
     files = {
         "tone440_pcmu.pcap": lambda path: write_pcap(path, tone_rtp_packets(440.0, 0x0CA11E40)),
         "tone1000_pcmu.pcap": lambda path: write_pcap(path, tone_rtp_packets(1000.0, 0x0CA11EE1)),
+        "tone2000_pcmu.pcap": lambda path: write_pcap(path, tone_rtp_packets(2000.0, 0x0CA11E20)),
         "dtmf_1_rfc4733.pcap": lambda path: write_pcap(path, dtmf_rtp_packets(1, 0x0D7F0001)),
         "dtmf_9_rfc4733.pcap": lambda path: write_pcap(path, dtmf_rtp_packets(9, 0x0D7F0009)),
         "tone440_8k.wav": lambda path: write_wav(path, tone_pcm(440.0, TONE_SECONDS)),
