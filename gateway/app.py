@@ -17,6 +17,7 @@ import signal
 import socket
 from datetime import UTC, datetime
 
+from gateway.api.server import ApiServer
 from gateway.calls.b2bua import CallManager
 from gateway.calls.consent_service import ConsentService
 from gateway.config import Settings
@@ -69,6 +70,7 @@ class Gateway:
         self.consent = ConsentService(settings, self.writer)
         self.calls: CallManager | None = None
         self.recovered = 0
+        self.api = ApiServer(settings, self.engine, live=self) if settings.api.enabled else None
 
     async def start(self) -> None:
         await migrate(self.engine)
@@ -81,6 +83,7 @@ class Gateway:
                 self.recovered,
             )
         await self.writer.start()
+        await self.consent.refresh(self.engine)  # policies set through the API stay in force
         peers = _resolve_peers(self.settings)
         await self.stack.start()
         self.calls = CallManager(
@@ -92,6 +95,8 @@ class Gateway:
             consent=self.consent,
         )
         self.calls.start()
+        if self.api is not None:
+            await self.api.start()
         for bound in self.stack.transports.bound:
             log.info("SIP listening on %s %s:%d", bound.transport, bound.host, bound.port)
         log.info(
@@ -111,9 +116,43 @@ class Gateway:
             await self.calls.close()
         await self.stack.close()
         await self.relay.close()
+        if self.api is not None:
+            await self.api.stop()
         await self.writer.stop()
         await self.engine.dispose()
         log.info("gateway stopped")
+
+    # ------------------------------------------------------------ for the API
+
+    def ready(self) -> tuple[bool, str]:
+        """SIP is bound and new calls are accepted."""
+        if self.calls is None or not self.stack.transports.bound:
+            return False, "starting"
+        if self.calls.draining:
+            return False, "draining: new calls get 503"
+        return True, "ok"
+
+    def metrics(self) -> dict[str, float | dict[tuple[tuple[str, str], ...], float]]:
+        calls = self.calls
+        relay = self.relay.packet_totals()
+        return {
+            "callgate_active_calls": float(len(calls.calls)) if calls else 0.0,
+            "callgate_calls_total": {
+                (("disposition", name),): float(count)
+                for name, count in sorted((calls.ended if calls else {}).items())
+            },
+            "callgate_consent_outcomes_total": {
+                (("outcome", name),): float(count)
+                for name, count in sorted((calls.consent_outcomes if calls else {}).items())
+            },
+            "callgate_relay_packets_total": {
+                (("event", name),): float(count) for name, count in relay.items()
+            },
+            "callgate_write_queue_depth": float(self.writer.pending),
+            "callgate_write_queue_oldest_seconds": self.writer.oldest_wait(),
+            "callgate_records_written_total": float(self.writer.written),
+            "callgate_store_write_failures_total": float(self.writer.failures),
+        }
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:

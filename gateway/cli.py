@@ -1,4 +1,5 @@
-"""The ``callgate`` command: run the gateway, check a configuration, list calls, a demo.
+"""The ``callgate`` command: run the gateway (or its API alone), check a configuration,
+list calls, manage API keys, a demo.
 
 Exit status: 0 success, 1 a runtime failure (a socket that cannot be bound,
 a store that cannot be read), 2 a configuration or usage error.
@@ -64,6 +65,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     calls.add_argument("--tenant", metavar="NAME", help="only this tenant's calls")
     calls.set_defaults(handler=_calls)
+
+    api = commands.add_parser(
+        "api", help="serve the HTTP API alone (no SIP), against the configured store"
+    )
+    api.add_argument("--config", metavar="FILE", help=config_help)
+    api.set_defaults(handler=_api)
+
+    keys = commands.add_parser("keys", help="create, list and revoke the API's bearer keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = key_commands.add_parser("create", help="make a key; it is printed once")
+    create.add_argument("--tenant", required=True, metavar="NAME", help="the key's tenant")
+    create.add_argument(
+        "--role",
+        choices=("reader", "admin"),
+        default="reader",
+        help="reader: read calls, stats, policy; admin: also change the policy, control "
+        "capture, export and erase a data subject (default reader)",
+    )
+    create.add_argument("--name", metavar="TEXT", help="what the key is for, shown in listings")
+    listing = key_commands.add_parser("list", help="every key (never the key itself)")
+    listing.add_argument("--tenant", metavar="NAME", help="only this tenant's keys")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by its id or prefix")
+    revoke.add_argument("key", metavar="ID_OR_PREFIX")
+    for sub in (create, listing, revoke):
+        sub.add_argument("--config", metavar="FILE", help=config_help)
+    keys.set_defaults(handler=_keys)
 
     demo = commands.add_parser(
         "demo",
@@ -143,6 +171,31 @@ def _run(args: argparse.Namespace) -> int:
         log.error("gateway failed: %s", error)
         log.debug("failure", exc_info=True)
         return EXIT_FAILURE
+
+
+def _api(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return EXIT_CONFIG
+    setup_logging(settings.log_level, settings.log_format)
+    from gateway.api.commands import serve_api
+    from gateway.app import new_event_loop
+
+    try:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            return runner.run(serve_api(settings))
+    except OSError as error:
+        log.error("API failed: %s", error)
+        return EXIT_FAILURE
+
+
+def _keys(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return EXIT_CONFIG
+    from gateway.api.commands import keys_command
+
+    return keys_command(settings, args)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -600,6 +600,18 @@ class TenantConsentSettings(_Section):
                     )
 
 
+class RetentionSettings(_Section):
+    """How many days a tenant keeps each kind of data; 0 keeps it without limit.
+
+    Records outlive what hangs off them: a call's recordings and transcripts
+    go first, the record (metadata and consent trail) last.
+    """
+
+    recordings_days: int = Field(default=0, ge=0)
+    transcripts_days: int = Field(default=0, ge=0)
+    records_days: int = Field(default=0, ge=0)
+
+
 class TenantSettings(_Section):
     """One company: its PBX, its trunk, and what tells its calls apart from others'."""
 
@@ -610,6 +622,7 @@ class TenantSettings(_Section):
     number_prefixes: list[str] = Field(default_factory=list)
     default_region: str = "US"
     consent: TenantConsentSettings = Field(default_factory=TenantConsentSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @field_validator("name")
     @classmethod
@@ -891,6 +904,26 @@ class ConsentSettings(_Section):
         return RulesFile(path, data, parse_rules(text, str(path)))
 
 
+class ApiSettings(_Section):
+    """The HTTP API: where it listens and the limits it enforces.
+
+    ``subject_hash_key`` keys the hash that replaces an erased number in call
+    records (so the person cannot be found again while counts stay right); when
+    unset, a random key is made once and kept in the store, shared by every
+    instance on it.
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=65536, ge=1024)
+    page_max: int = Field(default=1000, ge=1)
+    key_cache_s: float = Field(default=2.0, ge=0)
+    subject_hash_key: str | None = Field(default=None, min_length=16)
+    retention_interval_s: PositiveSeconds = 3600.0
+    policy_poll_s: PositiveSeconds = 5.0
+
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -906,6 +939,7 @@ class Settings(_Section):
     store: StoreSettings = Field(default_factory=StoreSettings)
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
     consent: ConsentSettings = Field(default_factory=ConsentSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     tenants: list[TenantSettings] = Field(default_factory=list)
 
     _config_dir: Path | None = PrivateAttr(default=None)

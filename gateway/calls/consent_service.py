@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from time import monotonic
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from gateway.calls.call import CALLEE, CALLER
 from gateway.calls.consent_flow import (
     CONSENT_HEADER,
@@ -25,13 +27,16 @@ from gateway.calls.consent_flow import (
     CallFacts,
     parse_consent_header,
 )
+from gateway.calls.policy_documents import PolicyDocumentError, check_policy_document
 from gateway.config import Settings
 from gateway.consent.jurisdiction import HEADER as JURISDICTION_HEADER
 from gateway.consent.jurisdiction import Jurisdiction, parse_jurisdiction_header, resolve_party
+from gateway.consent.machine import Method
 from gateway.consent.policy import ConsentPolicy, build_policies
 from gateway.consent.rule import Mode
 from gateway.media.notice import NoticeAudio, load_notice
 from gateway.sip.message import SipRequest
+from gateway.store.policies import latest_policies
 from gateway.store.writer import RecordWriter
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,10 @@ class ConsentService:
     """Policies, notices and the consent flows of the calls in progress."""
 
     def __init__(self, settings: Settings, writer: RecordWriter) -> None:
+        self.settings = settings
+        self.revisions: dict[str, int] = {}
+        """Tenant -> revision of the stored policy in force (absent: the config's)."""
+        self.by_record: dict[str, CallConsent] = {}
         self.policies: dict[str, ConsentPolicy] = build_policies(settings)
         self.notices: dict[Path, NoticeAudio] = {}
         for policy in self.policies.values():
@@ -95,12 +104,56 @@ class ConsentService:
         if decision.mode is not Mode.NONE:  # a call that is never captured has nothing to tick
             self.flows.add(flow)
             self._ensure_ticker()
+        self.by_record[facts.record_id] = flow
         return flow
+
+    def capture_command(self, record_id: str, tenant: str, command: str) -> bool | None:
+        """``pause``/``resume``/``stop`` from the API for a live call of ``tenant``.
+
+        ``None`` when no call of that tenant with that record is live here;
+        else whether the command was known. Runs on the event loop, so the gate
+        sees it before the next packet is read.
+        """
+        flow = self.by_record.get(record_id)
+        if flow is None or flow.facts.tenant != tenant:
+            return None
+        return flow.capture_command(command, Method.API)
+
+    def install(
+        self, tenant: str, policy: ConsentPolicy, notices: dict[Path, NoticeAudio], revision: int
+    ) -> None:
+        """Put a new policy of ``tenant`` in force for calls that start from now on."""
+        self.notices.update(notices)
+        self.policies[tenant] = policy
+        self.revisions[tenant] = revision
+        log.info("tenant %s: policy %s (revision %d) in force", tenant, policy.version, revision)
+
+    async def refresh(self, engine: AsyncEngine) -> None:
+        """Take up policies stored (by this or another instance) since the last look."""
+        for tenant, row in (await latest_policies(engine)).items():
+            if tenant not in self.policies or self.revisions.get(tenant) == row["revision"]:
+                continue
+            try:
+                _, policy, notices = await asyncio.to_thread(
+                    check_policy_document, self.settings, tenant, row["policy"]
+                )
+            except PolicyDocumentError as error:
+                log.error(
+                    "tenant %s: stored policy revision %d cannot be used here, keeping %s: %s",
+                    tenant,
+                    row["revision"],
+                    self.policies[tenant].version,
+                    error,
+                )
+                self.revisions[tenant] = row["revision"]
+                continue
+            self.install(tenant, policy, notices, row["revision"])
 
     def close(self, flow: CallConsent) -> dict[str, object]:
         """The call ended: the flow's record fields; its recording is finished in the background."""
         fields = flow.finish()
         self.flows.discard(flow)
+        self.by_record.pop(flow.facts.record_id, None)
         task = asyncio.ensure_future(flow.close_recording())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)

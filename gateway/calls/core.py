@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -100,6 +101,10 @@ class CallCore:
         self.consent = consent or ConsentService(settings, writer)
         self._peer_addresses = peer_addresses or {}
         self.calls: dict[str, Call] = {}
+        self.ended: Counter[str] = Counter()
+        """Calls ended since start, by disposition (for /metrics)."""
+        self.consent_outcomes: Counter[str] = Counter()
+        """Calls ended since start, by consent outcome (for /metrics)."""
         self._by_tag: dict[str, tuple[Call, Leg]] = {}
         self._by_server_txn: dict[int, Call] = {}
         self._awaiting_auth: dict[tuple[str, str], Call] = {}
@@ -204,6 +209,8 @@ class CallCore:
             call.final_status = status
         media_stats = call.anchor.session.stats() if call.anchor is not None else None
         consent_fields = self.consent.close(call.consent) if call.consent is not None else {}
+        self.ended[disposition] += 1
+        self.consent_outcomes[str(consent_fields.get("consent_outcome") or "none")] += 1
         self.writer.submit(
             CallEnd(
                 record_id=call.record_id,

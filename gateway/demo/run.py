@@ -233,6 +233,10 @@ max_delay_s = 0.02
 [recording]
 dir = {_toml_string(str(directory / RECORDINGS_NAME))}
 
+[api]
+# the demo prints what the API would serve; `callgate run` serves it
+enabled = false
+
 [[tenants]]
 name = "{TENANT}"
 default_region = "US"

@@ -79,6 +79,7 @@ class MediaRelay:
         self._recv_buffer = recv_buffer
         self._send_buffer = send_buffer
         self._sessions: dict[str, MediaSession] = {}
+        self._closed_totals: dict[str, int] = dict.fromkeys(PACKET_TOTALS, 0)
         self._creating: set[str] = set()
         self._watchers: set[asyncio.Task[None]] = set()
 
@@ -145,11 +146,20 @@ class MediaRelay:
         if self._send_buffer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._send_buffer)
 
+    def packet_totals(self) -> dict[str, int]:
+        """Packets in, out and dropped (from a source the side had not latched) since start,
+        over every session, live or closed."""
+        totals = dict(self._closed_totals)
+        for session in self._sessions.values():
+            _add_totals(totals, session)
+        return totals
+
     async def close_session(self, session: MediaSession) -> None:
         """Close the session's sockets and return its ports; closing twice is harmless."""
         if session.closed:
             return
         session.closed = True
+        _add_totals(self._closed_totals, session)
         if self._sessions.get(session.session_id) is session:
             del self._sessions[session.session_id]
         await self._teardown(list(session.sides()))
@@ -234,3 +244,15 @@ async def watch_idle(
                     on_idle(session)
                 except Exception:
                     log.exception("idle handler failed for media session %s", session.session_id)
+
+
+PACKET_TOTALS = ("packets_in", "packets_out", "dropped_foreign")
+
+
+def _add_totals(totals: dict[str, int], session: MediaSession) -> None:
+    for stream in session.streams:
+        for side in stream.sides():
+            stats = side.stats
+            totals["packets_in"] += stats.packets_in
+            totals["packets_out"] += stats.packets_out
+            totals["dropped_foreign"] += stats.dropped_foreign

@@ -4,7 +4,8 @@ One row per call in ``calls``: the parties, addresses, times, disposition and
 final SIP status (RFC 3261 21) of the call, per-leg media counters, and the
 consent rule that applied and its outcome. ``consent_events`` is each call's
 consent trail, one row per state change in order; ``recordings`` lists the
-audio files captured after consent.
+audio files captured after consent. ``api_keys``, ``audit_log``,
+``tenant_policies`` and ``store_secrets`` serve the HTTP API.
 
 The consent vocabularies below are the ones the consent state machine
 (:mod:`gateway.consent.machine`) emits; the store checks values against them
@@ -133,7 +134,9 @@ class CallRecord(Base):
 
     __tablename__ = "calls"
     __table_args__ = (
-        Index("ix_calls_tenant_started_at", "tenant", "started_at"),
+        Index("ix_calls_tenant_started_at_id", "tenant", "started_at", "id"),
+        Index("ix_calls_tenant_source_number", "tenant", "source_number", "started_at"),
+        Index("ix_calls_tenant_destination_number", "tenant", "destination_number", "started_at"),
         Index("ix_calls_call_id", "call_id"),
         Index("ix_calls_gateway_instance_ended_at", "gateway_instance", "ended_at"),
     )
@@ -250,3 +253,94 @@ class Recording(Base):
 
 RECORDINGS: Table = Recording.__table__  # type: ignore[assignment]
 """The ``recordings`` table, for Core statements."""
+
+
+API_ROLES: tuple[str, ...] = ("reader", "admin")
+"""``reader``: read calls, stats and policy. ``admin``: also change the policy, control
+capture and serve data-subject requests."""
+
+AUDIT_ACTIONS: tuple[str, ...] = (
+    "calls.list",
+    "calls.export",
+    "call.read",
+    "call.capture",
+    "policy.update",
+    "subject.export",
+    "subject.erase",
+    "retention.purge",
+)
+"""What an audit entry records: reads of personal data, changes, erasures, purges."""
+
+
+class ApiKey(Base):
+    """A bearer key of the API, bound to one tenant; only its SHA-256 is kept."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_tenant", "tenant"),)
+
+    id: Mapped[str] = mapped_column(primary_key=True, default=new_record_id)
+    tenant: Mapped[str]
+    role: Mapped[str]
+    name: Mapped[str | None]
+    prefix: Mapped[str]
+    """The key's first characters, shown in listings so an operator can tell keys apart."""
+    key_hash: Mapped[str] = mapped_column(unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+API_KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
+
+
+class AuditEntry(Base):
+    """One read of personal data, change or erasure, by which key, when."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_tenant_at", "tenant", "at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime]
+    tenant: Mapped[str]
+    key_id: Mapped[str | None]
+    """The API key that acted; ``None`` for the gateway itself (retention)."""
+    action: Mapped[str]
+    target: Mapped[str | None]
+    detail: Mapped[dict[str, Any] | None]
+
+
+AUDIT_LOG: Table = AuditEntry.__table__  # type: ignore[assignment]
+
+
+class TenantPolicy(Base):
+    """One version of a tenant's consent policy set through the API; the newest is in force."""
+
+    __tablename__ = "tenant_policies"
+    __table_args__ = (UniqueConstraint("tenant", "revision"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    tenant: Mapped[str]
+    revision: Mapped[int]
+    version: Mapped[str]
+    policy: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    key_id: Mapped[str | None]
+
+
+TENANT_POLICIES: Table = TenantPolicy.__table__  # type: ignore[assignment]
+
+
+class StoreSecret(Base):
+    """A secret shared by every instance on the store, made once."""
+
+    __tablename__ = "store_secrets"
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    value: Mapped[str]
+    created_at: Mapped[datetime]
+
+
+STORE_SECRETS: Table = StoreSecret.__table__  # type: ignore[assignment]

@@ -108,6 +108,10 @@ class RecordWriter:
         """Operations submitted and not yet written (queued or in the batch being written)."""
         return self._submitted - self.written - self.rejected
 
+    def oldest_wait(self) -> float:
+        """Seconds the oldest queued operation has waited; 0 when the queue is empty."""
+        return time.monotonic() - self._oldest_at if self._queue else 0.0
+
     @property
     def submitted(self) -> int:
         """Operations accepted by :meth:`submit` since the writer was made."""

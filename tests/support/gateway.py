@@ -120,6 +120,7 @@ class GatewayProcess:
     trunk_port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    api_port: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -209,6 +210,8 @@ def write_config(
     log_level: str = "DEBUG",
     store_max_delay_s: float | None = 0.02,
     consent: str = NO_CAPTURE,
+    api_port: int = 0,
+    api_settings: str = "",
 ) -> None:
     """Write the gateway's TOML: SIP on ``GATEWAY_HOST`` (and ``extra_listen_hosts``,
     IPv6 literals allowed) over UDP and TCP on ``sip_port``; tenant "acme" with
@@ -247,6 +250,11 @@ url = "{db_url}"
 {store_batching}
 [recording]
 dir = "{path.parent / "recordings"}"
+
+[api]
+host = "{GATEWAY_HOST}"
+port = {api_port}
+{api_settings}
 
 [[tenants]]
 name = "acme"
@@ -315,6 +323,7 @@ def start_gateway(
     sip_port = free_port(GATEWAY_HOST, *config.get("extra_listen_hosts", ()))
     pbx_port = config.pop("pbx_port", None) or free_port(PBX_HOST)
     trunk_port = config.pop("trunk_port", None) or free_port(TRUNK_HOST)
+    api_port = config.pop("api_port", None) or free_port(GATEWAY_HOST)
     config_path = tmp / "gateway.toml"
     write_config(
         config_path,
@@ -322,6 +331,7 @@ def start_gateway(
         sip_port=sip_port,
         pbx_port=pbx_port,
         trunk_port=trunk_port,
+        api_port=api_port,
         **config,
     )
     log_path = tmp / "gateway.log"
@@ -347,6 +357,7 @@ def start_gateway(
         trunk_port=trunk_port,
         process=process,
         log_path=log_path,
+        api_port=api_port,
     )
     try:
         wait_until_ready(sip_port, process, log_path)

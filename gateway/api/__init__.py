@@ -1,0 +1,1 @@
+"""The HTTP API: call metadata, consent trails, stats, policy, data-subject rights, health."""

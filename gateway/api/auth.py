@@ -1,0 +1,107 @@
+"""Bearer keys (RFC 6750): who is asking, for which tenant, with which role.
+
+Every path under ``/v1/`` needs ``Authorization: Bearer <key>``. The key's
+tenant becomes the request's :class:`~gateway.store.tenant_view.TenantView`,
+the only door handlers have to the store, so a key reaches its own tenant's
+data and nothing else. A check is remembered for ``api.key_cache_s`` so the
+store is not asked on every request; a revoked key stops working within
+that time on every instance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api.context import context_of
+from gateway.api.problems import ApiProblem, Handler
+from gateway.store.keys import KeyIdentity, hash_key, identify
+from gateway.store.tenant_view import TenantView
+
+IDENTITY: web.RequestKey[KeyIdentity] = web.RequestKey("identity", KeyIdentity)
+VIEW: web.RequestKey[TenantView] = web.RequestKey("view", TenantView)
+
+PROTECTED_PREFIX = "/v1/"
+CACHE_LIMIT = 10_000
+
+
+class KeyCache:
+    """Recent key checks, valid or not, for a few seconds."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, KeyIdentity | None]] = {}
+
+    def get(self, digest: str) -> tuple[bool, KeyIdentity | None]:
+        entry = self._entries.get(digest)
+        if entry is None or entry[0] < time.monotonic():
+            return False, None
+        return True, entry[1]
+
+    def put(self, digest: str, identity: KeyIdentity | None) -> None:
+        if len(self._entries) >= CACHE_LIMIT:
+            self._entries.clear()
+        self._entries[digest] = (time.monotonic() + self.ttl, identity)
+
+
+KEY_CACHE: web.AppKey[KeyCache] = web.AppKey("key_cache", KeyCache)
+
+
+def _unauthorized(detail: str, error: str = "invalid_token") -> ApiProblem:
+    return ApiProblem(
+        401,
+        "unauthorized",
+        detail,
+        headers={"WWW-Authenticate": f'Bearer realm="callgate", error="{error}"'},
+    )
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith(PROTECTED_PREFIX):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if not header:
+        raise ApiProblem(
+            401,
+            "unauthorized",
+            "send the tenant's API key as Authorization: Bearer <key> "
+            "(callgate keys create --tenant NAME --role reader)",
+            headers={"WWW-Authenticate": 'Bearer realm="callgate"'},
+        )
+    if scheme.lower() != "bearer" or not key.strip():
+        raise _unauthorized("the Authorization header must be: Bearer <key>", "invalid_request")
+    key = key.strip()
+    context = context_of(request)
+    cache = request.app[KEY_CACHE]
+    digest = hash_key(key)
+    known, identity = cache.get(digest)
+    if not known:
+        identity = await identify(context.engine, key)
+        cache.put(digest, identity)
+    if identity is None:
+        raise _unauthorized("the API key is not valid (unknown or revoked)")
+    request[IDENTITY] = identity
+    request[VIEW] = TenantView(context.engine, identity.tenant, identity.key_id)
+    return await handler(request)
+
+
+def admin_only(
+    handler: Callable[[web.Request], Awaitable[Any]],
+) -> Callable[[web.Request], Awaitable[Any]]:
+    """Refuse (403) keys whose role is not ``admin``."""
+
+    async def checked(request: web.Request) -> Any:
+        if not request[IDENTITY].admin:
+            raise ApiProblem(
+                403, "forbidden", "this needs an admin key; the key given is a reader's"
+            )
+        return await handler(request)
+
+    checked.__name__ = handler.__name__
+    checked.__doc__ = handler.__doc__
+    return checked

@@ -1,0 +1,219 @@
+"""``/v1/calls``: list (JSON pages or CSV), one call with its consent trail, capture control,
+and the call's recording."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from gateway.api.auth import IDENTITY, VIEW
+from gateway.api.bodies import json_body
+from gateway.api.context import context_of
+from gateway.api.cursor import decode_cursor, encode_cursor, fingerprint
+from gateway.api.numbers import subject_numbers
+from gateway.api.params import QueryParams
+from gateway.api.problems import ApiProblem, bad_request, not_found
+from gateway.store.models import CONSENT_OUTCOMES, DIRECTIONS, DISPOSITIONS
+from gateway.store.tenant_view import LIST_COLUMNS, CallFilter, Order
+
+LIST_PARAMS = (
+    "from",
+    "to",
+    "number",
+    "direction",
+    "disposition",
+    "consent",
+    "min_duration",
+    "order",
+    "limit",
+    "cursor",
+    "format",
+)
+DEFAULT_LIMIT = 100
+CSV_TYPE = "text/csv"
+CSV_COLUMNS = tuple(column.name for column in LIST_COLUMNS)
+CAPTURE_ACTIONS = ("pause", "resume", "stop")
+
+
+def _filter(request: web.Request, params: QueryParams) -> tuple[CallFilter, dict[str, Any]]:
+    """The filter, and the normalised parameters that decide the rows (for the cursor)."""
+    since, until = params.instant("from"), params.instant("to")
+    if since is not None and until is not None and since >= until:
+        raise bad_request("from must be before to")
+    typed = params.text("number", 40)
+    numbers: tuple[str, ...] = ()
+    if typed is not None:
+        numbers = (subject_numbers(context_of(request).settings, request[VIEW].tenant, typed),)
+    where = CallFilter(
+        since=since,
+        until=until,
+        numbers=numbers,
+        direction=params.choice("direction", DIRECTIONS),
+        dispositions=params.choices("disposition", DISPOSITIONS),
+        consent_outcomes=params.choices("consent", CONSENT_OUTCOMES),
+        min_duration_s=params.seconds("min_duration"),
+    )
+    shape = {
+        "from": since,
+        "to": until,
+        "numbers": numbers,
+        "direction": where.direction,
+        "dispositions": where.dispositions,
+        "consent": where.consent_outcomes,
+        "min": where.min_duration_s,
+    }
+    return where, shape
+
+
+def _wants_csv(request: web.Request, params: QueryParams) -> bool:
+    fmt = params.choice("format", ("json", "csv"))
+    if fmt is not None:
+        return fmt == "csv"
+    accept = request.headers.get("Accept", "")
+    return CSV_TYPE in accept and "application/json" not in accept
+
+
+async def list_calls(request: web.Request) -> web.StreamResponse:
+    """Calls of the key's tenant, newest first, filtered; keyset pages or CSV."""
+    params = QueryParams(request.query, LIST_PARAMS)
+    where, shape = _filter(request, params)
+    order: Order = params.choice("order", ("desc", "asc")) or "desc"  # type: ignore[assignment]
+    shape["order"] = order
+    view = request[VIEW]
+    if _wants_csv(request, params):
+        if "cursor" in params.values or "limit" in params.values:
+            raise bad_request("CSV export streams every matching call: drop cursor and limit")
+        return await _stream_csv(request, view, where, order)
+    limit = params.integer("limit", DEFAULT_LIMIT, 1, context_of(request).settings.api.page_max)
+    query_print = fingerprint(shape)
+    cursor = params.text("cursor", 1000)
+    after = decode_cursor(cursor, query_print) if cursor is not None else None
+    page = await view.list_calls(where, limit=limit, order=order, after=after)
+    body: dict[str, Any] = {"calls": page.rows, "next_cursor": None, "next": None}
+    if page.next_key is not None:
+        token = encode_cursor(page.next_key, query_print)
+        follow = {k: v for k, v in params.values.items() if k != "cursor"}
+        follow["cursor"] = token
+        body["next_cursor"] = token
+        body["next"] = f"{request.path}?{urlencode(follow)}"
+    return web.json_response(body)
+
+
+async def _stream_csv(
+    request: web.Request, view: Any, where: CallFilter, order: Order
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": f"{CSV_TYPE}; charset=utf-8",
+            "Content-Disposition": 'attachment; filename="calls.csv"',
+        }
+    )
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180 2.1
+    writer.writerow(CSV_COLUMNS)
+    async for row in view.stream_calls(where, order=order):
+        writer.writerow([_csv_value(value) for value in row])
+        if buffer.tell() > 65536:
+            await response.write(buffer.getvalue().encode())
+            buffer.seek(0)
+            buffer.truncate()
+    await response.write(buffer.getvalue().encode())
+    await response.write_eof()
+    return response
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") and not _is_number(value):
+        return "'" + value  # no formula injection when the file is opened in a spreadsheet
+    return value
+
+
+def _is_number(text: str) -> bool:
+    return text[1:].replace(".", "", 1).isdigit()
+
+
+async def get_call(request: web.Request) -> web.Response:
+    """One call: the record, both legs' media statistics, the consent trail, recordings."""
+    QueryParams(request.query, ())
+    record_id = request.match_info["call_id"]
+    found = await request[VIEW].get_call(record_id)
+    if found is None:
+        raise not_found(f"no call {record_id} for this tenant")
+    for recording in found["recordings"]:
+        recording["href"] = f"/v1/calls/{record_id}/recording?id={recording['id']}"
+        recording.pop("path", None)
+    return web.json_response(found)
+
+
+async def capture(request: web.Request) -> web.Response:
+    """Pause, resume or stop capture on a live call (an agent desktop around card entry).
+
+    ``pause`` and ``stop`` only ever take capture away, so any key may send
+    them; ``resume`` gives it back and needs an admin key.
+    """
+    QueryParams(request.query, ())
+    record_id = request.match_info["call_id"]
+    body = await json_body(request)
+    action = body.get("action") if isinstance(body, dict) else None
+    if action not in CAPTURE_ACTIONS or set(body) - {"action"}:
+        raise bad_request(
+            'the body must be {"action": "pause" | "resume" | "stop"}', allowed=CAPTURE_ACTIONS
+        )
+    if action == "resume" and not request[IDENTITY].admin:
+        raise ApiProblem(403, "forbidden", "resume gives capture back: it needs an admin key")
+    view = request[VIEW]
+    state = await view.call_state(record_id)
+    if state is None:
+        raise not_found(f"no call {record_id} for this tenant")
+    if state["ended_at"] is not None:
+        raise ApiProblem(409, "call-ended", f"call {record_id} has ended")
+    context = context_of(request)
+    live = context.live
+    applied = None if live is None else live.consent.capture_command(record_id, view.tenant, action)
+    if applied is None:
+        raise ApiProblem(
+            409,
+            "call-elsewhere",
+            f"call {record_id} is handled by gateway instance {state['gateway_instance']!r}; "
+            "send the request to that instance's API",
+            instance_id=state["gateway_instance"],
+        )
+    async with view.engine.begin() as connection:
+        await view.audit(connection, "call.capture", target=record_id, detail={"action": action})
+    return web.json_response({"call": record_id, "action": action, "applied": True})
+
+
+async def recording(request: web.Request) -> web.StreamResponse:
+    """The call's recording (WAV), with range requests (RFC 9110 14)."""
+    params = QueryParams(request.query, ("id",))
+    record_id = request.match_info["call_id"]
+    found = await request[VIEW].recording(record_id, params.text("id", 64))
+    if found is None:
+        raise not_found(f"no recording of call {record_id} for this tenant")
+    path = Path(found["path"])
+    if not path.is_file():
+        raise ApiProblem(410, "gone", f"the recording of call {record_id} is no longer stored")
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": "audio/wav",
+            "Content-Disposition": f'attachment; filename="{record_id}.wav"',
+        },
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/calls", list_calls, name="calls")
+    app.router.add_get("/v1/calls/{call_id}", get_call, name="call")
+    app.router.add_post("/v1/calls/{call_id}/capture", capture, name="capture")
+    app.router.add_get("/v1/calls/{call_id}/recording", recording, name="recording")

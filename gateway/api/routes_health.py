@@ -1,0 +1,97 @@
+"""``/healthz`` (the process answers), ``/readyz`` (store reachable, SIP listening) and
+``/metrics`` (Prometheus text exposition format 0.0.4)."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from sqlalchemy import text
+
+from gateway.api.context import context_of
+
+STORE_TIMEOUT_S = 2.0
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+HELP = {
+    "callgate_active_calls": ("gauge", "Calls in progress on this instance."),
+    "callgate_calls_total": ("counter", "Calls ended on this instance, by disposition."),
+    "callgate_consent_outcomes_total": ("counter", "Calls ended, by consent outcome."),
+    "callgate_relay_packets_total": ("counter", "RTP/RTCP packets the relay handled, by event."),
+    "callgate_write_queue_depth": ("gauge", "Record writes waiting for the store."),
+    "callgate_write_queue_oldest_seconds": ("gauge", "Age of the oldest waiting record write."),
+    "callgate_records_written_total": ("counter", "Record writes committed to the store."),
+    "callgate_store_write_failures_total": ("counter", "Failed store write attempts."),
+    "callgate_api_requests_total": ("counter", "API requests answered, by route and status."),
+    "callgate_up_seconds": ("gauge", "Seconds since the API started."),
+}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    context = context_of(request)
+    checks: dict[str, str] = {}
+    ready = True
+    try:
+        async with context.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        checks["store"] = "ok"
+    except Exception as error:  # any driver error means: not ready
+        ready = False
+        checks["store"] = f"unreachable: {type(error).__name__}"
+    if context.live is not None:
+        live_ready, why = context.live.ready()
+        checks["sip"] = "ok" if live_ready else why
+        ready = ready and live_ready
+    return web.json_response(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status=200 if ready else 503,
+    )
+
+
+def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
+    if not pairs:
+        return ""
+    inner = ",".join(
+        f'{name}="{value.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for name, value in pairs
+    )
+    return "{" + inner + "}"
+
+
+async def metrics(request: web.Request) -> web.Response:
+    context = context_of(request)
+    values: dict[str, float | dict[tuple[tuple[str, str], ...], float]] = {}
+    if context.live is not None:
+        values.update(context.live.metrics())
+    values["callgate_api_requests_total"] = {
+        (("route", route), ("status", str(status))): float(count)
+        for (route, status), count in sorted(context.requests.items())
+    }
+    values["callgate_up_seconds"] = time.monotonic() - request.app[STARTED]
+    lines = []
+    for name, value in values.items():
+        kind, help_text = HELP.get(name, ("gauge", name))
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        if isinstance(value, dict):
+            for labels, number in value.items():
+                lines.append(f"{name}{_labels(labels)} {number:g}")
+        else:
+            lines.append(f"{name} {value:g}")
+    return web.Response(
+        body=("\n".join(lines) + "\n").encode(), headers={"Content-Type": PROMETHEUS_TYPE}
+    )
+
+
+STARTED: web.AppKey[float] = web.AppKey("started", float)
+
+
+def add_routes(app: web.Application) -> None:
+    app[STARTED] = time.monotonic()
+    app.router.add_get("/healthz", healthz, name="healthz")
+    app.router.add_get("/readyz", readyz, name="readyz")
+    app.router.add_get("/metrics", metrics, name="metrics")

@@ -1,0 +1,143 @@
+"""The API application and its server: in the gateway process, or alone (``callgate api``).
+
+Background work that belongs to the API runs here too: retention (each
+tenant's due recordings and records removed every ``api.retention_interval_s``)
+and, in a gateway, taking up policies another instance stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from gateway.api import (
+    routes_calls,
+    routes_health,
+    routes_policy,
+    routes_stats,
+    routes_subjects,
+)
+from gateway.api.auth import KEY_CACHE, KeyCache, auth_middleware
+from gateway.api.context import CONTEXT, ApiContext, LiveGateway
+from gateway.api.openapi import add_routes as add_openapi
+from gateway.api.problems import Handler, problem_middleware
+from gateway.api.routes_subjects import remove_files
+from gateway.config import Settings
+from gateway.store.secrets_store import SUBJECT_HASH_KEY, shared_secret
+from gateway.store.tenant_view import TenantView
+
+log = logging.getLogger(__name__)
+
+
+@web.middleware
+async def count_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count answers by route and status for ``/metrics``."""
+    response = await handler(request)
+    route = request.match_info.route.name or "unmatched"
+    counts = request.app[CONTEXT].requests
+    key = (route, response.status)
+    counts[key] = counts.get(key, 0) + 1
+    return response
+
+
+def make_app(context: ApiContext) -> web.Application:
+    app = web.Application(
+        middlewares=[count_middleware, problem_middleware, auth_middleware],
+        client_max_size=context.settings.api.max_body_bytes,
+    )
+    app[CONTEXT] = context
+    app[KEY_CACHE] = KeyCache(context.settings.api.key_cache_s)
+    for module in (routes_calls, routes_stats, routes_policy, routes_subjects, routes_health):
+        module.add_routes(app)
+    add_openapi(app)
+    return app
+
+
+async def purge_due(context: ApiContext, now: datetime | None = None) -> dict[str, int]:
+    """One retention pass over every tenant; returns calls and recordings removed."""
+    now = now or datetime.now(UTC)
+    totals = {"calls": 0, "recordings": 0, "files": 0}
+    for tenant in context.settings.tenants:
+        keep = tenant.retention
+        # transcripts hang off recordings' analysis and are purged with their records
+        recordings_days = keep.recordings_days or keep.transcripts_days
+        if not (recordings_days or keep.records_days):
+            continue
+        view = TenantView(context.engine, tenant.name)
+        removed = await view.purge(
+            recordings_before=now - timedelta(days=recordings_days) if recordings_days else None,
+            records_before=now - timedelta(days=keep.records_days) if keep.records_days else None,
+        )
+        files = await asyncio.to_thread(remove_files, removed.files)
+        if removed.calls or removed.recordings:
+            log.info(
+                "retention: tenant %s: removed %d call records, %d recordings (%d files)",
+                tenant.name,
+                removed.calls,
+                removed.recordings,
+                files,
+            )
+        totals["calls"] += removed.calls
+        totals["recordings"] += removed.recordings
+        totals["files"] += files
+    return totals
+
+
+class ApiServer:
+    """The API on ``api.host``:``api.port``, with retention and policy polling."""
+
+    def __init__(self, settings: Settings, engine: object, live: LiveGateway | None = None):
+        self.settings = settings
+        self.context = ApiContext(settings=settings, engine=engine, live=live)  # type: ignore[arg-type]
+        self.runner: web.AppRunner | None = None
+        self.port: int | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        api = self.settings.api
+        self.context.subject_hash_key = api.subject_hash_key or await shared_secret(
+            self.context.engine, SUBJECT_HASH_KEY
+        )
+        self.runner = web.AppRunner(make_app(self.context), access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, api.host, api.port, reuse_address=True)
+        await site.start()
+        server = site._server  # the bound socket tells the port when 0 was asked
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else api.port
+        log.info("API listening on http://%s:%d", api.host, self.port)
+        self._tasks.append(asyncio.create_task(self._retention(), name="callgate-retention"))
+        if self.context.live is not None:
+            self._tasks.append(asyncio.create_task(self._policies(), name="callgate-policies"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    async def _retention(self) -> None:
+        while True:
+            try:
+                await purge_due(self.context)
+            except Exception:
+                log.exception("retention pass failed; trying again next interval")
+            await asyncio.sleep(self.settings.api.retention_interval_s)
+
+    async def _policies(self) -> None:
+        live = self.context.live
+        assert live is not None
+        while True:
+            await asyncio.sleep(self.settings.api.policy_poll_s)
+            try:
+                await live.consent.refresh(self.context.engine)
+            except Exception:
+                log.exception("reading stored policies failed; trying again")

@@ -1,0 +1,437 @@
+"""One tenant's view of the store: every statement the API runs, bound to that tenant.
+
+The API never builds a query of its own. A :class:`TenantView` is made from
+the tenant of the request's key, and every statement it runs carries
+``tenant = :tenant`` (through :meth:`TenantView._calls` and the like), so a
+handler cannot forget it and one tenant's key can never reach another's rows:
+another tenant's call id is simply not found.
+
+Listing is keyset-paginated on (``started_at``, ``id``): each page continues
+after the last row of the previous one, so deep pages cost what the first
+does and rows written meanwhile neither repeat nor vanish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.store.audit import write_audit
+from gateway.store.models import (
+    CALLS,
+    CONSENT_EVENTS,
+    CONSENT_OUTCOMES,
+    DISPOSITIONS,
+    RECORDINGS,
+)
+from gateway.store.queries import call_recordings, consent_trail, record_dict
+
+Order = Literal["desc", "asc"]
+Bucket = Literal["hour", "day", "week"]
+
+LIST_EXCLUDED = ("media_stats", "consent_rules")
+"""Columns a listing leaves out (the single call has them): the large JSON ones."""
+
+LIST_COLUMNS = tuple(column for column in CALLS.c if column.name not in LIST_EXCLUDED)
+
+ERASED_PREFIX = "erased:"
+"""What an erased number becomes: this and a keyed hash (the same for the same number)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallFilter:
+    """The filters of a call listing; ``None`` or empty means no filter."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    numbers: tuple[str, ...] = ()
+    """Either party's number: every form the number may be stored in."""
+    direction: str | None = None
+    dispositions: tuple[str, ...] = ()
+    consent_outcomes: tuple[str, ...] = ()
+    min_duration_s: float | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = []
+        c = CALLS.c
+        if self.since is not None:
+            found.append(c.started_at >= self.since)
+        if self.until is not None:
+            found.append(c.started_at < self.until)
+        if self.numbers:
+            found.append(
+                or_(c.source_number.in_(self.numbers), c.destination_number.in_(self.numbers))
+            )
+        if self.direction is not None:
+            found.append(c.direction == self.direction)
+        if self.dispositions:
+            found.append(c.disposition.in_(self.dispositions))
+        if self.consent_outcomes:
+            found.append(c.consent_outcome.in_(self.consent_outcomes))
+        if self.min_duration_s is not None:
+            found.append(c.duration_s >= self.min_duration_s)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class PageKey:
+    """Where a page starts: after the row with this start time and id."""
+
+    started_at: datetime
+    record_id: str
+
+
+@dataclass(slots=True)
+class Page:
+    rows: list[dict[str, Any]]
+    next_key: PageKey | None
+
+
+@dataclass(slots=True)
+class Erasure:
+    """What erasing one number did."""
+
+    calls: int = 0
+    recordings: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+def subject_token(hash_key: str, tenant: str, number: str) -> str:
+    """The keyed hash an erased number becomes (HMAC-SHA256, RFC 2104; 96 bits shown).
+
+    Keyed so nobody without the key can test a guessed number against it; the
+    same number of the same tenant always gives the same token, so counts of
+    distinct callers stay right.
+    """
+    mac = hmac.new(hash_key.encode(), f"{tenant}\x00{number}".encode(), hashlib.sha256)
+    return ERASED_PREFIX + mac.hexdigest()[:24]
+
+
+class TenantView:
+    """The store as one tenant sees it."""
+
+    def __init__(self, engine: AsyncEngine, tenant: str, key_id: str | None = None) -> None:
+        self.engine = engine
+        self.tenant = tenant
+        self.key_id = key_id
+
+    # -------------------------------------------------------------- scoping
+
+    def _calls(self, *columns: Any) -> Select[Any]:
+        """A select from ``calls`` of this tenant's rows only."""
+        return select(*(columns or (CALLS,))).where(CALLS.c.tenant == self.tenant)
+
+    async def audit(
+        self,
+        connection: AsyncConnection,
+        action: str,
+        target: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        await write_audit(
+            connection,
+            tenant=self.tenant,
+            key_id=self.key_id,
+            action=action,
+            target=target,
+            detail=detail,
+        )
+
+    # -------------------------------------------------------------- calls
+
+    def _listing(self, where: CallFilter, order: Order, after: PageKey | None) -> Select[Any]:
+        query = self._calls(*LIST_COLUMNS).where(*where.conditions())
+        key = tuple_(CALLS.c.started_at, CALLS.c.id)
+        if after is not None:
+            position = (after.started_at, after.record_id)
+            query = query.where(key < position if order == "desc" else key > position)
+        if order == "desc":
+            return query.order_by(CALLS.c.started_at.desc(), CALLS.c.id.desc())
+        return query.order_by(CALLS.c.started_at, CALLS.c.id)
+
+    async def list_calls(
+        self,
+        where: CallFilter,
+        *,
+        limit: int,
+        order: Order = "desc",
+        after: PageKey | None = None,
+    ) -> Page:
+        """One page of calls; ``next_key`` is set when more may follow. Audited."""
+        query = self._listing(where, order, after).limit(limit + 1)
+        async with self.engine.begin() as connection:
+            result = await connection.execute(query)
+            rows = [record_dict(row) for row in result.mappings()]
+            await self.audit(connection, "calls.list", detail={"rows": min(len(rows), limit)})
+        more = len(rows) > limit
+        rows = rows[:limit]
+        last = rows[-1] if more else None
+        next_key = PageKey(datetime.fromisoformat(last["started_at"]), last["id"]) if last else None
+        return Page(rows, next_key)
+
+    async def stream_calls(
+        self, where: CallFilter, *, order: Order = "desc", batch: int = 5000
+    ) -> AsyncIterator[Sequence[Any]]:
+        """Every matching call as tuples of :data:`LIST_COLUMNS`, fetched in batches.
+
+        Keyset batches, not one server cursor: memory stays flat on both
+        backends and no transaction stays open while the client reads.
+        """
+        async with self.engine.begin() as connection:
+            await self.audit(connection, "calls.export")
+        after: PageKey | None = None
+        started = LIST_COLUMNS.index(CALLS.c.started_at)
+        ident = LIST_COLUMNS.index(CALLS.c.id)
+        while True:
+            query = self._listing(where, order, after).limit(batch)
+            async with self.engine.connect() as connection:
+                rows = (await connection.execute(query)).all()
+            for row in rows:
+                yield row
+            if len(rows) < batch:
+                return
+            after = PageKey(rows[-1][started], rows[-1][ident])
+
+    async def get_call(self, record_id: str) -> dict[str, Any] | None:
+        """One call with its consent trail and recordings; ``None`` if not this tenant's."""
+        async with self.engine.begin() as connection:
+            row = (
+                (await connection.execute(self._calls().where(CALLS.c.id == record_id)))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return None
+            found = record_dict(row)
+            found["consent_events"] = await consent_trail(connection, record_id)
+            found["recordings"] = await call_recordings(connection, record_id)
+            await self.audit(connection, "call.read", target=record_id)
+        return found
+
+    async def call_state(self, record_id: str) -> dict[str, Any] | None:
+        """Whether the call is this tenant's, and where it lives: id, instance, ended_at."""
+        query = self._calls(CALLS.c.id, CALLS.c.gateway_instance, CALLS.c.ended_at).where(
+            CALLS.c.id == record_id
+        )
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(query)).mappings().first()
+        return None if row is None else record_dict(row)
+
+    async def recording(self, record_id: str, recording_id: str | None) -> dict[str, Any] | None:
+        """A recording of one of this tenant's calls (the first, or the one named)."""
+        query = (
+            select(RECORDINGS)
+            .where(RECORDINGS.c.tenant == self.tenant, RECORDINGS.c.call_record_id == record_id)
+            .order_by(RECORDINGS.c.started_at, RECORDINGS.c.id)
+        )
+        if recording_id is not None:
+            query = query.where(RECORDINGS.c.id == recording_id)
+        async with self.engine.begin() as connection:
+            row = (await connection.execute(query.limit(1))).mappings().first()
+            if row is None:
+                return None
+            await self.audit(
+                connection, "call.read", target=record_id, detail={"recording": row["id"]}
+            )
+        return record_dict(row)
+
+    # -------------------------------------------------------------- stats
+
+    def _bucket(self, bucket: Bucket) -> ColumnElement[Any]:
+        """The start of each row's hour, day or ISO week (Monday), as UTC text."""
+        started = CALLS.c.started_at
+        if self.engine.dialect.name == "postgresql":
+            trunc = func.date_trunc(bucket, func.timezone("UTC", started))
+            return func.to_char(trunc, 'YYYY-MM-DD"T"HH24:00:00"Z"')
+        if bucket == "hour":
+            return func.substr(started, 1, 13) + ":00:00Z"
+        if bucket == "day":
+            return func.substr(started, 1, 10) + "T00:00:00Z"
+        # SQLite: the Monday on or before the day ('weekday 1' goes forward to Monday)
+        return func.date(started, "-6 days", "weekday 1") + "T00:00:00Z"
+
+    async def stats(self, since: datetime, until: datetime, bucket: Bucket) -> list[dict[str, Any]]:
+        """Per bucket: calls, answered, answer rate, total and mean duration, consent outcomes."""
+        c = CALLS.c
+        start = self._bucket(bucket).label("bucket")
+        answered = func.sum(case((c.answered_at.is_not(None), 1), else_=0))
+        outcome_sums = [
+            func.sum(case((c.consent_outcome == outcome, 1), else_=0)).label(f"o_{outcome}")
+            for outcome in CONSENT_OUTCOMES
+        ]
+        query = (
+            self._calls(
+                start,
+                func.count().label("calls"),
+                answered.label("answered"),
+                func.coalesce(func.sum(c.billable_s), 0.0).label("billable_s"),
+                func.coalesce(func.sum(c.duration_s), 0.0).label("duration_s"),
+                *outcome_sums,
+            )
+            .where(c.started_at >= since, c.started_at < until)
+            .group_by(start)
+            .order_by(start)
+        )
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).mappings().all()
+        return [_stats_row(row) for row in rows]
+
+    # -------------------------------------------------------------- subjects
+
+    def _of_subject(self, numbers: Sequence[str]) -> ColumnElement[bool]:
+        return or_(CALLS.c.source_number.in_(numbers), CALLS.c.destination_number.in_(numbers))
+
+    async def subject_export(self, numbers: Sequence[str], token: str) -> dict[str, Any]:
+        """Every record, consent event and recording this tenant holds of the number."""
+        query = self._calls().where(self._of_subject(numbers)).order_by(CALLS.c.started_at)
+        async with self.engine.begin() as connection:
+            calls = [record_dict(row) for row in (await connection.execute(query)).mappings()]
+            for call in calls:
+                call["consent_events"] = await consent_trail(connection, call["id"])
+                call["recordings"] = await call_recordings(connection, call["id"])
+            await self.audit(
+                connection, "subject.export", target=token, detail={"calls": len(calls)}
+            )
+        return {"calls": calls}
+
+    async def erase_subject(self, numbers: Sequence[str], token: str) -> Erasure:
+        """Remove the number's recordings and put ``token`` where the number was.
+
+        The records stay (counts and stats stay right), the consent trail stays
+        (it holds no number); URIs that named the number name the token. The
+        recording rows go in the same transaction as the audit entry; the files
+        are for the caller to delete (:attr:`Erasure.files`) once it commits.
+        Running it again finds nothing and changes nothing.
+        """
+        erasure = Erasure()
+        c = CALLS.c
+        async with self.engine.begin() as connection:
+            ids = [
+                row[0]
+                for row in await connection.execute(
+                    self._calls(c.id).where(self._of_subject(numbers))
+                )
+            ]
+            if ids:
+                recordings = select(RECORDINGS.c.id, RECORDINGS.c.path).where(
+                    RECORDINGS.c.tenant == self.tenant, RECORDINGS.c.call_record_id.in_(ids)
+                )
+                for _, path in await connection.execute(recordings):
+                    erasure.files.append(path)
+                deleted = await connection.execute(
+                    delete(RECORDINGS).where(
+                        RECORDINGS.c.tenant == self.tenant, RECORDINGS.c.call_record_id.in_(ids)
+                    )
+                )
+                erasure.recordings = deleted.rowcount or 0
+                for number_column, uri_column in (
+                    (c.source_number, c.source_uri),
+                    (c.destination_number, c.destination_uri),
+                ):
+                    await connection.execute(
+                        update(CALLS)
+                        .where(
+                            c.tenant == self.tenant,
+                            c.id.in_(ids),
+                            number_column.in_(numbers),
+                        )
+                        .values({number_column: token, uri_column: token})
+                    )
+                erasure.calls = len(ids)
+            await self.audit(
+                connection,
+                "subject.erase",
+                target=token,
+                detail={"calls": erasure.calls, "recordings": erasure.recordings},
+            )
+        return erasure
+
+    # -------------------------------------------------------------- retention
+
+    async def purge(
+        self, *, recordings_before: datetime | None, records_before: datetime | None
+    ) -> Erasure:
+        """Remove recordings started before one instant and records before another."""
+        removed = Erasure()
+        async with self.engine.begin() as connection:
+            if recordings_before is not None:
+                due = and_(
+                    RECORDINGS.c.tenant == self.tenant, RECORDINGS.c.started_at < recordings_before
+                )
+                for (path,) in await connection.execute(select(RECORDINGS.c.path).where(due)):
+                    removed.files.append(path)
+                result = await connection.execute(delete(RECORDINGS).where(due))
+                removed.recordings = result.rowcount or 0
+            if records_before is not None:
+                old = self._calls(CALLS.c.id).where(
+                    CALLS.c.started_at < records_before, CALLS.c.ended_at.is_not(None)
+                )
+                ids = [row[0] for row in await connection.execute(old)]
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    for (path,) in await connection.execute(
+                        select(RECORDINGS.c.path).where(RECORDINGS.c.call_record_id.in_(chunk))
+                    ):
+                        removed.files.append(path)
+                    for table in (CONSENT_EVENTS, RECORDINGS):
+                        await connection.execute(
+                            delete(table).where(table.c.call_record_id.in_(chunk))
+                        )
+                    await connection.execute(delete(CALLS).where(CALLS.c.id.in_(chunk)))
+                removed.calls = len(ids)
+            if removed.calls or removed.recordings:
+                await self.audit(
+                    connection,
+                    "retention.purge",
+                    detail={"calls": removed.calls, "recordings": removed.recordings},
+                )
+        return removed
+
+
+def _stats_row(row: Any) -> dict[str, Any]:
+    calls = int(row["calls"])
+    answered = int(row["answered"] or 0)
+    billable = float(row["billable_s"] or 0.0)
+    return {
+        "bucket": row["bucket"],
+        "calls": calls,
+        "answered": answered,
+        "answer_rate": round(answered / calls, 4) if calls else 0.0,
+        "duration_s": round(float(row["duration_s"] or 0.0), 3),
+        "billable_s": round(billable, 3),
+        "mean_billable_s": round(billable / answered, 3) if answered else 0.0,
+        "consent": {
+            outcome: int(row[f"o_{outcome}"] or 0)
+            for outcome in CONSENT_OUTCOMES
+            if row[f"o_{outcome}"]
+        },
+    }
+
+
+__all__ = [
+    "DISPOSITIONS",
+    "CallFilter",
+    "Erasure",
+    "Page",
+    "PageKey",
+    "TenantView",
+    "subject_token",
+]
