@@ -262,7 +262,7 @@ class TenantView:
             trunc = func.date_trunc(bucket, func.timezone("UTC", started))
             return func.to_char(trunc, 'YYYY-MM-DD"T"HH24:00:00"Z"')
         if bucket == "hour":
-            return func.substr(started, 1, 13) + ":00:00Z"
+            return func.substr(started, 1, 10) + "T" + func.substr(started, 12, 2) + ":00:00Z"
         if bucket == "day":
             return func.substr(started, 1, 10) + "T00:00:00Z"
         # SQLite: the Monday on or before the day ('weekday 1' goes forward to Monday)

@@ -1,0 +1,161 @@
+"""GET /v1/calls and /v1/calls/{id} over real HTTP: filters, keyset pages, CSV, isolation."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+from gateway.store.audit import audit_entries
+from tests.unit.api.conftest import Api
+from tests.unit.store.records import T0, answer, consent_event, end, new_id, recording, start
+
+
+async def _calls(api: Api, count: int, tenant: str = "acme", **fields: object) -> list[str]:
+    ids = [new_id() for _ in range(count)]
+    await api.write(
+        *(
+            start(i, at=T0 + timedelta(minutes=n), tenant=tenant, **fields)
+            for n, i in enumerate(ids)
+        )
+    )
+    return ids
+
+
+async def test_pages_follow_the_keyset_and_see_every_call_once(api: Api) -> None:
+    ids = await _calls(api, 25)
+    seen: list[str] = []
+    path = "/v1/calls?limit=10"
+    pages = 0
+    while path:
+        status, body = await api.json("GET", path)
+        assert status == 200, body
+        seen += [row["id"] for row in body["calls"]]
+        path = body["next"]
+        pages += 1
+        if pages == 1:  # a call that starts meanwhile is newer: it neither repeats nor shifts
+            await api.write(start(at=T0 + timedelta(days=1)))
+    assert pages == 3
+    assert seen == list(reversed(ids))
+
+
+async def test_ascending_order_and_equal_start_times_page_by_id(api: Api) -> None:
+    ids = [new_id() for _ in range(7)]
+    await api.write(*(start(i, at=T0) for i in ids))
+    status, first = await api.json("GET", "/v1/calls?limit=4&order=asc")
+    status, second = await api.json("GET", first["next"])
+    assert status == 200
+    assert [r["id"] for r in first["calls"] + second["calls"]] == sorted(ids)
+    assert second["next"] is None
+
+
+async def test_filters_narrow_the_calls(api: Api) -> None:
+    inbound = new_id()
+    busy = new_id()
+    long_call = new_id()
+    await api.write(
+        start(
+            inbound, direction="inbound", source_number="+14045550111", at=T0 + timedelta(hours=1)
+        ),
+        start(busy, at=T0 + timedelta(hours=2)),
+        end(busy, after_s=2 * 3600 + 10, disposition="busy"),
+        start(long_call, at=T0 + timedelta(hours=3)),
+        answer(long_call),
+        end(long_call, after_s=3 * 3600 + 600, consent_outcome="granted"),
+    )
+
+    async def ids(query: str) -> set[str]:
+        status, body = await api.json("GET", f"/v1/calls?{query}")
+        assert status == 200, body
+        return {row["id"] for row in body["calls"]}
+
+    assert await ids("direction=inbound") == {inbound}
+    assert await ids("number=%28404%29%20555-0111") == {inbound}  # as dialled in the US
+    assert await ids("number=%2B14045550111") == {inbound}
+    assert await ids("disposition=busy,answered") == {busy, long_call}
+    assert await ids("consent=granted") == {long_call}
+    assert await ids("min_duration=600") == {long_call}
+    start_at = (T0 + timedelta(hours=1, minutes=30)).isoformat().replace("+00:00", "Z")
+    end_at = (T0 + timedelta(hours=2, minutes=30)).isoformat()
+    assert await ids(f"from={start_at}&to={end_at.replace('+', '%2B')}") == {busy}
+
+
+async def test_one_call_has_its_trail_recordings_and_media_stats(api: Api) -> None:
+    call = new_id()
+    await api.write(
+        start(call),
+        consent_event(call, 1, state="pending", previous=None, method="policy"),
+        consent_event(call, 2, state="notified"),
+        consent_event(call, 3, state="granted", previous="notified", method="digit", digit="1"),
+        recording(call),
+        end(call, answered_after_s=5),
+    )
+    status, body = await api.json("GET", f"/v1/calls/{call}")
+    assert status == 200
+    assert [e["state"] for e in body["consent_events"]] == ["pending", "notified", "granted"]
+    assert body["media_stats"]["a"]["packets_in"] == 3000
+    assert body["recordings"][0]["href"].startswith(f"/v1/calls/{call}/recording?id=")
+    assert "path" not in body["recordings"][0]
+    entries = await audit_entries(api.engine, "acme")
+    assert [(e["action"], e["target"]) for e in entries] == [("call.read", call)]
+    assert entries[0]["key_id"] is not None
+
+
+async def test_another_tenants_calls_are_invisible(api: Api) -> None:
+    theirs = (await _calls(api, 1, tenant="globex"))[0]
+    ours = (await _calls(api, 1))[0]
+    status, body = await api.json("GET", "/v1/calls")
+    assert [row["id"] for row in body["calls"]] == [ours]
+    status, body = await api.json("GET", f"/v1/calls/{theirs}")
+    assert status == 404 and body["type"].endswith("not-found")
+    status, body = await api.json("GET", f"/v1/calls/{theirs}/recording")
+    assert status == 404
+    status, body = await api.json("GET", "/v1/calls", who="globex-admin")
+    assert [row["id"] for row in body["calls"]] == [theirs]
+
+
+async def test_csv_streams_every_matching_call(api: Api) -> None:
+    ids = await _calls(api, 30, source_uri='=HYPERLINK("x")')
+    await _calls(api, 3, tenant="globex")
+    for query, headers in (("?format=csv", {}), ("", {"Accept": "text/csv"})):
+        response = await api.get(f"/v1/calls{query}", headers=headers)
+        assert response.status == 200
+        assert response.content_type == "text/csv"
+        rows = list(csv.DictReader(io.StringIO(await response.text())))
+        assert [row["id"] for row in rows] == list(reversed(ids))
+        assert rows[0]["source_uri"].startswith("'=")  # not a formula in a spreadsheet
+    status, _body = await api.json("GET", "/v1/calls?format=csv&limit=5")
+    assert status == 400
+
+
+async def test_bad_queries_get_problem_details(api: Api) -> None:
+    cases = {
+        "/v1/calls?dispositon=busy": "dispositon",
+        "/v1/calls?from=yesterday": "RFC 3339",
+        "/v1/calls?from=2026-03-01T00:00:00": "offset",
+        "/v1/calls?limit=0": "between",
+        "/v1/calls?limit=abc": "whole number",
+        "/v1/calls?cursor=not-a-cursor": "cursor",
+        "/v1/calls?disposition=busy,nope": "nope",
+        "/v1/calls?number=hello": "telephone number",
+        "/v1/calls?min_duration=-1": "seconds",
+        "/v1/calls?limit=1&limit=2": "more than once",
+        "/v1/calls?from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z": "before",
+    }
+    for path, words in cases.items():
+        response = await api.get(path)
+        assert response.status == 400, path
+        assert response.content_type == "application/problem+json"
+        body = await response.json(content_type=None)
+        assert words in body["detail"], (path, body)
+        assert body["status"] == 400 and body["type"].startswith("urn:callgate:problem:")
+
+
+async def test_a_cursor_only_continues_its_own_query(api: Api) -> None:
+    await _calls(api, 3)
+    status, body = await api.json("GET", "/v1/calls?limit=1")
+    cursor = body["next_cursor"]
+    status, body = await api.json("GET", f"/v1/calls?limit=1&direction=inbound&cursor={cursor}")
+    assert status == 400 and "another query" in body["detail"]
+    status, body = await api.json("GET", f"/v1/calls?limit=2&cursor={cursor}")
+    assert status == 200 and len(body["calls"]) == 2  # the page size may change
