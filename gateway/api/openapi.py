@@ -163,6 +163,13 @@ def document() -> dict[str, Any]:
                                 **_json("CallPage"),
                                 "text/csv": {"schema": {"type": "string"}},
                             },
+                            "links": {
+                                operation: {
+                                    "operationId": operation,
+                                    "parameters": {"call_id": "$response.body#/calls/0/id"},
+                                }
+                                for operation in ("getCall", "getRecording", "controlCapture")
+                            },
                         },
                         **_problem_responses(400, 401),
                     },
@@ -256,7 +263,7 @@ def document() -> dict[str, Any]:
                             "name": "If-Match",
                             "in": "header",
                             "required": False,
-                            "schema": {"type": "string"},
+                            "schema": {"type": "string", "pattern": '^(\\*|"rev-[0-9]+")$'},
                         }
                     ],
                     "requestBody": {"required": True, "content": _json("PolicyDocument")},
@@ -416,7 +423,10 @@ def document() -> dict[str, Any]:
                     "type": "object",
                     "description": "the keys of the settings file's [tenants.consent]",
                     "properties": {
-                        "home": {"type": ["string", "null"]},
+                        "home": {
+                            "type": ["string", "null"],
+                            "pattern": "^[A-Z]{2}(-[A-Z0-9]{1,3})?$",
+                        },
                         "notice_timing": {"type": "string", "enum": ["answer", "early"]},
                         "consent_timeout_s": {"type": "number", "exclusiveMinimum": 0},
                         "on_timeout": {"type": "string", "enum": ["continue", "hangup"]},
@@ -425,7 +435,10 @@ def document() -> dict[str, Any]:
                             "enum": ["notice", "opt_out", "opt_in", "none"],
                         },
                         "minimum_parties": {"type": "string", "enum": ["one", "all"]},
-                        "default_language": {"type": "string"},
+                        "default_language": {
+                            "type": "string",
+                            "pattern": "^[a-z]{2,3}(-[A-Z]{2})?$",
+                        },
                         "overrides": {"type": "object"},
                         "digits": {"type": "object"},
                         "languages": {"type": "object"},

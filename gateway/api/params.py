@@ -8,6 +8,7 @@ the rest are refused with their names.
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
@@ -43,6 +44,17 @@ class QueryParams:
             return None
         if not value or len(value) > max_length:
             raise bad_request(f"{name} must be 1 to {max_length} characters")
+        if not value.isprintable():
+            raise bad_request(f"{name} holds control characters")
+        return value
+
+    def record_id(self, name: str) -> str | None:
+        """A record id: a UUID in its canonical text form."""
+        value = self.values.get(name)
+        if value is None:
+            return None
+        if not is_record_id(value):
+            raise bad_request(f"{name}={value[:60]!r} is not a record id (a UUID)")
         return value
 
     def instant(self, name: str) -> datetime | None:
@@ -106,3 +118,11 @@ class QueryParams:
         if not math.isfinite(number) or number < 0:
             raise bad_request(f"{name} must be a finite number of seconds >= 0")
         return number
+
+
+def is_record_id(text: str) -> bool:
+    """Whether ``text`` is a UUID as the store writes ids (lower-case, hyphenated)."""
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False

@@ -17,7 +17,7 @@ from gateway.api.bodies import json_body
 from gateway.api.context import context_of
 from gateway.api.cursor import decode_cursor, encode_cursor, fingerprint
 from gateway.api.numbers import subject_numbers
-from gateway.api.params import QueryParams
+from gateway.api.params import QueryParams, is_record_id
 from gateway.api.problems import ApiProblem, bad_request, not_found
 from gateway.store.models import CONSENT_OUTCOMES, DIRECTIONS, DISPOSITIONS
 from gateway.store.tenant_view import LIST_COLUMNS, CallFilter, Order
@@ -69,6 +69,14 @@ def _filter(request: web.Request, params: QueryParams) -> tuple[CallFilter, dict
         "min": where.min_duration_s,
     }
     return where, shape
+
+
+def _record_id(request: web.Request) -> str:
+    """The call id in the path; a 404 for text that cannot be one (never a store error)."""
+    record_id = request.match_info["call_id"]
+    if not is_record_id(record_id):
+        raise not_found(f"no call {record_id[:60]!r}: call ids are UUIDs, as /v1/calls lists them")
+    return record_id
 
 
 def _wants_csv(request: web.Request, params: QueryParams) -> bool:
@@ -145,7 +153,7 @@ def _is_number(text: str) -> bool:
 async def get_call(request: web.Request) -> web.Response:
     """One call: the record, both legs' media statistics, the consent trail, recordings."""
     QueryParams(request.query, ())
-    record_id = request.match_info["call_id"]
+    record_id = _record_id(request)
     found = await request[VIEW].get_call(record_id)
     if found is None:
         raise not_found(f"no call {record_id} for this tenant")
@@ -162,7 +170,7 @@ async def capture(request: web.Request) -> web.Response:
     them; ``resume`` gives it back and needs an admin key.
     """
     QueryParams(request.query, ())
-    record_id = request.match_info["call_id"]
+    record_id = _record_id(request)
     body = await json_body(request)
     action = body.get("action") if isinstance(body, dict) else None
     if action not in CAPTURE_ACTIONS or set(body) - {"action"}:
@@ -196,8 +204,8 @@ async def capture(request: web.Request) -> web.Response:
 async def recording(request: web.Request) -> web.StreamResponse:
     """The call's recording (WAV), with range requests (RFC 9110 14)."""
     params = QueryParams(request.query, ("id",))
-    record_id = request.match_info["call_id"]
-    found = await request[VIEW].recording(record_id, params.text("id", 64))
+    record_id = _record_id(request)
+    found = await request[VIEW].recording(record_id, params.record_id("id"))
     if found is None:
         raise not_found(f"no recording of call {record_id} for this tenant")
     path = Path(found["path"])

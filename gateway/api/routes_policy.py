@@ -13,6 +13,7 @@ other instances within ``api.policy_poll_s``.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from aiohttp import web
@@ -21,7 +22,7 @@ from gateway.api.auth import IDENTITY, VIEW, admin_only
 from gateway.api.bodies import json_body
 from gateway.api.context import context_of
 from gateway.api.params import QueryParams
-from gateway.api.problems import ApiProblem
+from gateway.api.problems import ApiProblem, bad_request
 from gateway.calls.policy_documents import (
     PolicyDocumentError,
     check_policy_document,
@@ -63,6 +64,9 @@ async def _current(request: web.Request) -> dict[str, Any]:
     }
 
 
+ETAG_PATTERN = re.compile(r'\*|"rev-[0-9]+"')
+
+
 def _etag(revision: int) -> str:
     return f'"rev-{revision}"'
 
@@ -82,6 +86,8 @@ async def put_policy(request: web.Request) -> web.Response:
     current = await _current(request)
     expected = None
     if_match = request.headers.get("If-Match")
+    if if_match is not None and not ETAG_PATTERN.fullmatch(if_match.strip()):
+        raise bad_request('If-Match must be * or an ETag this API gave out, such as "rev-3"')
     if if_match is not None and if_match.strip() != "*":
         if if_match.strip() != _etag(current["revision"]):
             raise ApiProblem(

@@ -88,12 +88,13 @@ class TenantPeers:
     pbx_transport: str = "udp"
     trunk_transport: str = "udp"
     consent: str = NO_CAPTURE
+    default_region: str = "US"
 
     def toml(self) -> str:
         return f"""
 [[tenants]]
 name = "{self.name}"
-default_region = "US"
+default_region = "{self.default_region}"
 
 [tenants.consent]
 {self.consent}
