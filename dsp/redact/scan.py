@@ -1,0 +1,382 @@
+"""The shared pass of every detector: numbers found as runs of digit tokens, with their features.
+
+Method (all of it array operations over the whole batch; nothing loops over
+tokens in Python):
+
+1. One gather of the kind table picks out the tokens of interest (number
+   words, numerals, fillers, keywords): in talk, a minority. Everything
+   after works on those positions only.
+2. Words that are numbers only next to numbers are settled from their
+   neighbours: "oh" beside a number word, "double"/"triple" before a digit,
+   a month or ordinal in a date ("march third", "the third of march"), and a
+   unit after "last"/"first" is a count ("last four of my social").
+3. Consecutive digit tokens are one number when only fillers or connectors
+   ("um", "like", "okay", "dash") stand between them, both are in the same
+   transcript, and the silence between them is short: up to
+   ``max_pause_s`` within a segment, ``max_join_gap_s`` across a segment or
+   speaker boundary (a number an ASR engine split in two, or read on after
+   the other party's "mhm"). Run starts come from ``np.diff``-style
+   comparisons of neighbours; run lengths from cumulative sums.
+4. Each digit token's digits are gathered from the digit pool in one ragged
+   gather: "forty" is 4 before a unit and 40 alone, "hundred" pads what
+   follows to two digits, "double five" is 55. A pause (a comma, or
+   ``group_pause_s`` of silence) before a token marks a group break before
+   its first digit ("one two three, four five, six seven eight nine").
+5. Per run: digit count, Luhn and ABA checks, leading digits, group breaks,
+   the OR of its tokens' flags and kinds; and, on demand, the distance to the
+   nearest keyword of each context class before and after it (one
+   ``searchsorted`` of the run bounds into that class's keyword positions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from dsp.redact.checksums import aba_valid, luhn_valid
+from dsp.redact.tokens import TokenBatch
+from dsp.redact.vocab import Ctx, Flag, Kind
+
+__all__ = ["FAR", "SEGMENT_PENALTY", "Runs", "Scan", "ScanConfig", "scan"]
+
+FAR: Final = 1 << 30
+"""Distance reported when no keyword of a class is in the transcript on that side."""
+
+
+SEGMENT_PENALTY: Final = 6
+"""Extra distance of a keyword in another segment than the number (see :meth:`Scan.effective`)."""
+
+
+def _kinds(*kinds: Kind) -> npt.NDArray[np.bool_]:
+    table = np.zeros(max(Kind) + 1, dtype=np.bool_)
+    table[list(kinds)] = True
+    return table
+
+
+_ALWAYS_DIGIT: Final = _kinds(Kind.UNIT, Kind.TEEN, Kind.TENS, Kind.NUMERAL, Kind.SCALE)
+_NUMBERISH: Final = _kinds(
+    Kind.UNIT, Kind.TEEN, Kind.TENS, Kind.NUMERAL, Kind.SCALE, Kind.MULT, Kind.OH
+)
+_BEFORE_MONTH: Final = _kinds(
+    Kind.UNIT, Kind.TEEN, Kind.TENS, Kind.NUMERAL, Kind.ORDINAL, Kind.OH
+)
+_BRIDGE: Final = _kinds(Kind.FILLER, Kind.CONNECTOR)
+_ONE_DIGIT_AFTER: Final = _kinds(Kind.UNIT, Kind.OH)
+_TWO_DIGITS_AFTER: Final = _kinds(Kind.TEEN, Kind.TENS)
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """How numbers are joined: silences in seconds."""
+
+    max_pause_s: float = 5.0
+    """Longest silence inside a number within one segment."""
+    max_join_gap_s: float = 2.0
+    """Longest silence across a segment (or speaker) boundary inside a number."""
+    group_pause_s: float = 0.35
+    """Silence that separates groups of digits ("one two three ... four five")."""
+    min_digits: int = 3
+    """Runs with fewer digits are no number of interest ("one of them", "two cards")."""
+
+
+@dataclass
+class Runs:
+    """Numbers found: runs of digit tokens and their features, one entry per run."""
+
+    first: npt.NDArray[np.int64]  # token index of the first digit token
+    last: npt.NDArray[np.int64]  # token index of the last digit token (inclusive)
+    doc: npt.NDArray[np.int32]
+    ndigits: npt.NDArray[np.int64]
+    offset: npt.NDArray[np.int64]  # into Scan.digits
+    flags: npt.NDArray[np.int64]  # OR of the tokens' Flag bits
+    kinds: npt.NDArray[np.int64]  # OR of 1 << Kind over the tokens
+    luhn: npt.NDArray[np.bool_]
+    aba: npt.NDArray[np.bool_]
+    lead2: npt.NDArray[np.int64]  # the first two digits as a number (-1 when fewer)
+    tail2: npt.NDArray[np.int64]  # the last two digits as a number
+    groups_324: npt.NDArray[np.bool_]  # breaks after digits 3 and 5 (an SSN read in groups)
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def has_kind(self, kind: Kind) -> npt.NDArray[np.bool_]:
+        return (self.kinds & (1 << int(kind))) != 0
+
+    def has_flag(self, flag: Flag) -> npt.NDArray[np.bool_]:
+        return (self.flags & int(flag)) != 0
+
+    def lead(self, count: int) -> npt.NDArray[np.int64]:
+        """The first ``count`` digits of each run as a number (runs must be long enough)."""
+        index = np.minimum(self.offset[:, None] + np.arange(count), self._digits_len - 1)
+        matrix = self._digits[index].astype(np.int64)
+        return matrix @ (10 ** np.arange(count - 1, -1, -1, dtype=np.int64))
+
+    _digits: npt.NDArray[np.int8] = field(default_factory=lambda: np.zeros(1, np.int8))
+    _digits_len: int = 1
+
+
+@dataclass
+class Scan:
+    """What the detectors share: the batch, its numbers, its keywords."""
+
+    batch: TokenBatch
+    config: ScanConfig
+    interesting: npt.NDArray[np.int64]  # token positions of interest, fillers aside
+    kinds: npt.NDArray[np.int8]  # their kinds
+    digits: npt.NDArray[np.int8]  # every run's digits, run after run
+    runs: Runs
+    keyword_positions: npt.NDArray[np.int64]
+    keyword_bits: npt.NDArray[np.uint32]
+    stop_positions: npt.NDArray[np.int64]  # tokens that end a sentence
+    cache: dict[str, npt.NDArray] = field(default_factory=dict)
+    """Features the detectors share (payment context, vetoes), computed once per scan."""
+    _class_positions: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
+    _distances: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def positions_of(self, ctx: Ctx) -> npt.NDArray[np.int64]:
+        """Token positions of the keywords of any class in ``ctx``."""
+        key = int(ctx)
+        found = self._class_positions.get(key)
+        if found is None:
+            found = self.keyword_positions[(self.keyword_bits & np.uint32(key)) != 0]
+            self._class_positions[key] = found
+        return found
+
+    def distances(self, ctx: Ctx) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Tokens from each run to the nearest keyword of ``ctx`` before it and after it.
+
+        A keyword right before the run's first token is at distance 1; one
+        in another transcript, or none, is at :data:`FAR`.
+        """
+        return self._distances_of(ctx)[:2]
+
+    def effective(self, ctx: Ctx) -> npt.NDArray[np.int64]:
+        """How far the nearest keyword of ``ctx`` is, as evidence: a distance after the
+        number counts twice, and a keyword in another segment (another speaker's turn,
+        another sentence after the number) is :data:`SEGMENT_PENALTY` tokens further."""
+        return self._distances_of(ctx)[2]
+
+    def _distances_of(self, ctx: Ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        key = int(ctx)
+        cached = self._distances.get(key)
+        if cached is not None:
+            return cached
+        runs = self.runs
+        positions = self.positions_of(ctx)
+        before = np.full(len(runs), FAR, dtype=np.int64)
+        after = np.full(len(runs), FAR, dtype=np.int64)
+        effective = np.full(len(runs), FAR, dtype=np.int64)
+        if len(positions) and len(runs):
+            doc, segment = self.batch.doc, self.batch.segment
+            index = np.searchsorted(positions, runs.first) - 1
+            found = index >= 0
+            nearest = positions[np.maximum(index, 0)]
+            found &= doc[nearest] == runs.doc
+            before[found] = (runs.first - nearest)[found]
+            moved = segment[nearest] != segment[runs.first]
+            effective = np.where(found, before + SEGMENT_PENALTY * moved, FAR)
+            index = np.searchsorted(positions, runs.last, side="right")
+            found = index < len(positions)
+            nearest = positions[np.minimum(index, len(positions) - 1)]
+            found &= doc[nearest] == runs.doc
+            after[found] = (nearest - runs.last)[found]
+            moved = segment[nearest] != segment[runs.last]
+            stops = self.stop_positions
+            moved |= np.searchsorted(stops, nearest) > np.searchsorted(stops, runs.last)
+            effective = np.minimum(
+                effective, np.where(found, 2 * after + SEGMENT_PENALTY * moved, FAR)
+            )
+        cached = (before, after, effective)
+        self._distances[key] = cached
+        return cached
+
+    def near(self, ctx: Ctx, before: int, after: int) -> npt.NDArray[np.bool_]:
+        """Whether a keyword of ``ctx`` is within ``before`` tokens before or ``after`` after."""
+        distance_before, distance_after = self.distances(ctx)
+        return (distance_before <= before) | (distance_after <= after)
+
+    def nearest(self, ctx: Ctx) -> npt.NDArray[np.int64]:
+        """Tokens to the nearest keyword of ``ctx`` on either side."""
+        distance_before, distance_after = self.distances(ctx)
+        return np.minimum(distance_before, distance_after)
+
+
+def _neighbours(
+    values: npt.NDArray, adjacent_next: npt.NDArray[np.bool_], step: int, fill: int = 0
+) -> npt.NDArray:
+    """``values`` of the token ``step`` places on (negative: back) where adjacent, else fill."""
+    out = np.full(len(values), fill, dtype=values.dtype)
+    if step == 1:
+        out[:-1] = np.where(adjacent_next[:-1], values[1:], fill)
+    elif step == -1:
+        out[1:] = np.where(adjacent_next[:-1], values[:-1], fill)
+    elif step == 2:
+        both = adjacent_next[:-2] & adjacent_next[1:-1]
+        out[:-2] = np.where(both, values[2:], fill)
+    elif step == -2:
+        both = adjacent_next[:-2] & adjacent_next[1:-1]
+        out[2:] = np.where(both, values[:-2], fill)
+    return out
+
+
+def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
+    """Find every number of ``batch`` and the keywords around it (see the module's notes)."""
+    config = config or ScanConfig()
+    ids = batch.ids
+    kind_all = batch.kind[ids]
+    interesting = np.flatnonzero(kind_all)
+    kinds_all = kind_all[interesting]
+    static_bridge = _BRIDGE[kinds_all]
+    bridges = interesting[static_bridge]
+    core = interesting[~static_bridge]  # tokens of interest that are not fillers
+    kinds = kinds_all[~static_bridge]
+    tid = ids[core]
+    doc = batch.doc[core]
+    flags = batch.flags[tid].astype(np.int64)
+    # neighbours: nothing but fillers between them, in one transcript
+    adjacent = np.zeros(len(core), dtype=np.bool_)
+    if len(core) > 1:
+        between = core[1:] - core[:-1] - 1
+        bridged = np.searchsorted(bridges, core[1:]) - np.searchsorted(
+            bridges, core[:-1], side="right"
+        )
+        adjacent[:-1] = (between == bridged) & (doc[1:] == doc[:-1])
+
+    k_prev = _neighbours(kinds, adjacent, -1)
+    k_next = _neighbours(kinds, adjacent, 1)
+    k_prev2 = _neighbours(kinds, adjacent, -2)
+    k_next2 = _neighbours(kinds, adjacent, 2)
+
+    # 2. settle the words that are numbers only beside numbers
+    is_digit = _ALWAYS_DIGIT[kinds].copy()
+    after_last = (_neighbours(flags, adjacent, -1) & Flag.LAST) != 0
+    is_digit &= ~(after_last & (kinds == Kind.UNIT))
+    is_digit |= (kinds == Kind.MULT) & _ONE_DIGIT_AFTER[k_next]
+    is_digit |= (kinds == Kind.OH) & (_NUMBERISH[k_prev] | _NUMBERISH[k_next])
+    is_digit |= (kinds == Kind.PLUS) & _NUMBERISH[k_next]
+    month_next = (k_next == Kind.MONTH) | ((k_next == Kind.OF) & (k_next2 == Kind.MONTH))
+    is_digit |= (kinds == Kind.ORDINAL) & (
+        (k_prev == Kind.TENS) | (k_prev == Kind.MONTH) | month_next
+    )
+    ordinal_before = (k_prev == Kind.ORDINAL) | ((k_prev == Kind.OF) & (k_prev2 == Kind.ORDINAL))
+    is_digit |= (kinds == Kind.MONTH) & (_BEFORE_MONTH[k_next] | ordinal_before)
+    date_of = (kinds == Kind.OF) & (k_prev == Kind.ORDINAL) & (k_next == Kind.MONTH)
+
+    # 3. runs of digit tokens: neighbours, or with only "of" between ("third of march")
+    digit_index = np.flatnonzero(is_digit)  # into core
+    positions = core[digit_index]
+    n = len(positions)
+    link = np.zeros(max(n - 1, 0), dtype=np.bool_)
+    silence = np.zeros(max(n - 1, 0))
+    if n > 1:
+        apart = np.zeros(len(core) + 1, dtype=np.int64)
+        np.cumsum(~adjacent, out=apart[1:])
+        of_count = np.zeros(len(core) + 1, dtype=np.int64)
+        np.cumsum(date_of, out=of_count[1:])
+        here, there = digit_index[:-1], digit_index[1:]
+        link = apart[there] - apart[here] == 0
+        link &= (there - here - 1) == (of_count[there] - of_count[here + 1])
+        silence = batch.start[positions[1:]] - batch.end[positions[:-1]]
+        same_segment = batch.segment[positions[1:]] == batch.segment[positions[:-1]]
+        limit = np.where(same_segment, config.max_pause_s, config.max_join_gap_s)
+        link &= silence <= limit
+        link &= same_segment | ((flags[here] & Flag.STOP) == 0)
+    starts_mask = np.ones(n, dtype=np.bool_)
+    starts_mask[1:] = ~link
+    run_starts = np.flatnonzero(starts_mask)
+
+    # 4. digits of every token, by one ragged gather from the pool
+    d_kind = kinds[digit_index]
+    d_tid = tid[digit_index]
+    count = batch.digit_count[d_tid].astype(np.int64)
+    source = batch.digit_start[d_tid].astype(np.int64)
+    stride = np.ones(n, dtype=np.int64)
+    next_kind = k_next[digit_index]
+    tid_next = _neighbours(tid, adjacent, 1)[digit_index]
+    tens = d_kind == Kind.TENS
+    one_after = _ONE_DIGIT_AFTER[next_kind] | (
+        (next_kind == Kind.ORDINAL) & (batch.digit_count[tid_next] == 1)
+    )
+    pool = np.append(batch.pool, np.int8(0))  # entries without digits may point past the end
+    count[tens & one_after & (pool[batch.digit_start[tid_next]] != 0)] = 1
+    scale = d_kind == Kind.SCALE
+    filled = np.where(_ONE_DIGIT_AFTER[next_kind], 1, np.where(_TWO_DIGITS_AFTER[next_kind], 2, 0))
+    count[scale] = np.maximum(count[scale] - filled[scale], 0)
+    mult = d_kind == Kind.MULT
+    count[mult] = pool[source[mult]].astype(np.int64) - 1
+    source[mult] = batch.digit_start[tid_next[mult]]
+    stride[mult] = 0
+
+    total = int(count.sum())
+    first_digit = np.cumsum(count) - count
+    token_of_digit = np.repeat(np.arange(n), count)
+    within = np.arange(total) - first_digit[token_of_digit]
+    pool_index = source[token_of_digit] + stride[token_of_digit] * within
+    digits = pool[pool_index]
+    breaks = batch.pool_break[pool_index].copy()
+    if n > 1:
+        paused = ((flags[digit_index[:-1]] & Flag.PAUSE) != 0) | (silence > config.group_pause_s)
+        paused &= link & (count[1:] > 0)
+        breaks[first_digit[1:][paused]] = True
+
+    # 5. per-run features
+    ndigits = np.add.reduceat(count, run_starts) if n else np.zeros(0, np.int64)
+    keep = ndigits >= config.min_digits
+    run_starts_kept = run_starts[keep]
+    run_ends = np.append(run_starts[1:], n)[keep] - 1
+    ndigits = ndigits[keep]
+    offset = first_digit[run_starts_kept] if n else np.zeros(0, np.int64)
+    d_flags = flags[digit_index]
+    d_kinds = np.left_shift(1, d_kind.astype(np.int64))
+    run_flags = np.bitwise_or.reduceat(d_flags, run_starts)[keep] if n else offset
+    run_kinds = np.bitwise_or.reduceat(d_kinds, run_starts)[keep] if n else offset
+    luhn = np.zeros(len(offset), dtype=np.bool_)
+    card_length = (ndigits >= 12) & (ndigits <= 19)
+    luhn[card_length] = luhn_valid(digits, offset[card_length], ndigits[card_length])
+    aba = np.zeros(len(offset), dtype=np.bool_)
+    nine = ndigits == 9
+    aba[nine] = aba_valid(digits, offset[nine])
+    padded = np.append(digits, np.zeros(1, np.int8)).astype(np.int64)
+    lead2 = np.where(ndigits >= 2, padded[offset] * 10 + padded[offset + 1], -1)
+    end = offset + ndigits
+    tail2 = padded[np.maximum(end - 2, 0)] * 10 + padded[np.maximum(end - 1, 0)]
+    padded_breaks = np.append(breaks, np.zeros(8, np.bool_))
+    groups_324 = nine & padded_breaks[offset + 3] & padded_breaks[offset + 5]
+    runs = Runs(
+        first=positions[run_starts_kept],
+        last=positions[run_ends],
+        doc=doc[digit_index[run_starts_kept]],
+        ndigits=ndigits,
+        offset=offset,
+        flags=run_flags,
+        kinds=run_kinds,
+        luhn=luhn,
+        aba=aba,
+        lead2=lead2,
+        tail2=tail2,
+        groups_324=groups_324,
+        _digits=padded.astype(np.int8),
+        _digits_len=len(padded),
+    )
+
+    # keywords, with "security code" read as a CVV keyword
+    bits = batch.ctx[tid]
+    has_bits = np.flatnonzero(bits)
+    keyword_bits = bits[has_bits]
+    prev_bits = _neighbours(bits, adjacent, -1)[has_bits]
+    security_code = ((keyword_bits & Ctx.CODE) != 0) & ((prev_bits & Ctx.SECURITY) != 0)
+    keyword_bits[security_code] |= np.uint32(Ctx.CVV)
+    return Scan(
+        batch=batch,
+        config=config,
+        interesting=core,
+        kinds=kinds,
+        digits=digits,
+        runs=runs,
+        keyword_positions=core[has_bits],
+        keyword_bits=keyword_bits,
+        stop_positions=core[(flags & Flag.STOP) != 0],
+    )

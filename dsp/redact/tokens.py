@@ -1,0 +1,247 @@
+"""ASR word lists to token arrays: one id per word, its times, segment and transcript.
+
+A transcript is a sequence of words with start and end times in seconds and,
+optionally, a segment id (an ASR segment or a speaker turn). A batch of
+transcripts becomes one set of flat arrays (:class:`TokenBatch`), so every
+later step runs once over the whole batch.
+
+Words are matched lower-cased against :data:`dsp.redact.vocab.VOCABULARY`
+(one dictionary lookup each). A word it does not know is looked at once:
+
+- written digits ("4111", "09/27", "$49.99", "3:30", "+1-415-555-0134",
+  "123-45-6789") become a ``NUMERAL`` of the batch with its digits, the
+  separators it was written with (a group break before the digit that
+  follows one) and flags for money, time, date and a leading "+";
+- "4th", "22nd" are ordinals; "gb82..." is an IBAN anchor; other words
+  mixing letters and digits are ``ALNUM`` (no digits of their own);
+- an address with "@" is a written e-mail address;
+- any other word is of no interest (id 0), or only as the end of a
+  sentence when it ends with a full stop, and is remembered as such.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain, repeat
+from typing import Final, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from dsp.redact.vocab import PUNCTUATION, VOCABULARY, Flag, Kind, Vocabulary
+
+__all__ = ["TokenBatch", "Word", "tokenize"]
+
+_MAX_REMEMBERED: Final = 200_000  # words of no interest remembered, beyond the built-in ones
+_ORDINAL_NUMERAL: Final = re.compile(r"^(\d{1,2})(st|nd|rd|th)$")
+_IBAN_ANCHOR: Final = re.compile(r"^[a-z]{2}\d{2}[a-z0-9]*$")
+_DECIMAL_MONEY: Final = re.compile(r"^\$?\d+\.\d\d$")
+_PAUSE_MARKS: Final = ",.;:"
+
+
+class Word(NamedTuple):
+    """One ASR word: its text, start and end in seconds, and its segment (or speaker turn)."""
+
+    text: str
+    start: float
+    end: float
+    segment: int = 0
+
+
+@dataclass(frozen=True)
+class TokenBatch:
+    """A batch of transcripts as flat token arrays, and the lookup tables for its ids.
+
+    Transcript ``t`` holds tokens ``offsets[t]:offsets[t + 1]``. The tables
+    (``kind`` ... ``pool_break``) are the shared vocabulary's, extended by
+    the written numerals of this batch.
+    """
+
+    texts: list[str]
+    offsets: npt.NDArray[np.int64]
+    ids: npt.NDArray[np.int32]
+    start: npt.NDArray[np.float64]
+    end: npt.NDArray[np.float64]
+    segment: npt.NDArray[np.int64]
+    doc: npt.NDArray[np.int32]
+    kind: npt.NDArray[np.int8]
+    ctx: npt.NDArray[np.uint32]
+    flags: npt.NDArray[np.uint16]
+    digit_start: npt.NDArray[np.int32]
+    digit_count: npt.NDArray[np.int32]
+    pool: npt.NDArray[np.int8]
+    pool_break: npt.NDArray[np.bool_]
+
+    @property
+    def size(self) -> int:
+        """Tokens in the batch."""
+        return len(self.ids)
+
+    @property
+    def transcripts(self) -> int:
+        return len(self.offsets) - 1
+
+
+class _Extra:
+    """Entries this batch adds to the vocabulary: written numerals and the like."""
+
+    def __init__(self, base: Vocabulary) -> None:
+        self.base = base
+        self.first_id = len(base)
+        self.kind: list[int] = []
+        self.ctx: list[int] = []
+        self.flags: list[int] = []
+        self.start: list[int] = []
+        self.count: list[int] = []
+        self.pool: list[int] = []
+        self.pool_break: list[bool] = []
+        self.ids: dict[str, int] = {}
+
+    def add(self, word: str, kind: Kind, digits: list[int], breaks: list[bool], flags: int) -> int:
+        index = self.first_id + len(self.kind)
+        self.ids[word] = index
+        self.kind.append(int(kind))
+        self.ctx.append(0)
+        self.flags.append(int(flags))
+        self.start.append(len(self.base.pool) + len(self.pool))
+        self.count.append(len(digits))
+        self.pool.extend(digits)
+        self.pool_break.extend(breaks)
+        return index
+
+    def classify(self, word: str) -> int:
+        """The id of a word the vocabulary does not know (lower-cased)."""
+        known = self.ids.get(word)
+        if known is not None:
+            return known
+        core = word.rstrip(PUNCTUATION)
+        flags = 0
+        if core != word:
+            flags |= Flag.PAUSE if word[len(core)] in _PAUSE_MARKS else 0
+            flags |= Flag.STOP if word[-1] in ".?!" else 0
+        if core != word:
+            base = self.base.ids.get(core + word[-1])
+            if base is not None:
+                return base
+        if "@" in core and "." in core.rpartition("@")[2]:
+            return self.add(word, Kind.EMAIL, [], [], flags)
+        if core.isalpha() or not any(c.isdigit() for c in core):
+            found = self.base.stop_id if flags & Flag.STOP else 0
+            if len(self.base.ids) < _MAX_REMEMBERED:
+                self.base.ids[word] = found
+            return found
+        if any(c.isalpha() for c in core):
+            ordinal = _ORDINAL_NUMERAL.match(core)
+            if ordinal:
+                digits = [int(c) for c in ordinal.group(1)]
+                return self.add(word, Kind.ORDINAL, digits, [False] * len(digits), flags)
+            if _IBAN_ANCHOR.match(core):
+                flags |= Flag.IBAN_ANCHOR
+            return self.add(word, Kind.ALNUM, [], [], flags)
+        return self._numeral(word, core, flags)
+
+    def _numeral(self, word: str, core: str, flags: int) -> int:
+        digits: list[int] = []
+        breaks: list[bool] = []
+        separated = False
+        for c in core:
+            if c.isdigit():
+                digits.append(ord(c) - 48)
+                breaks.append(separated and bool(digits[:-1]))
+                separated = False
+            else:
+                separated = True
+        if core.startswith("+"):
+            flags |= Flag.PLUS
+        if core[0] in "$€£" or _DECIMAL_MONEY.match(core):
+            flags |= Flag.MONEY
+        if ":" in core:
+            flags |= Flag.TIME
+        if "/" in core:
+            flags |= Flag.DATE
+        return self.add(word, Kind.NUMERAL, digits, breaks, flags)
+
+    def tables(self) -> tuple[np.ndarray, ...]:
+        base = self.base
+        if not self.kind:
+            return (
+                base.kind,
+                base.ctx,
+                base.flags,
+                base.digit_start,
+                base.digit_count,
+                base.pool,
+                base.pool_break,
+            )
+        return (
+            np.concatenate([base.kind, np.array(self.kind, dtype=np.int8)]),
+            np.concatenate([base.ctx, np.array(self.ctx, dtype=np.uint32)]),
+            np.concatenate([base.flags, np.array(self.flags, dtype=np.uint16)]),
+            np.concatenate([base.digit_start, np.array(self.start, dtype=np.int32)]),
+            np.concatenate([base.digit_count, np.array(self.count, dtype=np.int32)]),
+            np.concatenate([base.pool, np.array(self.pool, dtype=np.int8)]),
+            np.concatenate([base.pool_break, np.array(self.pool_break, dtype=np.bool_)]),
+        )
+
+
+def _lower_all(texts: Sequence[str]) -> list[str]:
+    """Every text lower-cased, by one join, lower and split when no text holds a newline."""
+    joined = "\n".join(texts)
+    lowered = joined.lower().split("\n")
+    if len(lowered) == len(texts):
+        return lowered
+    return [text.lower() for text in texts]
+
+
+def tokenize(
+    transcripts: Sequence[Sequence[Word] | Sequence[tuple]],
+    vocabulary: Vocabulary = VOCABULARY,
+) -> TokenBatch:
+    """Turn a batch of word lists into one :class:`TokenBatch`.
+
+    Each word is a :class:`Word` or a tuple ``(text, start, end[, segment])``.
+    """
+    lengths = np.fromiter((len(words) for words in transcripts), np.int64, len(transcripts))
+    offsets = np.zeros(len(transcripts) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    total = int(offsets[-1])
+    flat = list(chain.from_iterable(transcripts))
+    if total:
+        columns = list(zip(*flat, strict=False))
+        texts = list(columns[0])
+        start = np.array(columns[1], dtype=np.float64)
+        end = np.array(columns[2], dtype=np.float64)
+        if len(columns) > 3:
+            segment = np.array(columns[3], dtype=np.int64)
+        else:
+            segment = np.zeros(total, dtype=np.int64)
+    else:
+        texts, start, end = [], np.zeros(0), np.zeros(0)
+        segment = np.zeros(0, dtype=np.int64)
+    lowered = _lower_all(texts)
+    ids = np.fromiter(map(vocabulary.ids.get, lowered, repeat(-1)), np.int32, total)
+    extra = _Extra(vocabulary)
+    unknown = np.flatnonzero(ids < 0)
+    if len(unknown):
+        classify = extra.classify
+        ids[unknown] = [classify(lowered[i]) for i in unknown.tolist()]
+    kind, ctx, flags, digit_start, digit_count, pool, pool_break = extra.tables()
+    doc = np.repeat(np.arange(len(transcripts), dtype=np.int32), lengths)
+    return TokenBatch(
+        texts=texts,
+        offsets=offsets,
+        ids=ids,
+        start=start,
+        end=end,
+        segment=segment,
+        doc=doc,
+        kind=kind,
+        ctx=ctx,
+        flags=flags,
+        digit_start=digit_start,
+        digit_count=digit_count,
+        pool=pool,
+        pool_break=pool_break,
+    )
