@@ -2,7 +2,9 @@
 
 Every run detector scores every number of the batch (one array each); a
 number goes to the highest score, the earlier detector on a tie, and is
-redacted when that score is above zero. A number that a negative keyword
+redacted when that score is above zero. A number joined across a segment
+boundary that no typed detector claims, but whose parts each are some
+entity (one of them typed), is taken as its parts. A number that a negative keyword
 owns ("order number", "tracking number", "room": nearer to it than any
 payment or sensitive keyword) is nobody's
 (:func:`~dsp.redact.detectors.base.negated`). Span detectors' spans (e-mail,
@@ -30,8 +32,9 @@ __all__ = ["Registry", "SpanTable"]
 class SpanTable:
     """Spans of a batch in token order: ``first..last`` (inclusive token indices).
 
-    ``entity`` and ``detector`` index :attr:`entities` and :attr:`detectors`;
-    ``run`` is the number a span came from (-1 for a span detector's span).
+    ``detector`` indexes :attr:`detectors`; ``run`` is the number a span came
+    from: a run of the scan, ``-2 - k`` for run ``k`` of the scan's parts, -1
+    for a span detector's span.
     """
 
     doc: npt.NDArray[np.int32]
@@ -76,21 +79,28 @@ class Registry:
 
     def detect(self, scan: Scan) -> SpanTable:
         """Every span of the scanned batch (see the module's notes)."""
-        runs = scan.runs
-        run_detectors = [
-            (index, d) for index, d in enumerate(self.detectors) if isinstance(d, RunDetector)
-        ]
-        if len(runs) and run_detectors:
-            scores = np.stack([detector.score(scan) for _, detector in run_detectors])
-            best = np.argmax(scores, axis=0)
-            best_score = scores[best, np.arange(len(runs))] * ~negated(scan)
-            chosen = np.flatnonzero(best_score > 0)
-            codes = np.array([index for index, _ in run_detectors], dtype=np.int16)[best[chosen]]
-            run_first, run_last = runs.first[chosen], runs.last[chosen]
-            run_score, run_index = best_score[chosen], chosen.astype(np.int64)
-        else:
-            run_first = run_last = run_index = np.zeros(0, np.int64)
-            run_score, codes = np.zeros(0), np.zeros(0, np.int16)
+        codes = np.array(
+            [i for i, d in enumerate(self.detectors) if isinstance(d, RunDetector)], dtype=np.int16
+        )
+        best, best_score = self._best(scan, codes)
+        run_first, run_last, run_index = scan.runs.first, scan.runs.last, np.arange(len(best))
+        if scan.parts is not None and len(codes):
+            part_best, part_score = self._best(scan.parts, codes)
+            split = self._split(scan, best, best_score, part_best, part_score)
+            if split.any():
+                whole = ~split
+                from_parts = split[scan.parent]
+                run_first = np.concatenate([run_first[whole], scan.parts.runs.first[from_parts]])
+                run_last = np.concatenate([run_last[whole], scan.parts.runs.last[from_parts]])
+                best = np.concatenate([best[whole], part_best[from_parts]])
+                best_score = np.concatenate([best_score[whole], part_score[from_parts]])
+                run_index = np.concatenate(
+                    [run_index[whole], -2 - np.flatnonzero(from_parts)]  # parts: below -1
+                )
+        chosen = best_score > 0
+        run_first, run_last, run_index = run_first[chosen], run_last[chosen], run_index[chosen]
+        run_score = best_score[chosen]
+        codes = codes[best[chosen]] if len(codes) else np.zeros(0, np.int16)
 
         span_first, span_last, span_score, span_codes = self._span_candidates(scan)
         if len(span_first):
@@ -105,7 +115,7 @@ class Registry:
         first = np.concatenate([run_first, span_first])
         last = np.concatenate([run_last, span_last])
         order = np.argsort(first, kind="stable")
-        return SpanTable(
+        return SpanTable(  # run: a run of the scan, -2 - k for part k, -1 for a span detector
             doc=scan.batch.doc[first[order]] if len(first) else np.zeros(0, np.int32),
             first=first[order],
             last=last[order],
@@ -114,6 +124,38 @@ class Registry:
             run=np.concatenate([run_index, np.full(len(span_first), -1, np.int64)])[order],
             detectors=self.detectors,
         )
+
+    def _best(self, scan: Scan, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each run's best run detector (an index into ``codes``) and its score."""
+        count = len(scan.runs)
+        if not count or not len(codes):
+            return np.zeros(count, np.int64), np.zeros(count)
+        scores = np.stack([self.detectors[code].score(scan) for code in codes.tolist()])
+        best = np.argmax(scores, axis=0)
+        return best, scores[best, np.arange(count)] * ~negated(scan)
+
+    def _split(
+        self,
+        scan: Scan,
+        best: np.ndarray,
+        best_score: np.ndarray,
+        part_best: np.ndarray,
+        part_score: np.ndarray,
+    ) -> npt.NDArray[np.bool_]:
+        """Which numbers joined across a segment boundary are better read as their parts:
+        the whole is no typed entity (at most the catch-all's), while every part is
+        some entity and at least one part a typed one. Redaction never shrinks."""
+        detectors = [self.detectors[i] for i in range(len(self.detectors))]
+        run_codes = [i for i, d in enumerate(detectors) if isinstance(d, RunDetector)]
+        catch_all = np.array([detectors[i].catch_all for i in run_codes], dtype=np.bool_)
+        whole_typed = (best_score > 0) & ~catch_all[best]
+        parent = scan.parent
+        parts = np.bincount(parent, minlength=len(best))
+        covered = np.bincount(parent, weights=part_score > 0, minlength=len(best))
+        typed = np.bincount(
+            parent, weights=(part_score > 0) & ~catch_all[part_best], minlength=len(best)
+        )
+        return (parts > 0) & ~whole_typed & (covered == parts) & (typed > 0)
 
     def _span_candidates(
         self, scan: Scan

@@ -26,6 +26,10 @@ tokens in Python):
    the OR of its tokens' flags and kinds; and, on demand, the distance to the
    nearest keyword of each context class before and after it (one
    ``searchsorted`` of the run bounds into that class's keyword positions).
+6. A number joined across a segment boundary may be two numbers said one
+   after the other ("... is the security code" | "four one one one ..."):
+   its parts, cut at every such boundary, are kept as a second set of runs
+   (:attr:`Scan.parts`) for the registry to choose between.
 """
 
 from __future__ import annotations
@@ -38,16 +42,30 @@ import numpy.typing as npt
 
 from dsp.redact.checksums import aba_valid, luhn_valid
 from dsp.redact.tokens import TokenBatch
-from dsp.redact.vocab import Ctx, Flag, Kind
+from dsp.redact.vocab import VOCABULARY, Ctx, Flag, Kind
 
-__all__ = ["FAR", "SEGMENT_PENALTY", "Runs", "Scan", "ScanConfig", "scan"]
+__all__ = [
+    "AFTER_PENALTY",
+    "AFTER_WEIGHT",
+    "BEFORE_PENALTY",
+    "FAR",
+    "Runs",
+    "Scan",
+    "ScanConfig",
+    "scan",
+]
 
 FAR: Final = 1 << 30
 """Distance reported when no keyword of a class is in the transcript on that side."""
 
 
-SEGMENT_PENALTY: Final = 6
-"""Extra distance of a keyword in another segment than the number (see :meth:`Scan.effective`)."""
+BEFORE_PENALTY: Final = 3
+"""Extra distance of a keyword before the number in another segment (a question it answers)."""
+AFTER_PENALTY: Final = 8
+"""Extra distance of a keyword after the number in another segment or sentence (most often
+about what is said next)."""
+AFTER_WEIGHT: Final = 2
+"""A distance after the number counts this many times."""
 
 
 def _kinds(*kinds: Kind) -> npt.NDArray[np.bool_]:
@@ -64,6 +82,7 @@ _BEFORE_MONTH: Final = _kinds(
     Kind.UNIT, Kind.TEEN, Kind.TENS, Kind.NUMERAL, Kind.ORDINAL, Kind.OH
 )
 _BRIDGE: Final = _kinds(Kind.FILLER, Kind.CONNECTOR)
+_FOUR_IDS: Final = np.array([VOCABULARY.ids["four"], VOCABULARY.ids["4"]])
 _ONE_DIGIT_AFTER: Final = _kinds(Kind.UNIT, Kind.OH)
 _TWO_DIGITS_AFTER: Final = _kinds(Kind.TEEN, Kind.TENS)
 
@@ -98,6 +117,10 @@ class Runs:
     lead2: npt.NDArray[np.int64]  # the first two digits as a number (-1 when fewer)
     tail2: npt.NDArray[np.int64]  # the last two digits as a number
     groups_324: npt.NDArray[np.bool_]  # breaks after digits 3 and 5 (an SSN read in groups)
+    segment_first: npt.NDArray[np.int64]  # segment of the first token
+    segment_last: npt.NDArray[np.int64]  # and of the last
+    stops_before_last: npt.NDArray[np.int64]  # sentence ends before the last token
+    token_start: npt.NDArray[np.int64]  # index of the first digit token among all of them
 
     def __len__(self) -> int:
         return len(self.first)
@@ -131,6 +154,10 @@ class Scan:
     keyword_positions: npt.NDArray[np.int64]
     keyword_bits: npt.NDArray[np.uint32]
     stop_positions: npt.NDArray[np.int64]  # tokens that end a sentence
+    parts: Scan | None = None
+    """The numbers joined across a segment boundary, cut at it (see :func:`scan`)."""
+    parent: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    """For each run of :attr:`parts`, the run of this scan it is a part of."""
     cache: dict[str, npt.NDArray] = field(default_factory=dict)
     """Features the detectors share (payment context, vetoes), computed once per scan."""
     _class_positions: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
@@ -155,8 +182,9 @@ class Scan:
 
     def effective(self, ctx: Ctx) -> npt.NDArray[np.int64]:
         """How far the nearest keyword of ``ctx`` is, as evidence: a distance after the
-        number counts twice, and a keyword in another segment (another speaker's turn,
-        another sentence after the number) is :data:`SEGMENT_PENALTY` tokens further."""
+        number counts :data:`AFTER_WEIGHT` times; a keyword before it in another segment
+        is :data:`BEFORE_PENALTY` tokens further, one after it in another segment or
+        sentence :data:`AFTER_PENALTY`."""
         return self._distances_of(ctx)[2]
 
     def _distances_of(self, ctx: Ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,18 +204,17 @@ class Scan:
             nearest = positions[np.maximum(index, 0)]
             found &= doc[nearest] == runs.doc
             before[found] = (runs.first - nearest)[found]
-            moved = segment[nearest] != segment[runs.first]
-            effective = np.where(found, before + SEGMENT_PENALTY * moved, FAR)
+            moved = segment[nearest] != runs.segment_first
+            effective = np.where(found, before + BEFORE_PENALTY * moved, FAR)
             index = np.searchsorted(positions, runs.last, side="right")
             found = index < len(positions)
             nearest = positions[np.minimum(index, len(positions) - 1)]
             found &= doc[nearest] == runs.doc
             after[found] = (nearest - runs.last)[found]
-            moved = segment[nearest] != segment[runs.last]
-            stops = self.stop_positions
-            moved |= np.searchsorted(stops, nearest) > np.searchsorted(stops, runs.last)
+            moved = segment[nearest] != runs.segment_last
+            moved |= np.searchsorted(self.stop_positions, nearest) > runs.stops_before_last
             effective = np.minimum(
-                effective, np.where(found, 2 * after + SEGMENT_PENALTY * moved, FAR)
+                effective, np.where(found, AFTER_WEIGHT * after + AFTER_PENALTY * moved, FAR)
             )
         cached = (before, after, effective)
         self._distances[key] = cached
@@ -202,6 +229,14 @@ class Scan:
         """Tokens to the nearest keyword of ``ctx`` on either side."""
         distance_before, distance_after = self.distances(ctx)
         return np.minimum(distance_before, distance_after)
+
+
+def _segment_or(values: npt.NDArray[np.int64], bounds: npt.NDArray[np.int64]) -> np.ndarray:
+    """Bitwise OR of ``values[bounds[2i] : bounds[2i + 1]]`` for every ``i`` (non-empty)."""
+    if not len(bounds):
+        return np.zeros(0, dtype=np.int64)
+    padded = np.append(values, 0)
+    return np.bitwise_or.reduceat(padded, bounds)[::2]
 
 
 def _neighbours(
@@ -271,6 +306,7 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
     n = len(positions)
     link = np.zeros(max(n - 1, 0), dtype=np.bool_)
     silence = np.zeros(max(n - 1, 0))
+    same_segment = np.ones(max(n - 1, 0), dtype=np.bool_)
     if n > 1:
         apart = np.zeros(len(core) + 1, dtype=np.int64)
         np.cumsum(~adjacent, out=apart[1:])
@@ -301,7 +337,8 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
         (next_kind == Kind.ORDINAL) & (batch.digit_count[tid_next] == 1)
     )
     pool = np.append(batch.pool, np.int8(0))  # entries without digits may point past the end
-    count[tens & one_after & (pool[batch.digit_start[tid_next]] != 0)] = 1
+    said_apart = (flags[digit_index] & Flag.PAUSE) != 0  # "fifty, two" is 50 2
+    count[tens & one_after & ~said_apart & (pool[batch.digit_start[tid_next]] != 0)] = 1
     scale = d_kind == Kind.SCALE
     filled = np.where(_ONE_DIGIT_AFTER[next_kind], 1, np.where(_TWO_DIGITS_AFTER[next_kind], 2, 0))
     count[scale] = np.maximum(count[scale] - filled[scale], 0)
@@ -323,60 +360,108 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
         breaks[first_digit[1:][paused]] = True
 
     # 5. per-run features
-    ndigits = np.add.reduceat(count, run_starts) if n else np.zeros(0, np.int64)
-    keep = ndigits >= config.min_digits
-    run_starts_kept = run_starts[keep]
-    run_ends = np.append(run_starts[1:], n)[keep] - 1
-    ndigits = ndigits[keep]
-    offset = first_digit[run_starts_kept] if n else np.zeros(0, np.int64)
+    stop_positions = core[(flags & Flag.STOP) != 0]
     d_flags = flags[digit_index]
     d_kinds = np.left_shift(1, d_kind.astype(np.int64))
-    run_flags = np.bitwise_or.reduceat(d_flags, run_starts)[keep] if n else offset
-    run_kinds = np.bitwise_or.reduceat(d_kinds, run_starts)[keep] if n else offset
-    luhn = np.zeros(len(offset), dtype=np.bool_)
-    card_length = (ndigits >= 12) & (ndigits <= 19)
-    luhn[card_length] = luhn_valid(digits, offset[card_length], ndigits[card_length])
-    aba = np.zeros(len(offset), dtype=np.bool_)
-    nine = ndigits == 9
-    aba[nine] = aba_valid(digits, offset[nine])
+    count_sums = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(count, out=count_sums[1:])
     padded = np.append(digits, np.zeros(1, np.int8)).astype(np.int64)
-    lead2 = np.where(ndigits >= 2, padded[offset] * 10 + padded[offset + 1], -1)
-    end = offset + ndigits
-    tail2 = padded[np.maximum(end - 2, 0)] * 10 + padded[np.maximum(end - 1, 0)]
     padded_breaks = np.append(breaks, np.zeros(8, np.bool_))
-    groups_324 = nine & padded_breaks[offset + 3] & padded_breaks[offset + 5]
-    runs = Runs(
-        first=positions[run_starts_kept],
-        last=positions[run_ends],
-        doc=doc[digit_index[run_starts_kept]],
-        ndigits=ndigits,
-        offset=offset,
-        flags=run_flags,
-        kinds=run_kinds,
-        luhn=luhn,
-        aba=aba,
-        lead2=lead2,
-        tail2=tail2,
-        groups_324=groups_324,
-        _digits=padded.astype(np.int8),
-        _digits_len=len(padded),
-    )
 
-    # keywords, with "security code" read as a CVV keyword
+    def make_runs(starts: np.ndarray, ends: np.ndarray, min_digits: int) -> Runs:
+        """Runs over digit tokens ``starts[i]..ends[i]`` (inclusive), of ``min_digits`` or more."""
+        ndigits = count_sums[ends + 1] - count_sums[starts]
+        keep = ndigits >= min_digits
+        starts, ends, ndigits = starts[keep], ends[keep], ndigits[keep]
+        offset = first_digit[starts] if n else np.zeros(0, np.int64)
+        bounds = np.stack([starts, ends + 1], axis=1).ravel()
+        run_flags = _segment_or(d_flags, bounds)
+        run_kinds = _segment_or(d_kinds, bounds)
+        luhn = np.zeros(len(offset), dtype=np.bool_)
+        card_length = (ndigits >= 12) & (ndigits <= 19)
+        luhn[card_length] = luhn_valid(digits, offset[card_length], ndigits[card_length])
+        aba = np.zeros(len(offset), dtype=np.bool_)
+        nine = ndigits == 9
+        aba[nine] = aba_valid(digits, offset[nine])
+        lead2 = np.where(ndigits >= 2, padded[offset] * 10 + padded[offset + 1], -1)
+        end = offset + ndigits
+        tail2 = padded[np.maximum(end - 2, 0)] * 10 + padded[np.maximum(end - 1, 0)]
+        groups_324 = nine & padded_breaks[offset + 3] & padded_breaks[offset + 5]
+        run_first, run_last = positions[starts], positions[ends]
+        return Runs(
+            first=run_first,
+            last=run_last,
+            doc=doc[digit_index[starts]],
+            ndigits=ndigits,
+            offset=offset,
+            flags=run_flags,
+            kinds=run_kinds,
+            luhn=luhn,
+            aba=aba,
+            lead2=lead2,
+            tail2=tail2,
+            groups_324=groups_324,
+            segment_first=batch.segment[run_first],
+            segment_last=batch.segment[run_last],
+            stops_before_last=np.searchsorted(stop_positions, run_last),
+            token_start=starts,
+            _digits=padded.astype(np.int8),
+            _digits_len=len(padded),
+        )
+
+    run_ends = np.append(run_starts[1:], n) - 1
+    runs = make_runs(run_starts, run_ends, config.min_digits)
+
+    # 6. numbers joined across a segment boundary, also as their parts
+    parts: Runs | None = None
+    parent = np.zeros(0, dtype=np.int64)
+    if n > 1:
+        soft = link & ~same_segment
+        if soft.any():
+            run_of_token = np.cumsum(starts_mask) - 1
+            joined = np.zeros(len(run_starts), dtype=np.bool_)
+            joined[run_of_token[1:][soft]] = True
+            joined &= count_sums[run_ends + 1] - count_sums[run_starts] >= config.min_digits
+            part_mask = starts_mask.copy()
+            part_mask[1:] |= soft
+            part_starts = np.flatnonzero(part_mask)
+            part_ends = np.append(part_starts[1:], n) - 1
+            chosen = joined[run_of_token[part_starts]]
+            parts = make_runs(part_starts[chosen], part_ends[chosen], 1)
+            parent = np.searchsorted(runs.token_start, run_starts[run_of_token[parts.token_start]])
+
+    # keywords, with "security code" read as a CVV keyword and "last four" marked
     bits = batch.ctx[tid]
     has_bits = np.flatnonzero(bits)
     keyword_bits = bits[has_bits]
     prev_bits = _neighbours(bits, adjacent, -1)[has_bits]
     security_code = ((keyword_bits & Ctx.CODE) != 0) & ((prev_bits & Ctx.SECURITY) != 0)
     keyword_bits[security_code] |= np.uint32(Ctx.CVV)
+    next_tid = _neighbours(tid, adjacent, 1)[has_bits]
+    last_four = ((flags[has_bits] & Flag.LAST) != 0) & np.isin(next_tid, _FOUR_IDS)
+    keyword_bits[last_four] |= np.uint32(Ctx.LAST4)
     return Scan(
         batch=batch,
         config=config,
+        parts=Scan(
+            batch=batch,
+            config=config,
+            interesting=core,
+            kinds=kinds,
+            digits=digits,
+            runs=parts,
+            keyword_positions=core[has_bits],
+            keyword_bits=keyword_bits,
+            stop_positions=stop_positions,
+        )
+        if parts is not None and len(parts)
+        else None,
+        parent=parent,
         interesting=core,
         kinds=kinds,
         digits=digits,
         runs=runs,
         keyword_positions=core[has_bits],
         keyword_bits=keyword_bits,
-        stop_positions=core[(flags & Flag.STOP) != 0],
+        stop_positions=stop_positions,
     )

@@ -25,6 +25,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
+from operator import itemgetter
 from typing import Final, NamedTuple
 
 import numpy as np
@@ -38,6 +39,7 @@ _MAX_REMEMBERED: Final = 200_000  # words of no interest remembered, beyond the 
 _ORDINAL_NUMERAL: Final = re.compile(r"^(\d{1,2})(st|nd|rd|th)$")
 _IBAN_ANCHOR: Final = re.compile(r"^[a-z]{2}\d{2}[a-z0-9]*$")
 _DECIMAL_MONEY: Final = re.compile(r"^\$?\d+\.\d\d$")
+_DIGIT_GROUPS: Final = re.compile(r"\d+")
 _PAUSE_MARKS: Final = ",.;:"
 
 
@@ -60,6 +62,7 @@ class TokenBatch:
     """
 
     texts: list[str]
+    lowered: list[str]
     offsets: npt.NDArray[np.int64]
     ids: npt.NDArray[np.int32]
     start: npt.NDArray[np.float64]
@@ -116,6 +119,8 @@ class _Extra:
         known = self.ids.get(word)
         if known is not None:
             return known
+        if word.isdigit():  # the common numeral: digits only
+            return self.add(word, Kind.NUMERAL, [ord(c) - 48 for c in word], [False] * len(word), 0)
         core = word.rstrip(PUNCTUATION)
         flags = 0
         if core != word:
@@ -145,14 +150,9 @@ class _Extra:
     def _numeral(self, word: str, core: str, flags: int) -> int:
         digits: list[int] = []
         breaks: list[bool] = []
-        separated = False
-        for c in core:
-            if c.isdigit():
-                digits.append(ord(c) - 48)
-                breaks.append(separated and bool(digits[:-1]))
-                separated = False
-            else:
-                separated = True
+        for group in _DIGIT_GROUPS.findall(core):
+            breaks += [bool(digits)] + [False] * (len(group) - 1)
+            digits += [ord(c) - 48 for c in group]
         if core.startswith("+"):
             flags |= Flag.PLUS
         if core[0] in "$€£" or _DECIMAL_MONEY.match(core):
@@ -209,12 +209,11 @@ def tokenize(
     total = int(offsets[-1])
     flat = list(chain.from_iterable(transcripts))
     if total:
-        columns = list(zip(*flat, strict=False))
-        texts = list(columns[0])
-        start = np.array(columns[1], dtype=np.float64)
-        end = np.array(columns[2], dtype=np.float64)
-        if len(columns) > 3:
-            segment = np.array(columns[3], dtype=np.int64)
+        texts = list(map(itemgetter(0), flat))
+        start = np.fromiter(map(itemgetter(1), flat), np.float64, total)
+        end = np.fromiter(map(itemgetter(2), flat), np.float64, total)
+        if len(flat[0]) > 3:
+            segment = np.fromiter(map(itemgetter(3), flat), np.int64, total)
         else:
             segment = np.zeros(total, dtype=np.int64)
     else:
@@ -231,6 +230,7 @@ def tokenize(
     doc = np.repeat(np.arange(len(transcripts), dtype=np.int32), lengths)
     return TokenBatch(
         texts=texts,
+        lowered=lowered,
         offsets=offsets,
         ids=ids,
         start=start,

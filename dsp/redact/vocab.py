@@ -95,6 +95,7 @@ class Ctx(IntFlag):
     PLUS = 1 << 19  # "plus": an E.164 number follows
     NUMBER = 1 << 20  # "number", "digits"
     YEAR_BEFORE = 1 << 21  # since, in: a year follows
+    LAST4 = 1 << 22  # "last four": set by the scan on "last" before "four"
 
 
 CONTEXT_CLASSES: Final = tuple(Ctx)
@@ -228,7 +229,7 @@ _KEYWORDS: Final[dict[Ctx, tuple[str, ...]]] = {
     Ctx.EXPIRY: ("expiry", "expiration", "expires", "expire", "expiring", "exp", "valid"),
     Ctx.PIN: ("pin", "pin's", "passcode"),
     Ctx.SSN: ("social", "ssn", "socials", "itin"),
-    Ctx.ACCOUNT: ("account", "accounts", "account's", "checking", "savings", "acct"),
+    Ctx.ACCOUNT: ("account", "account's", "checking", "savings", "acct"),
     Ctx.ROUTING: ("routing", "aba", "transit"),
     Ctx.BANK: ("bank", "banking", "wire", "deposit"),
     Ctx.IBAN: ("iban",),
@@ -390,6 +391,9 @@ class Vocabulary:
         for value, names in enumerate(_MONTHS, start=1):
             for name in names:
                 self._add(name, Kind.MONTH, f"{value:02d}")
+        for width in (1, 2, 3):  # numerals of up to three digits, written alone or in groups
+            for value in range(10**width):
+                self._add(f"{value:0{width}d}", Kind.NUMERAL, f"{value:0{width}d}")
         for word in _FILLERS:
             self._add(word, Kind.FILLER)
         for word in _CONNECTORS:

@@ -41,6 +41,7 @@ __all__ = [
     "Detector",
     "RunDetector",
     "SpanDetector",
+    "calendar_year",
     "clock_time",
     "closeness",
     "context_score",
@@ -82,6 +83,8 @@ class Detector(ABC):
 
     name: ClassVar[str]
     entity: ClassVar[str]
+    catch_all: ClassVar[bool] = False
+    """Whether this detector only keeps what no typed detector claims (fails closed)."""
 
 
 class RunDetector(Detector):
@@ -157,6 +160,18 @@ def negated(scan: Scan) -> npt.NDArray[np.bool_]:
         negative = scan.near(Ctx.NEGATIVE, NEAR_BEFORE, 3)
         found = negative & (scan.effective(Ctx.NEGATIVE) < scan.effective(PAYMENT | SENSITIVE))
         scan.cache["negated"] = found
+    return found
+
+
+def calendar_year(scan: Scan) -> npt.NDArray[np.bool_]:
+    """Numbers that are years: 19xx or 20xx after "since", "in", "year"."""
+    found = scan.cache.get("year")
+    if found is None:
+        runs = scan.runs
+        before, _ = scan.distances(Ctx.YEAR_BEFORE)
+        century = (runs.lead2 == 19) | (runs.lead2 == 20)
+        found = (runs.ndigits == 4) & century & (before <= 2)
+        scan.cache["year"] = found
     return found
 
 

@@ -18,12 +18,12 @@ from dsp.redact.detectors.base import (
     NEAR_BEFORE,
     SENSITIVE,
     RunDetector,
+    calendar_year,
     clock_time,
     money,
     payment_context,
 )
 from dsp.redact.scan import Scan
-from dsp.redact.vocab import Ctx
 
 __all__ = ["CatchAllDetector"]
 
@@ -33,11 +33,9 @@ class CatchAllDetector(RunDetector):
 
     name = "payment_digits"
     entity = "DIGITS"
+    catch_all = True
 
     def score(self, scan: Scan) -> npt.NDArray[np.float64]:
         inside = payment_context(scan) | scan.near(SENSITIVE, NEAR_BEFORE, NEAR_AFTER)
-        runs = scan.runs
-        year_before, _ = scan.distances(Ctx.YEAR_BEFORE)
-        year = (runs.ndigits == 4) & ((runs.lead2 == 19) | (runs.lead2 == 20)) & (year_before <= 2)
-        keep = inside & ~money(scan) & ~clock_time(scan) & ~year
+        keep = inside & ~money(scan) & ~clock_time(scan) & ~calendar_year(scan)
         return 0.3 * keep.astype(np.float64)

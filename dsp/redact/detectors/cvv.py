@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from dsp.redact.detectors.base import (
     RunDetector,
+    calendar_year,
     clock_time,
     context_score,
     digit_count_in,
@@ -40,4 +41,5 @@ class CvvDetector(RunDetector):
         runs = scan.runs
         dated = runs.has_kind(Kind.MONTH) | runs.has_flag(Flag.DATE)
         plain = digit_count_in(scan, 3, 4) & ~dated & ~money(scan) & ~clock_time(scan)
+        plain &= ~calendar_year(scan)
         return score * plain

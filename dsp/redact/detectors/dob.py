@@ -1,8 +1,9 @@
 """Dates of birth: a date said after "date of birth", "born on", "birthday", "DOB".
 
-A date is three to eight digits: a month word with a day and a year
-("march third nineteen eighty five"), or numbers ("oh three oh three
-eighty five", "03/03/1985"). Only near a birth keyword: other dates are
+A date is a month word with a day and a year ("march third nineteen
+eighty five"), a written date ("03/03/1985"), five to eight digits ("oh
+three oh three eighty five"), or a year alone ("born in nineteen eighty").
+Only near a birth keyword: other dates are
 not personal data on their own.
 """
 
@@ -13,16 +14,20 @@ import numpy.typing as npt
 
 from dsp.redact.detectors.base import RunDetector, context_score, digit_count_in
 from dsp.redact.scan import Scan
-from dsp.redact.vocab import Ctx
+from dsp.redact.vocab import Ctx, Flag, Kind
 
 __all__ = ["DateOfBirthDetector"]
 
 
 class DateOfBirthDetector(RunDetector):
-    """3-8 digits near a birth keyword."""
+    """A date or a year near a birth keyword."""
 
     name = "date_of_birth"
     entity = "DOB"
 
     def score(self, scan: Scan) -> npt.NDArray[np.float64]:
-        return context_score(scan, Ctx.DOB, 10, 5) * digit_count_in(scan, 3, 8)
+        runs = scan.runs
+        dated = runs.has_kind(Kind.MONTH) | runs.has_flag(Flag.DATE)
+        year = (runs.ndigits == 4) & ((runs.lead2 == 19) | (runs.lead2 == 20))
+        date = digit_count_in(scan, 5, 8) | (dated & digit_count_in(scan, 3, 8)) | year
+        return context_score(scan, Ctx.DOB, 10, 5) * date

@@ -74,16 +74,16 @@ class IbanDetector(SpanDetector):
         if not found:
             return Candidates.empty()
         valid = iban_valid([code.upper() for _, _, code in found])
-        named = {int(k) for k in keywords}
-        scores = []
-        for (first, _, _), ok in zip(found, valid.tolist(), strict=True):
-            near = any(first - k in range(1, _SKIP_AFTER_KEYWORD + 2) for k in named)
-            scores.append(0.99 if ok else (0.5 if near else 0.0))
-        keep = np.array(scores) > 0
+        firsts = np.array([first for first, _, _ in found], dtype=np.int64)
+        index = np.searchsorted(keywords, firsts) - 1
+        gap = firsts - keywords[np.maximum(index, 0)] if len(keywords) else firsts
+        named = (index >= 0) & (gap <= _SKIP_AFTER_KEYWORD + 1)
+        scores = np.where(valid, 0.99, np.where(named, 0.5, 0.0))
+        keep = scores > 0
         return Candidates(
-            np.array([f for f, _, _ in found], dtype=np.int64)[keep],
+            firsts[keep],
             np.array([last for _, last, _ in found], dtype=np.int64)[keep],
-            np.array(scores)[keep],
+            scores[keep],
         )
 
     @staticmethod
@@ -95,13 +95,13 @@ class IbanDetector(SpanDetector):
         token_ids = batch.ids[start:stop]
         kinds = batch.kind[token_ids].tolist()
         next_kinds = [*kinds[1:], _WORD]
-        texts = batch.texts[start:stop]
+        texts = batch.lowered[start:stop]
         code = ""
         first = -1
         skipped = 0
         length = 0
         for offset, token_kind in enumerate(kinds):
-            text = texts[offset].lower().strip(".,?!:;")
+            text = texts[offset].strip(".,?!:;")
             if token_kind in _DIGIT_KINDS:
                 piece = _digits_of(batch, int(token_ids[offset]), next_kinds[offset])
             elif token_kind in _BRIDGES:

@@ -7,6 +7,7 @@ import numpy.typing as npt
 
 from dsp.redact.detectors.base import (
     RunDetector,
+    calendar_year,
     clock_time,
     context_score,
     digit_count_in,
@@ -26,4 +27,5 @@ class PinDetector(RunDetector):
 
     def score(self, scan: Scan) -> npt.NDArray[np.float64]:
         named = context_score(scan, Ctx.PIN)
-        return named * (digit_count_in(scan, 4, 12) & ~money(scan) & ~clock_time(scan))
+        plain = ~money(scan) & ~clock_time(scan) & ~calendar_year(scan)
+        return named * (digit_count_in(scan, 4, 12) & plain)

@@ -2,7 +2,9 @@
 
 An SSN is AAA-GG-SSSS (SSA, "The SSN numbering scheme"). It is an SSN with
 "social", "SSN" near it (about 0.9), and so are four digits near those
-words ("the last four of my social"), before or after. Without a keyword, nine digits read in
+words; four digits with "the last four" and "social" near them ("the
+last four of my social are ...", "... are the last four of my social") at
+0.97. Without a keyword, nine digits read in
 groups of three, two and four are an SSN at 0.6 (a written
 "123-45-6789" too); a bare nine-digit run is not (routing numbers,
 ZIP+4 and order numbers are nine digits too).
@@ -13,7 +15,13 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from dsp.redact.detectors.base import RunDetector, clock_time, context_score, money
+from dsp.redact.detectors.base import (
+    RunDetector,
+    calendar_year,
+    clock_time,
+    context_score,
+    money,
+)
 from dsp.redact.scan import Scan
 from dsp.redact.vocab import Ctx
 
@@ -30,5 +38,7 @@ class SsnDetector(RunDetector):
         runs = scan.runs
         named = context_score(scan, Ctx.SSN, 10, 8)
         nine = runs.ndigits == 9
-        four = (runs.ndigits == 4) & ~money(scan) & ~clock_time(scan)
-        return np.maximum(named * (nine | four), 0.6 * runs.groups_324)
+        four = (runs.ndigits == 4) & ~money(scan) & ~clock_time(scan) & ~calendar_year(scan)
+        last_four = four & (named > 0) & scan.near(Ctx.LAST4, 6, 6)
+        score = np.maximum(named * (nine | four), 0.97 * last_four)
+        return np.maximum(score, 0.6 * runs.groups_324)
