@@ -17,6 +17,7 @@ import signal
 import socket
 from datetime import UTC, datetime
 
+from gateway.analysis.pipeline import AnalysisPipeline, tenant_keys
 from gateway.api.server import ApiServer
 from gateway.calls.b2bua import CallManager
 from gateway.calls.consent_service import ConsentService
@@ -71,6 +72,7 @@ class Gateway:
         self.calls: CallManager | None = None
         self.recovered = 0
         self.api = ApiServer(settings, self.engine, live=self) if settings.api.enabled else None
+        self.analysis = AnalysisPipeline(settings, self.engine)
 
     async def start(self) -> None:
         await migrate(self.engine)
@@ -97,6 +99,8 @@ class Gateway:
         self.calls.start()
         if self.api is not None:
             await self.api.start()
+        await self.analysis.start()
+        _warn_unsealed(self.settings)
         for bound in self.stack.transports.bound:
             log.info("SIP listening on %s %s:%d", bound.transport, bound.host, bound.port)
         log.info(
@@ -119,6 +123,7 @@ class Gateway:
         if self.api is not None:
             await self.api.stop()
         await self.writer.stop()
+        await self.analysis.stop()
         await self.engine.dispose()
         log.info("gateway stopped")
 
@@ -152,7 +157,21 @@ class Gateway:
             "callgate_write_queue_oldest_seconds": self.writer.oldest_wait(),
             "callgate_records_written_total": float(self.writer.written),
             "callgate_store_write_failures_total": float(self.writer.failures),
+            "callgate_analysis_jobs_total": {
+                (("result", "done"),): float(self.analysis.done),
+                (("result", "failed"),): float(self.analysis.failed),
+            },
         }
+
+
+def _warn_unsealed(settings: Settings) -> None:
+    for tenant in settings.tenants:
+        if tenant.analysis.enabled and not tenant_keys(tenant)[0]:
+            log.warning(
+                "tenant %s: no sealing keys: analysed recordings are stored unencrypted "
+                "(set [tenants.sealing] keys or keys_env)",
+                tenant.name,
+            )
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:

@@ -31,6 +31,8 @@ they look like a section key written with one underscore, which is an error.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import ipaddress
 import logging
@@ -612,6 +614,94 @@ class RetentionSettings(_Section):
     records_days: int = Field(default=0, ge=0)
 
 
+REDACTABLE_ENTITIES: tuple[str, ...] = (
+    "card",
+    "cvv",
+    "expiry",
+    "pin",
+    "ssn",
+    "bank_account",
+    "aba_routing",
+    "iban",
+    "phone",
+    "email",
+    "date_of_birth",
+    "payment_digits",
+)
+"""Entity types the redactor knows (``shared/reference/redaction.md``)."""
+
+
+class TenantAnalysisSettings(_Section):
+    """What happens to a tenant's consented recordings after the call.
+
+    Voice activity and talk-time cues, a transcript per party, and redaction
+    of sensitive spans from the transcript (text and word list) and from the
+    stored audio (muted, or a tone) before anything is kept.
+    """
+
+    enabled: bool = True
+    transcriber: Literal["pocketsphinx", "http", "none"] = "pocketsphinx"
+    http_url: str | None = None
+    http_token_env: str | None = None
+    language: str = "en"
+    entities: list[str] = Field(default_factory=lambda: list(REDACTABLE_ENTITIES))
+    replacement: Literal["tag", "last4"] = "tag"
+    audio: Literal["mute", "tone"] = "mute"
+    margin_ms: int = Field(default=250, ge=0, le=2000)
+
+    @field_validator("entities")
+    @classmethod
+    def _entities(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in REDACTABLE_ENTITIES]
+        if unknown:
+            raise ValueError(
+                f"unknown entities {unknown}; known: {', '.join(REDACTABLE_ENTITIES)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _http(self) -> TenantAnalysisSettings:
+        if self.transcriber == "http" and not self.http_url:
+            raise ValueError('transcriber = "http" needs http_url')
+        return self
+
+
+class SealingSettings(_Section):
+    """Keys that encrypt a tenant's recordings at rest (AES-256-GCM).
+
+    ``keys`` maps key ids to 32-byte keys in base64; ``keys_env`` names an
+    environment variable holding more as ``id:base64,id:base64`` (keep keys
+    out of the file). New recordings use ``current`` (default: the last key
+    listed); older files name their key in their header, so rotation is
+    adding a key and making it current. No keys: recordings are stored
+    unencrypted, and start-up says so.
+    """
+
+    keys: dict[str, str] = Field(default_factory=dict)
+    keys_env: str | None = None
+    current: str | None = None
+
+    @field_validator("keys")
+    @classmethod
+    def _keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key_id, text in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", key_id):
+                raise ValueError(f"key id {key_id!r}: 1 to 64 letters, digits, '.', '_' or '-'")
+            try:
+                raw = base64.b64decode(text, validate=True)
+            except (ValueError, binascii.Error):
+                raise ValueError(f"key {key_id!r} is not base64") from None
+            if len(raw) != 32:
+                raise ValueError(f"key {key_id!r} is {len(raw)} bytes; AES-256 needs 32")
+        return value
+
+    @model_validator(mode="after")
+    def _current(self) -> SealingSettings:
+        if self.current is not None and self.keys_env is None and self.current not in self.keys:
+            raise ValueError(f"current key {self.current!r} is not among keys")
+        return self
+
+
 class TenantSettings(_Section):
     """One company: its PBX, its trunk, and what tells its calls apart from others'."""
 
@@ -623,6 +713,8 @@ class TenantSettings(_Section):
     default_region: str = "US"
     consent: TenantConsentSettings = Field(default_factory=TenantConsentSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    analysis: TenantAnalysisSettings = Field(default_factory=TenantAnalysisSettings)
+    sealing: SealingSettings = Field(default_factory=SealingSettings)
 
     @field_validator("name")
     @classmethod
@@ -924,6 +1016,22 @@ class ApiSettings(_Section):
     policy_poll_s: PositiveSeconds = 5.0
 
 
+class AnalysisSettings(_Section):
+    """The post-call analysis workers: how many, and how failures are retried.
+
+    Jobs live in the store (``analysis_jobs``): a restart loses none and
+    repeats none. A job that fails is tried again after ``retry_s`` (doubling
+    each time) up to ``max_attempts``, then recorded as failed with the reason.
+    A job whose instance stopped answering for ``lease_s`` is taken over.
+    """
+
+    workers: int = Field(default=1, ge=0, le=64)
+    max_attempts: int = Field(default=3, ge=1)
+    retry_s: PositiveSeconds = 30.0
+    lease_s: PositiveSeconds = 600.0
+    poll_s: PositiveSeconds = 1.0
+
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -940,6 +1048,7 @@ class Settings(_Section):
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
     consent: ConsentSettings = Field(default_factory=ConsentSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     tenants: list[TenantSettings] = Field(default_factory=list)
 
     _config_dir: Path | None = PrivateAttr(default=None)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.calls.consent_service import ConsentService
 from gateway.config import Settings
+from gateway.store.capture_bus import CaptureBus
 
 
 class LiveGateway(Protocol):
@@ -32,6 +33,8 @@ class ApiContext:
     engine: AsyncEngine
     live: LiveGateway | None = None
     subject_hash_key: str = ""
+    bus: CaptureBus | None = None
+    """Capture commands to other instances (PostgreSQL stores only)."""
     requests: dict[tuple[str, int], int] = field(default_factory=dict)
     """Requests served by (route name, status), for /metrics."""
 

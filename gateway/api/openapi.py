@@ -16,12 +16,16 @@ from sqlalchemy import JSON, Table
 
 from gateway.config import VERSION
 from gateway.store.models import (
+    ANALYSES,
+    ANALYSIS_JOBS,
     CALLS,
     CONSENT_EVENTS,
     CONSENT_OUTCOMES,
     DIRECTIONS,
     DISPOSITIONS,
     RECORDINGS,
+    REDACTIONS,
+    TRANSCRIPTS,
 )
 from gateway.store.tenant_view import LIST_EXCLUDED
 
@@ -106,7 +110,22 @@ def document() -> dict[str, Any]:
         "type": "array",
         "items": {"$ref": "#/components/schemas/Recording"},
     }
-    call_detail["required"] += ["consent_events", "recordings"]
+    call_detail["properties"]["analysis"] = {
+        "type": "array",
+        "items": table_schema(
+            ANALYSIS_JOBS,
+            (
+                "id",
+                "call_record_id",
+                "tenant",
+                "not_before",
+                "claimed_by",
+                "claimed_at",
+                "created_at",
+            ),
+        ),
+    }
+    call_detail["required"] += ["consent_events", "recordings", "analysis"]
     counts = {"type": "object", "additionalProperties": {"type": "integer"}}
     stat_numbers = {
         "calls": {"type": "integer"},
@@ -168,7 +187,13 @@ def document() -> dict[str, Any]:
                                     "operationId": operation,
                                     "parameters": {"call_id": "$response.body#/calls/0/id"},
                                 }
-                                for operation in ("getCall", "getRecording", "controlCapture")
+                                for operation in (
+                                    "getCall",
+                                    "getRecording",
+                                    "getTranscript",
+                                    "getCues",
+                                    "controlCapture",
+                                )
                             },
                         },
                         **_problem_responses(400, 401),
@@ -223,7 +248,29 @@ def document() -> dict[str, Any]:
                                 "audio/wav": {"schema": {"type": "string", "format": "binary"}}
                             },
                         },
-                        **_problem_responses(400, 401, 404, 410, 416),
+                        **_problem_responses(400, 401, 404, 410, 416, 503),
+                    },
+                }
+            },
+            "/v1/calls/{call_id}/transcript": {
+                "get": {
+                    "operationId": "getTranscript",
+                    "summary": "The call's redacted transcript per party, and the spans removed",
+                    "parameters": [_path("call_id", "the call record's id")],
+                    "responses": {
+                        "200": {"description": "transcript", "content": _json("Transcript")},
+                        **_problem_responses(400, 401, 404),
+                    },
+                }
+            },
+            "/v1/calls/{call_id}/cues": {
+                "get": {
+                    "operationId": "getCues",
+                    "summary": "Talk-time cues of the call's analysed recordings",
+                    "parameters": [_path("call_id", "the call record's id")],
+                    "responses": {
+                        "200": {"description": "cues", "content": _json("Cues")},
+                        **_problem_responses(400, 401, 404),
                     },
                 }
             },
@@ -478,6 +525,23 @@ def document() -> dict[str, Any]:
                         "calls": {"type": "integer"},
                         "recordings": {"type": "integer"},
                         "files_removed": {"type": "integer"},
+                    },
+                },
+                "Transcript": {
+                    "type": "object",
+                    "required": ["call", "transcripts", "redactions"],
+                    "properties": {
+                        "call": {"type": "string"},
+                        "transcripts": {"type": "array", "items": table_schema(TRANSCRIPTS)},
+                        "redactions": {"type": "array", "items": table_schema(REDACTIONS)},
+                    },
+                },
+                "Cues": {
+                    "type": "object",
+                    "required": ["call", "analyses"],
+                    "properties": {
+                        "call": {"type": "string"},
+                        "analyses": {"type": "array", "items": table_schema(ANALYSES)},
                     },
                 },
                 "Health": {

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -71,7 +70,7 @@ def _filter(request: web.Request, params: QueryParams) -> tuple[CallFilter, dict
     return where, shape
 
 
-def _record_id(request: web.Request) -> str:
+def record_id_of(request: web.Request) -> str:
     """The call id in the path; a 404 for text that cannot be one (never a store error)."""
     record_id = request.match_info["call_id"]
     if not is_record_id(record_id):
@@ -153,7 +152,7 @@ def _is_number(text: str) -> bool:
 async def get_call(request: web.Request) -> web.Response:
     """One call: the record, both legs' media statistics, the consent trail, recordings."""
     QueryParams(request.query, ())
-    record_id = _record_id(request)
+    record_id = record_id_of(request)
     found = await request[VIEW].get_call(record_id)
     if found is None:
         raise not_found(f"no call {record_id} for this tenant")
@@ -170,7 +169,7 @@ async def capture(request: web.Request) -> web.Response:
     them; ``resume`` gives it back and needs an admin key.
     """
     QueryParams(request.query, ())
-    record_id = _record_id(request)
+    record_id = record_id_of(request)
     body = await json_body(request)
     action = body.get("action") if isinstance(body, dict) else None
     if action not in CAPTURE_ACTIONS or set(body) - {"action"}:
@@ -188,40 +187,24 @@ async def capture(request: web.Request) -> web.Response:
     context = context_of(request)
     live = context.live
     applied = None if live is None else live.consent.capture_command(record_id, view.tenant, action)
+    instance = state["gateway_instance"]
+    if applied is None and context.bus is not None:
+        applied = await context.bus.request(record_id, view.tenant, action, instance)
     if applied is None:
         raise ApiProblem(
             409,
-            "call-elsewhere",
-            f"call {record_id} is handled by gateway instance {state['gateway_instance']!r}; "
-            "send the request to that instance's API",
-            instance_id=state["gateway_instance"],
+            "call-not-reachable",
+            f"call {record_id} is not live on gateway instance {instance!r} as far as this "
+            "API can reach: it may have just ended, or that instance shares no PostgreSQL "
+            "store with this one",
+            instance_id=instance,
         )
     async with view.engine.begin() as connection:
         await view.audit(connection, "call.capture", target=record_id, detail={"action": action})
     return web.json_response({"call": record_id, "action": action, "applied": True})
 
 
-async def recording(request: web.Request) -> web.StreamResponse:
-    """The call's recording (WAV), with range requests (RFC 9110 14)."""
-    params = QueryParams(request.query, ("id",))
-    record_id = _record_id(request)
-    found = await request[VIEW].recording(record_id, params.record_id("id"))
-    if found is None:
-        raise not_found(f"no recording of call {record_id} for this tenant")
-    path = Path(found["path"])
-    if not path.is_file():
-        raise ApiProblem(410, "gone", f"the recording of call {record_id} is no longer stored")
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": "audio/wav",
-            "Content-Disposition": f'attachment; filename="{record_id}.wav"',
-        },
-    )
-
-
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/calls", list_calls, name="calls")
     app.router.add_get("/v1/calls/{call_id}", get_call, name="call")
     app.router.add_post("/v1/calls/{call_id}/capture", capture, name="capture")
-    app.router.add_get("/v1/calls/{call_id}/recording", recording, name="recording")

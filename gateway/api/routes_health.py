@@ -22,6 +22,7 @@ HELP = {
     "callgate_write_queue_oldest_seconds": ("gauge", "Age of the oldest waiting record write."),
     "callgate_records_written_total": ("counter", "Record writes committed to the store."),
     "callgate_store_write_failures_total": ("counter", "Failed store write attempts."),
+    "callgate_analysis_jobs_total": ("counter", "Analysis jobs finished here, by result."),
     "callgate_api_requests_total": ("counter", "API requests answered, by route and status."),
     "callgate_up_seconds": ("gauge", "Seconds since the API started."),
 }

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from gateway.api import (
+    routes_analysis,
     routes_calls,
     routes_health,
     routes_policy,
@@ -27,6 +28,7 @@ from gateway.api.openapi import add_routes as add_openapi
 from gateway.api.problems import Handler, problem_middleware
 from gateway.api.routes_subjects import remove_files
 from gateway.config import Settings
+from gateway.store.capture_bus import CaptureBus
 from gateway.store.secrets_store import SUBJECT_HASH_KEY, shared_secret
 from gateway.store.tenant_view import TenantView
 
@@ -51,7 +53,14 @@ def make_app(context: ApiContext) -> web.Application:
     )
     app[CONTEXT] = context
     app[KEY_CACHE] = KeyCache(context.settings.api.key_cache_s)
-    for module in (routes_calls, routes_stats, routes_policy, routes_subjects, routes_health):
+    for module in (
+        routes_calls,
+        routes_analysis,
+        routes_stats,
+        routes_policy,
+        routes_subjects,
+        routes_health,
+    ):
         module.add_routes(app)
     add_openapi(app)
     return app
@@ -60,30 +69,36 @@ def make_app(context: ApiContext) -> web.Application:
 async def purge_due(context: ApiContext, now: datetime | None = None) -> dict[str, int]:
     """One retention pass over every tenant; returns calls and recordings removed."""
     now = now or datetime.now(UTC)
-    totals = {"calls": 0, "recordings": 0, "files": 0}
+    totals = {"calls": 0, "recordings": 0, "files": 0, "transcripts": 0}
     for tenant in context.settings.tenants:
         keep = tenant.retention
-        # transcripts hang off recordings' analysis and are purged with their records
-        recordings_days = keep.recordings_days or keep.transcripts_days
-        if not (recordings_days or keep.records_days):
+        if not (keep.recordings_days or keep.records_days or keep.transcripts_days):
             continue
+
+        def before(days: int) -> datetime | None:
+            return now - timedelta(days=days) if days else None
+
         view = TenantView(context.engine, tenant.name)
         removed = await view.purge(
-            recordings_before=now - timedelta(days=recordings_days) if recordings_days else None,
-            records_before=now - timedelta(days=keep.records_days) if keep.records_days else None,
+            recordings_before=before(keep.recordings_days),
+            records_before=before(keep.records_days),
+            transcripts_before=before(keep.transcripts_days),
         )
         files = await asyncio.to_thread(remove_files, removed.files)
-        if removed.calls or removed.recordings:
+        if removed.calls or removed.recordings or removed.transcripts:
             log.info(
-                "retention: tenant %s: removed %d call records, %d recordings (%d files)",
+                "retention: tenant %s: removed %d call records, %d recordings (%d files), "
+                "%d transcripts",
                 tenant.name,
                 removed.calls,
                 removed.recordings,
                 files,
+                removed.transcripts,
             )
         totals["calls"] += removed.calls
         totals["recordings"] += removed.recordings
         totals["files"] += files
+        totals["transcripts"] += removed.transcripts
     return totals
 
 
@@ -102,6 +117,11 @@ class ApiServer:
         self.context.subject_hash_key = api.subject_hash_key or await shared_secret(
             self.context.engine, SUBJECT_HASH_KEY
         )
+        if self.context.engine.dialect.name == "postgresql":
+            live = self.context.live
+            bus = CaptureBus(self.context.engine.url, self.settings.instance_id)
+            await bus.start(live.consent.capture_command if live is not None else None)
+            self.context.bus = bus
         self.runner = web.AppRunner(make_app(self.context), access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, api.host, api.port, reuse_address=True)
@@ -123,6 +143,9 @@ class ApiServer:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+        if self.context.bus is not None:
+            await self.context.bus.close()
+            self.context.bus = None
 
     async def _retention(self) -> None:
         while True:

@@ -134,6 +134,8 @@ class CallConsent:
         self.gate: CaptureGate | None = None
         path = _recording_path(recording_dir, facts)
         self.recorder = StereoRecorder(path, latency_s=latency_s)
+        self.analyse = False
+        """Queue the recording for analysis (the tenant's ``analysis.enabled``)."""
         self.recording: Any = None
         self.early_done: Callable[[], None] | None = None
 
@@ -254,6 +256,7 @@ class CallConsent:
                 duration_s=info.duration_s,
                 bytes=info.bytes,
                 sha256=info.sha256,
+                analyse=self.analyse,
             )
         )
         log.info("call %s: recording %s (%.1f s)", self.facts.record_id, info.path, info.duration_s)

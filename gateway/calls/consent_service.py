@@ -100,6 +100,7 @@ class ConsentService:
             self.latency_s,
             hang_up,
         )
+        flow.analyse = self.settings.tenant_named(facts.tenant).analysis.enabled
         flow.start(consented if decision.mode is not Mode.NONE else ())
         if decision.mode is not Mode.NONE:  # a call that is never captured has nothing to tick
             self.flows.add(flow)

@@ -237,6 +237,10 @@ dir = {_toml_string(str(directory / RECORDINGS_NAME))}
 # the demo prints what the API would serve; `callgate run` serves it
 enabled = false
 
+[analysis]
+# the demo's phones send tones, not speech: nothing to transcribe
+workers = 0
+
 [[tenants]]
 name = "{TENANT}"
 default_region = "US"

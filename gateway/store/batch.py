@@ -25,7 +25,7 @@ from sqlalchemy import Table, Update, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store.durations import call_durations
-from gateway.store.models import CALLS, CONSENT_EVENTS, RECORDINGS
+from gateway.store.models import ANALYSIS_JOBS, CALLS, CONSENT_EVENTS, RECORDINGS
 from gateway.store.plan import RowPlan
 
 COLUMN_NAMES: tuple[str, ...] = tuple(column.name for column in CALLS.columns)
@@ -142,6 +142,12 @@ async def _write_children(
     live = [plan for plan in plans if plan.record_id not in missing]
     events = [event.row() for plan in live for event in plan.events]
     recordings = [recording.row() for plan in live for recording in plan.recordings]
+    jobs = {
+        recording.recording_id: recording.job_row()
+        for plan in live
+        for recording in plan.recordings
+        if recording.analyse
+    }
     if verify_new and events:
         events = await _not_yet_stored(
             connection, CONSENT_EVENTS, events, key=EVENT_KEY, by="call_record_id"
@@ -152,6 +158,9 @@ async def _write_children(
         await connection.execute(insert(CONSENT_EVENTS), events)
     if recordings:
         await connection.execute(insert(RECORDINGS), recordings)
+        queued = [jobs[row["id"]] for row in recordings if row["id"] in jobs]
+        if queued:
+            await connection.execute(insert(ANALYSIS_JOBS), queued)
 
 
 async def _not_yet_stored(

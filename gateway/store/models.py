@@ -246,6 +246,10 @@ class Recording(Base):
     bytes: Mapped[int] = mapped_column(BigInteger())
     sha256: Mapped[str]
     created_at: Mapped[datetime]
+    key_id: Mapped[str | None]
+    """The key that sealed the file (AES-256-GCM); ``None`` for a plain file."""
+    redacted_at: Mapped[datetime | None]
+    """When the analysis muted the sensitive spans in the audio; ``None`` before."""
 
     def __repr__(self) -> str:
         return f"Recording(id={self.id!r}, call_record_id={self.call_record_id!r})"
@@ -263,6 +267,9 @@ AUDIT_ACTIONS: tuple[str, ...] = (
     "calls.list",
     "calls.export",
     "call.read",
+    "call.transcript",
+    "call.recording",
+    "call.cues",
     "call.capture",
     "policy.update",
     "subject.export",
@@ -344,3 +351,105 @@ class StoreSecret(Base):
 
 
 STORE_SECRETS: Table = StoreSecret.__table__  # type: ignore[assignment]
+
+
+JOB_STATES: tuple[str, ...] = ("queued", "running", "done", "failed")
+"""An analysis job: waiting (maybe until ``not_before``), claimed, finished, given up."""
+
+
+def _call_fk() -> Any:
+    return ForeignKey("calls.id", ondelete="CASCADE")
+
+
+def _recording_fk() -> Any:
+    return ForeignKey("recordings.id", ondelete="CASCADE")
+
+
+class AnalysisJob(Base):
+    """The analysis of one recording: queued with it, claimed by a worker, retried, finished."""
+
+    __tablename__ = "analysis_jobs"
+    __table_args__ = (
+        Index("ix_analysis_jobs_state_not_before", "state", "not_before"),
+        Index("ix_analysis_jobs_call_record_id", "call_record_id"),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True, default=new_record_id)
+    recording_id: Mapped[str] = mapped_column(_recording_fk(), unique=True)
+    call_record_id: Mapped[str] = mapped_column(_call_fk())
+    tenant: Mapped[str]
+    state: Mapped[str]
+    attempts: Mapped[int]
+    not_before: Mapped[datetime]
+    claimed_by: Mapped[str | None]
+    claimed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None]
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+ANALYSIS_JOBS: Table = AnalysisJob.__table__  # type: ignore[assignment]
+
+
+class TranscriptRow(Base):
+    """One party's transcript of a recording, redacted: no sensitive span survives in it."""
+
+    __tablename__ = "transcripts"
+    __table_args__ = (Index("ix_transcripts_call_record_id", "call_record_id"),)
+
+    id: Mapped[str] = mapped_column(primary_key=True, default=new_record_id)
+    call_record_id: Mapped[str] = mapped_column(_call_fk())
+    recording_id: Mapped[str] = mapped_column(_recording_fk())
+    tenant: Mapped[str]
+    party: Mapped[str]
+    language: Mapped[str]
+    backend: Mapped[str]
+    text: Mapped[str]
+    words: Mapped[list[dict[str, Any]]]
+    created_at: Mapped[datetime]
+
+
+TRANSCRIPTS: Table = TranscriptRow.__table__  # type: ignore[assignment]
+
+
+class RedactionRow(Base):
+    """One span removed from a transcript and the audio: its type, words and times."""
+
+    __tablename__ = "redactions"
+    __table_args__ = (Index("ix_redactions_call_record_id", "call_record_id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    call_record_id: Mapped[str] = mapped_column(_call_fk())
+    recording_id: Mapped[str] = mapped_column(_recording_fk())
+    tenant: Mapped[str]
+    party: Mapped[str]
+    entity: Mapped[str]
+    word_start: Mapped[int]
+    word_end: Mapped[int]
+    start_s: Mapped[float]
+    end_s: Mapped[float]
+    score: Mapped[float]
+
+
+REDACTIONS: Table = RedactionRow.__table__  # type: ignore[assignment]
+
+
+class AnalysisRow(Base):
+    """What the analysis of one recording found: talk-time cues, and what it muted."""
+
+    __tablename__ = "analyses"
+    __table_args__ = (Index("ix_analyses_call_record_id", "call_record_id"),)
+
+    recording_id: Mapped[str] = mapped_column(_recording_fk(), primary_key=True)
+    call_record_id: Mapped[str] = mapped_column(_call_fk())
+    tenant: Mapped[str]
+    cues: Mapped[dict[str, Any]]
+    muted_s: Mapped[float]
+    spans: Mapped[int]
+    transcriber: Mapped[str]
+    created_at: Mapped[datetime]
+
+
+ANALYSES: Table = AnalysisRow.__table__  # type: ignore[assignment]

@@ -299,6 +299,8 @@ class RecordingRecord:
     format: str = "wav"
     recording_id: str = field(default_factory=new_record_id)
     created_at: datetime = field(default_factory=utcnow)
+    analyse: bool = False
+    """Queue an analysis job with the row, in the same transaction (none is ever lost)."""
 
     def __post_init__(self) -> None:
         for name in ("record_id", "tenant", "path", "recording_id"):
@@ -317,6 +319,19 @@ class RecordingRecord:
         require_count("bytes", self.bytes, 0)
         require_sha256("sha256", self.sha256)
         require_instant("created_at", self.created_at)
+
+    def job_row(self) -> dict[str, Any]:
+        """The ``analysis_jobs`` row that queues this recording's analysis."""
+        return {
+            "id": new_record_id(),
+            "recording_id": self.recording_id,
+            "call_record_id": self.record_id,
+            "tenant": self.tenant,
+            "state": "queued",
+            "attempts": 0,
+            "not_before": self.created_at,
+            "created_at": self.created_at,
+        }
 
     def row(self) -> dict[str, Any]:
         """The ``recordings`` row."""

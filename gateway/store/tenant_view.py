@@ -36,11 +36,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.store.audit import write_audit
 from gateway.store.models import (
+    ANALYSES,
+    ANALYSIS_JOBS,
     CALLS,
     CONSENT_EVENTS,
     CONSENT_OUTCOMES,
     DISPOSITIONS,
     RECORDINGS,
+    REDACTIONS,
+    TRANSCRIPTS,
 )
 from gateway.store.queries import call_recordings, consent_trail, record_dict
 
@@ -111,6 +115,7 @@ class Erasure:
 
     calls: int = 0
     recordings: int = 0
+    transcripts: int = 0
     files: list[str] = field(default_factory=list)
 
 
@@ -223,8 +228,59 @@ class TenantView:
             found = record_dict(row)
             found["consent_events"] = await consent_trail(connection, record_id)
             found["recordings"] = await call_recordings(connection, record_id)
+            jobs = select(
+                ANALYSIS_JOBS.c.recording_id,
+                ANALYSIS_JOBS.c.state,
+                ANALYSIS_JOBS.c.attempts,
+                ANALYSIS_JOBS.c.last_error,
+                ANALYSIS_JOBS.c.finished_at,
+            ).where(ANALYSIS_JOBS.c.call_record_id == record_id)
+            found["analysis"] = [
+                record_dict(job) for job in (await connection.execute(jobs)).mappings()
+            ]
             await self.audit(connection, "call.read", target=record_id)
         return found
+
+    async def transcript(self, record_id: str) -> dict[str, Any] | None:
+        """The call's redacted transcripts (per party) and spans; ``None`` if not this
+        tenant's call. Audited."""
+        async with self.engine.begin() as connection:
+            if not await self._owns(connection, record_id):
+                return None
+            rows = await connection.execute(
+                select(TRANSCRIPTS)
+                .where(
+                    TRANSCRIPTS.c.tenant == self.tenant, TRANSCRIPTS.c.call_record_id == record_id
+                )
+                .order_by(TRANSCRIPTS.c.created_at, TRANSCRIPTS.c.party)
+            )
+            transcripts = [record_dict(row) for row in rows.mappings()]
+            spans = await connection.execute(
+                select(REDACTIONS)
+                .where(REDACTIONS.c.tenant == self.tenant, REDACTIONS.c.call_record_id == record_id)
+                .order_by(REDACTIONS.c.party, REDACTIONS.c.word_start)
+            )
+            redactions = [record_dict(row) for row in spans.mappings()]
+            await self.audit(connection, "call.transcript", target=record_id)
+        return {"transcripts": transcripts, "redactions": redactions}
+
+    async def cues(self, record_id: str) -> list[dict[str, Any]] | None:
+        """The talk-time cues of each of the call's analysed recordings. Audited."""
+        async with self.engine.begin() as connection:
+            if not await self._owns(connection, record_id):
+                return None
+            rows = await connection.execute(
+                select(ANALYSES)
+                .where(ANALYSES.c.tenant == self.tenant, ANALYSES.c.call_record_id == record_id)
+                .order_by(ANALYSES.c.created_at)
+            )
+            found = [record_dict(row) for row in rows.mappings()]
+            await self.audit(connection, "call.cues", target=record_id)
+        return found
+
+    async def _owns(self, connection: AsyncConnection, record_id: str) -> bool:
+        query = self._calls(CALLS.c.id).where(CALLS.c.id == record_id)
+        return (await connection.execute(query)).first() is not None
 
     async def call_state(self, record_id: str) -> dict[str, Any] | None:
         """Whether the call is this tenant's, and where it lives: id, instance, ended_at."""
@@ -249,7 +305,7 @@ class TenantView:
             if row is None:
                 return None
             await self.audit(
-                connection, "call.read", target=record_id, detail={"recording": row["id"]}
+                connection, "call.recording", target=record_id, detail={"recording": row["id"]}
             )
         return record_dict(row)
 
@@ -367,11 +423,28 @@ class TenantView:
     # -------------------------------------------------------------- retention
 
     async def purge(
-        self, *, recordings_before: datetime | None, records_before: datetime | None
+        self,
+        *,
+        recordings_before: datetime | None,
+        records_before: datetime | None,
+        transcripts_before: datetime | None = None,
     ) -> Erasure:
-        """Remove recordings started before one instant and records before another."""
+        """Remove transcripts, recordings and records made before their instants."""
         removed = Erasure()
         async with self.engine.begin() as connection:
+            if transcripts_before is not None:
+                for table in (REDACTIONS, TRANSCRIPTS):
+                    stale = select(TRANSCRIPTS.c.recording_id).where(
+                        TRANSCRIPTS.c.tenant == self.tenant,
+                        TRANSCRIPTS.c.created_at < transcripts_before,
+                    )
+                    result = await connection.execute(
+                        delete(table).where(
+                            table.c.tenant == self.tenant, table.c.recording_id.in_(stale)
+                        )
+                    )
+                    if table is TRANSCRIPTS:
+                        removed.transcripts = result.rowcount or 0
             if recordings_before is not None:
                 due = and_(
                     RECORDINGS.c.tenant == self.tenant, RECORDINGS.c.started_at < recordings_before
@@ -391,18 +464,24 @@ class TenantView:
                         select(RECORDINGS.c.path).where(RECORDINGS.c.call_record_id.in_(chunk))
                     ):
                         removed.files.append(path)
-                    for table in (CONSENT_EVENTS, RECORDINGS):
+                    for table in (
+                        REDACTIONS,
+                        TRANSCRIPTS,
+                        ANALYSES,
+                        ANALYSIS_JOBS,
+                        CONSENT_EVENTS,
+                        RECORDINGS,
+                    ):
                         await connection.execute(
                             delete(table).where(table.c.call_record_id.in_(chunk))
                         )
                     await connection.execute(delete(CALLS).where(CALLS.c.id.in_(chunk)))
                 removed.calls = len(ids)
-            if removed.calls or removed.recordings:
-                await self.audit(
-                    connection,
-                    "retention.purge",
-                    detail={"calls": removed.calls, "recordings": removed.recordings},
-                )
+            if removed.calls or removed.recordings or removed.transcripts:
+                detail = {"calls": removed.calls, "recordings": removed.recordings}
+                if removed.transcripts:
+                    detail["transcripts"] = removed.transcripts
+                await self.audit(connection, "retention.purge", detail=detail)
         return removed
 
 

@@ -213,6 +213,8 @@ def write_config(
     consent: str = NO_CAPTURE,
     api_port: int = 0,
     api_settings: str = "",
+    analysis_workers: int = 0,
+    extra_toml: str = "",
 ) -> None:
     """Write the gateway's TOML: SIP on ``GATEWAY_HOST`` (and ``extra_listen_hosts``,
     IPv6 literals allowed) over UDP and TCP on ``sip_port``; tenant "acme" with
@@ -256,6 +258,11 @@ dir = "{path.parent / "recordings"}"
 host = "{GATEWAY_HOST}"
 port = {api_port}
 {api_settings}
+
+[analysis]
+workers = {analysis_workers}
+retry_s = 1
+{extra_toml}
 
 [[tenants]]
 name = "acme"

@@ -42,13 +42,13 @@ async def test_due_recordings_then_records_go(api: Api, tmp_path: Path) -> None:
     now = T0 + timedelta(days=25)
 
     removed = await purge_due(api.context, now)
-    assert removed == {"calls": 0, "recordings": 1, "files": 1}
+    assert removed == {"calls": 0, "recordings": 1, "files": 1, "transcripts": 0}
     assert not files[old].exists() and files[recent].exists() and files[theirs].exists()
     _, body = await api.json("GET", f"/v1/calls/{old}")
     assert body["recordings"] == [] and len(body["consent_events"]) == 1
 
     removed = await purge_due(api.context, T0 + timedelta(days=40))
-    assert removed == {"calls": 1, "recordings": 1, "files": 1}
+    assert removed == {"calls": 1, "recordings": 1, "files": 1, "transcripts": 0}
     status, _ = await api.json("GET", f"/v1/calls/{old}")
     assert status == 404
     status, _ = await api.json("GET", f"/v1/calls/{recent}")

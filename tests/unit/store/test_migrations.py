@@ -114,7 +114,7 @@ async def test_schema_comparison_notices_a_model_the_migrations_lack(
     calls = extended.tables["calls"]
     calls.append_column(Column("retention_until", Text(), nullable=True))
     Index("ix_calls_retention_until", calls.c.retention_until)
-    Table("transcripts", extended, Column("id", Text(), primary_key=True))
+    Table("speaker_labels", extended, Column("id", Text(), primary_key=True))
 
     differences = await _schema_differences(db_engine, extended)
 

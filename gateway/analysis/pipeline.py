@@ -1,0 +1,319 @@
+"""The post-call analysis queue: jobs claimed from the store, run in worker processes.
+
+A job is queued in the same transaction as its recording's row
+(:meth:`~gateway.store.ops.RecordingRecord.job_row`), so none is lost. A
+worker claims one with a conditional update (the row changes only if it is
+still claimable, so two instances never both take it), runs
+:func:`gateway.analysis.job.analyse` in a process pool (the CPU-bound
+transcriber never stalls the event loop that relays media), then stores
+transcripts, spans, cues and the redacted recording's place in one
+transaction with the job's ``done``: a job is never repeated once done.
+The original, unredacted file is removed after that commit.
+
+A failure is retried after ``retry_s``, doubling, up to ``max_attempts``;
+then the job is ``failed`` with the reason. A job left ``running`` by an
+instance that stopped (its lease, ``lease_s``, ran out) is claimed again;
+an instance that stops cleanly puts its running jobs back first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.analysis.job import JobResult, JobSpec, analyse
+from gateway.config import Settings, TenantSettings
+from gateway.store.models import (
+    ANALYSES,
+    ANALYSIS_JOBS,
+    RECORDINGS,
+    REDACTIONS,
+    TRANSCRIPTS,
+    new_record_id,
+)
+
+log = logging.getLogger(__name__)
+
+ERROR_LIMIT = 2000
+
+
+def tenant_keys(tenant: TenantSettings) -> tuple[dict[str, str], str | None]:
+    """The tenant's sealing keys (the file's, then ``keys_env``'s) and the current id."""
+    keys = dict(tenant.sealing.keys)
+    if tenant.sealing.keys_env:
+        for item in os.environ.get(tenant.sealing.keys_env, "").split(","):
+            key_id, _, value = item.strip().partition(":")
+            if key_id and value:
+                keys[key_id] = value
+    current = tenant.sealing.current or (list(keys)[-1] if keys else None)
+    return keys, current
+
+
+def job_spec(tenant: TenantSettings, recording_path: str) -> JobSpec:
+    analysis = tenant.analysis
+    options: dict[str, Any] = {"language": analysis.language}
+    if analysis.transcriber == "http":
+        options["url"] = analysis.http_url
+        if analysis.http_token_env:
+            options["token"] = os.environ.get(analysis.http_token_env)
+    keys, current = tenant_keys(tenant)
+    return JobSpec(
+        recording_path=recording_path,
+        transcriber=analysis.transcriber,
+        transcriber_options=options,
+        language=analysis.language,
+        entities=tuple(analysis.entities),
+        replacement=analysis.replacement,
+        audio=analysis.audio,
+        margin_s=analysis.margin_ms / 1000,
+        keys=keys,
+        current_key=current,
+    )
+
+
+class AnalysisPipeline:
+    """Claims and runs analysis jobs, at most ``analysis.workers`` at a time."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.instance = settings.instance_id
+        self.workers = settings.analysis.workers
+        self.done = 0
+        self.failed = 0
+        self._executor: ProcessPoolExecutor | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+
+    async def start(self) -> None:
+        if self.workers < 1:
+            return
+        await self._release(every_instance=False)
+        context = multiprocessing.get_context("spawn")
+        self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
+        self._task = asyncio.create_task(self._loop(), name="callgate-analysis")
+
+    def nudge(self) -> None:
+        """Look for work now (a recording was just listed)."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for task in list(self._running):
+            task.cancel()
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        await self._release(every_instance=False)
+
+    async def _release(self, every_instance: bool) -> None:
+        """Put this instance's running jobs back in the queue (an interrupted attempt is free)."""
+        where = [ANALYSIS_JOBS.c.state == "running"]
+        if not every_instance:
+            where.append(ANALYSIS_JOBS.c.claimed_by == self.instance)
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                update(ANALYSIS_JOBS)
+                .where(*where)
+                .values(state="queued", claimed_by=None, attempts=ANALYSIS_JOBS.c.attempts - 1)
+            )
+
+    async def _loop(self) -> None:
+        slots = asyncio.Semaphore(self.workers)
+        while True:
+            await slots.acquire()
+            try:
+                job = await self._claim()
+            except Exception:
+                log.exception("analysis: claiming a job failed; trying again")
+                job = None
+            if job is None:
+                slots.release()
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.analysis.poll_s)
+                continue
+            task = asyncio.create_task(self._run(job))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            task.add_done_callback(lambda _: slots.release())
+
+    async def _claim(self) -> dict[str, Any] | None:
+        now = datetime.now(UTC)
+        c = ANALYSIS_JOBS.c
+        claimable = or_(
+            and_(c.state == "queued", c.not_before <= now),
+            and_(
+                c.state == "running",
+                c.claimed_at < now - timedelta(seconds=self.settings.analysis.lease_s),
+            ),
+        )
+        async with self.engine.begin() as connection:
+            candidate = (
+                (
+                    await connection.execute(
+                        select(ANALYSIS_JOBS).where(claimable).order_by(c.created_at).limit(1)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if candidate is None:
+                return None
+            taken = await connection.execute(
+                update(ANALYSIS_JOBS)
+                .where(c.id == candidate["id"], claimable)
+                .values(
+                    state="running",
+                    claimed_by=self.instance,
+                    claimed_at=now,
+                    attempts=c.attempts + 1,
+                )
+            )
+            if taken.rowcount != 1:
+                return None
+            recording = (
+                await connection.execute(
+                    select(RECORDINGS.c.path, RECORDINGS.c.redacted_at).where(
+                        RECORDINGS.c.id == candidate["recording_id"]
+                    )
+                )
+            ).first()
+        job = dict(candidate)
+        job["attempts"] += 1
+        job["path"] = recording[0] if recording else None
+        job["redacted"] = recording is not None and recording[1] is not None
+        return job
+
+    async def _run(self, job: dict[str, Any]) -> None:
+        record = job["call_record_id"]
+        try:
+            if job["path"] is None:
+                raise FileNotFoundError("the recording's row is gone")
+            if job["redacted"]:
+                raise RuntimeError("the recording was already redacted; not analysed twice")
+            if not Path(job["path"]).is_file():
+                raise FileNotFoundError(f"recording file {job['path']} is gone")
+            tenant = self.settings.tenant_named(job["tenant"])
+            spec = job_spec(tenant, job["path"])
+            loop = asyncio.get_running_loop()
+            assert self._executor is not None
+            result: JobResult = await loop.run_in_executor(self._executor, analyse, spec)
+            await self._store(job, result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # every failure is recorded, none stops the queue
+            await self._failed(job, error)
+            return
+        self.done += 1
+        log.info(
+            "call %s: analysed (%s): %d redacted span(s), %.1f s muted",
+            record,
+            result.transcriber,
+            sum(len(t.spans) for t in result.transcripts),
+            result.muted_s,
+        )
+        with contextlib.suppress(FileNotFoundError):
+            Path(job["path"]).unlink()
+
+    async def _store(self, job: dict[str, Any], result: JobResult) -> None:
+        now = datetime.now(UTC)
+        record, recording, tenant = job["call_record_id"], job["recording_id"], job["tenant"]
+        async with self.engine.begin() as connection:
+            for transcript in result.transcripts:
+                await connection.execute(
+                    insert(TRANSCRIPTS).values(
+                        id=new_record_id(),
+                        call_record_id=record,
+                        recording_id=recording,
+                        tenant=tenant,
+                        party=transcript.party,
+                        language=self.settings.tenant_named(tenant).analysis.language,
+                        backend=result.transcriber,
+                        text=transcript.text,
+                        words=transcript.words,
+                        created_at=now,
+                    )
+                )
+                spans = [
+                    {
+                        "call_record_id": record,
+                        "recording_id": recording,
+                        "tenant": tenant,
+                        "party": transcript.party,
+                        **span,
+                    }
+                    for span in transcript.spans
+                ]
+                if spans:
+                    await connection.execute(insert(REDACTIONS), spans)
+            await connection.execute(
+                insert(ANALYSES).values(
+                    recording_id=recording,
+                    call_record_id=record,
+                    tenant=tenant,
+                    cues=result.cues,
+                    muted_s=result.muted_s,
+                    spans=sum(len(t.spans) for t in result.transcripts),
+                    transcriber=result.transcriber,
+                    created_at=now,
+                )
+            )
+            await connection.execute(
+                update(RECORDINGS)
+                .where(RECORDINGS.c.id == recording)
+                .values(
+                    path=result.path,
+                    key_id=result.key_id,
+                    redacted_at=now,
+                    bytes=result.bytes,
+                    sha256=result.sha256,
+                )
+            )
+            await connection.execute(
+                update(ANALYSIS_JOBS)
+                .where(ANALYSIS_JOBS.c.id == job["id"])
+                .values(state="done", finished_at=now, last_error=None)
+            )
+
+    async def _failed(self, job: dict[str, Any], error: BaseException) -> None:
+        reason = f"{type(error).__name__}: {error}"[:ERROR_LIMIT]
+        now = datetime.now(UTC)
+        analysis = self.settings.analysis
+        final = job["attempts"] >= analysis.max_attempts
+        values: dict[str, Any] = {"last_error": reason, "claimed_by": None}
+        if final:
+            values.update(state="failed", finished_at=now)
+            self.failed += 1
+        else:
+            delay = analysis.retry_s * 2 ** (job["attempts"] - 1)
+            values.update(state="queued", not_before=now + timedelta(seconds=delay))
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                update(ANALYSIS_JOBS).where(ANALYSIS_JOBS.c.id == job["id"]).values(**values)
+            )
+        log.log(
+            logging.ERROR if final else logging.WARNING,
+            "call %s: analysis attempt %d %s: %s",
+            job["call_record_id"],
+            job["attempts"],
+            "failed for good" if final else "failed, will retry",
+            reason,
+        )
