@@ -18,8 +18,8 @@ tokens in Python):
    the other party's "mhm"). Run starts come from ``np.diff``-style
    comparisons of neighbours; run lengths from cumulative sums.
 4. Each digit token's digits are gathered from the digit pool in one ragged
-   gather: "forty" is 4 before a unit and 40 alone, "hundred" pads what
-   follows to two digits, "double five" is 55. A pause (a comma, or
+   gather: "forty" is 4 before a unit and 40 alone, "hundred" is 00,
+   "thousand" pads what follows to three digits, "double five" is 55. A pause (a comma, or
    ``group_pause_s`` of silence) before a token marks a group break before
    its first digit ("one two three, four five, six seven eight nine").
 5. Per run: digit count, Luhn and ABA checks, leading digits, group breaks,
@@ -341,7 +341,8 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
     count[tens & one_after & ~said_apart & (pool[batch.digit_start[tid_next]] != 0)] = 1
     scale = d_kind == Kind.SCALE
     filled = np.where(_ONE_DIGIT_AFTER[next_kind], 1, np.where(_TWO_DIGITS_AFTER[next_kind], 2, 0))
-    count[scale] = np.maximum(count[scale] - filled[scale], 0)
+    padding = scale & (count == 3)  # "thousand" pads what follows; "hundred" is 00
+    count[padding] = np.maximum(count[padding] - filled[padding], 0)
     mult = d_kind == Kind.MULT
     count[mult] = pool[source[mult]].astype(np.int64) - 1
     source[mult] = batch.digit_start[tid_next[mult]]

@@ -15,8 +15,9 @@ Kinds of number words, and what they contribute to a number (the rules
 - ``TEEN``: ten..nineteen and hyphenated compounds ("forty-one"), two digits;
 - ``TENS``: twenty..ninety, two digits, or one when a unit follows
   ("forty one" is 41, "forty" alone 40);
-- ``SCALE``: hundred, thousand: zeros padding what follows to two or three
-  digits ("eight hundred" 800, "two thousand five" 2005);
+- ``SCALE``: hundred is two zeros ("one eight hundred five five five" is
+  1800555, as phone numbers are read); thousand pads what follows to three
+  digits ("two thousand five" 2005);
 - ``MULT``: double, triple: the next digit said two or three times;
 - ``ORDINAL``: first..thirty-first, a day of the month, counted only in a date;
 - ``MONTH``: january..december, two digits, counted only next to a number.

@@ -31,6 +31,7 @@ import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from dsp.redact.redactor import redact
 from dsp.redact.tokens import Word
 
 __all__ = [
@@ -40,8 +41,10 @@ __all__ = [
     "Score",
     "card_number",
     "evaluate",
+    "found",
     "generate",
     "speak_digits",
+    "words_of",
 ]
 
 ENTITY_TYPES = (
@@ -135,6 +138,32 @@ class LabelledTranscript:
     words: list[Word]
     entities: list[Entity]
     scenario: str = ""
+
+
+def words_of(text: str, *, word_s: float = 0.3, gap_s: float = 0.05) -> list[Word]:
+    """Words of ``text`` with even timing; ``|`` starts a new segment, ``||`` one after a
+    two-second silence."""
+    words: list[Word] = []
+    clock = 0.0
+    segment = 0
+    for token in text.split():
+        if token in ("|", "||"):
+            segment += 1
+            clock += 2.0 if token == "||" else 0.2
+            continue
+        words.append(Word(token, round(clock, 3), round(clock + word_s, 3), segment))
+        clock += word_s + gap_s
+    return words
+
+
+def found(text: str, **options: object) -> list[tuple[str, str]]:
+    """What the default redactor finds in ``text`` (see :func:`words_of`): (entity, words)."""
+    words = words_of(text)
+    result = redact(words, **options)  # type: ignore[arg-type]
+    return [
+        (span.entity, " ".join(w.text for w in words[span.start_word : span.end_word]))
+        for span in result.spans
+    ]
 
 
 # ---------------------------------------------------------------------- numbers

@@ -2,7 +2,8 @@
 dot com").
 
 A spoken address is a local part, "at", then a domain of two or more labels
-joined by "dot" whose last label is a top-level domain. Labels are words or
+joined by "dot" whose last label is a top-level domain. A local part of one
+word of talk ("is", "me", "you": "the meeting is at noon dot com") is none. Labels are words or
 spelled letters, never numbers: "meet me at one dot me" is no address. The
 local part reaches back over "dot", "underscore", "dash" and spelled
 letters from the word before "at". Candidates are the "at" tokens followed
@@ -39,6 +40,11 @@ _BRIDGES: Final = frozenset({int(Kind.FILLER)})
 _AT, _DOT, _LETTER, _WORD, _ALNUM = (
     int(Kind.AT), int(Kind.DOT), int(Kind.LETTER), int(Kind.WORD), int(Kind.ALNUM)
 )
+_NOT_NAMES: Final = frozenset(
+    {"is", "it's", "it", "me", "us", "you", "them", "him", "her", "are", "was", "be"}
+    | {"see", "meet", "call", "email", "mail", "write"}
+)
+"""Words that stand before "at" in talk, never alone as an address's name."""
 _MAX_LABELS: Final = 4
 _MAX_LOCAL_TOKENS: Final = 12
 
@@ -125,6 +131,6 @@ class EmailDetector(SpanDetector):
             first, previous = index, token_kind
         while first < here and (texts[first] in _LOCAL_JOINERS or kinds[first] == _DOT):
             first += 1
-        if first == here:
+        if first == here or (first == here - 1 and texts[first] in _NOT_NAMES):
             return None
         return low + first, low + last
