@@ -26,7 +26,7 @@ from gateway.media.relay import MediaRelay
 from gateway.net.stack import SipStack
 from gateway.net.transports import Address, ListenAddress
 from gateway.sip.timers import TimerConfig
-from gateway.store.engine import make_engine, migrate
+from gateway.store.engine import make_engine, migrate, refresh_statistics
 from gateway.store.recovery import close_orphans
 from gateway.store.writer import RecordWriter
 
@@ -76,6 +76,7 @@ class Gateway:
 
     async def start(self) -> None:
         await migrate(self.engine)
+        await refresh_statistics(self.engine)
         self.recovered = await close_orphans(
             self.engine, self.settings.instance_id, datetime.now(UTC)
         )

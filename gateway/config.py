@@ -654,9 +654,7 @@ class TenantAnalysisSettings(_Section):
     def _entities(cls, value: list[str]) -> list[str]:
         unknown = [name for name in value if name not in REDACTABLE_ENTITIES]
         if unknown:
-            raise ValueError(
-                f"unknown entities {unknown}; known: {', '.join(REDACTABLE_ENTITIES)}"
-            )
+            raise ValueError(f"unknown entities {unknown}; known: {', '.join(REDACTABLE_ENTITIES)}")
         return value
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.calls.consent_service import ConsentService
 from gateway.config import Settings
+from gateway.store.audit import AuditBuffer
 from gateway.store.capture_bus import CaptureBus
 
 
@@ -33,6 +34,8 @@ class ApiContext:
     engine: AsyncEngine
     live: LiveGateway | None = None
     subject_hash_key: str = ""
+    reads: AuditBuffer | None = None
+    """Audit entries of reads, written in batches (set while the server runs)."""
     bus: CaptureBus | None = None
     """Capture commands to other instances (PostgreSQL stores only)."""
     requests: dict[tuple[str, int], int] = field(default_factory=dict)

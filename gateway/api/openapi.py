@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import JSON, Table
 
+from gateway.api.problems import json_response
 from gateway.config import VERSION
 from gateway.store.models import (
     ANALYSES,
@@ -563,7 +564,7 @@ def document() -> dict[str, Any]:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(request.app[DOCUMENT])
+    return json_response(request.app[DOCUMENT])
 
 
 DOCUMENT: web.AppKey[dict[str, Any]] = web.AppKey("openapi", dict)

@@ -8,12 +8,12 @@ where it helps, extension members such as ``errors`` (RFC 9457 3.2).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class ApiProblem(Exception):
         body.update(self.extensions)
         return web.Response(
             status=self.status,
-            text=json.dumps(body),
+            body=orjson.dumps(body),
             content_type=PROBLEM_JSON,
             headers=self.headers,
         )
@@ -112,3 +112,12 @@ def _default(error: web.HTTPException) -> str:
     if error.status == 413:
         return "the request body is too large"
     return error.reason
+
+
+def json_response(
+    data: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON answer, encoded with orjson (datetimes as RFC 3339, several times faster)."""
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )

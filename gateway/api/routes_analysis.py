@@ -13,7 +13,7 @@ from gateway.analysis.sealed import Keyring, SealedError, open_sealed
 from gateway.api.auth import VIEW
 from gateway.api.context import context_of
 from gateway.api.params import QueryParams
-from gateway.api.problems import ApiProblem, not_found
+from gateway.api.problems import ApiProblem, json_response, not_found
 from gateway.api.ranges import byte_range
 from gateway.api.routes_calls import record_id_of
 
@@ -27,7 +27,7 @@ async def transcript(request: web.Request) -> web.Response:
     found = await request[VIEW].transcript(record_id)
     if found is None:
         raise not_found(f"no call {record_id} for this tenant")
-    return web.json_response({"call": record_id, **found})
+    return json_response({"call": record_id, **found})
 
 
 async def cues(request: web.Request) -> web.Response:
@@ -37,7 +37,7 @@ async def cues(request: web.Request) -> web.Response:
     found = await request[VIEW].cues(record_id)
     if found is None:
         raise not_found(f"no call {record_id} for this tenant")
-    return web.json_response({"call": record_id, "analyses": found})
+    return json_response({"call": record_id, "analyses": found})
 
 
 async def recording(request: web.Request) -> web.StreamResponse:

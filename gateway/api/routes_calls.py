@@ -3,9 +3,6 @@ and the call's recording."""
 
 from __future__ import annotations
 
-import csv
-import io
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,9 +14,10 @@ from gateway.api.context import context_of
 from gateway.api.cursor import decode_cursor, encode_cursor, fingerprint
 from gateway.api.numbers import subject_numbers
 from gateway.api.params import QueryParams, is_record_id
-from gateway.api.problems import ApiProblem, bad_request, not_found
+from gateway.api.problems import ApiProblem, bad_request, json_response, not_found
+from gateway.store.export import csv_chunks
 from gateway.store.models import CONSENT_OUTCOMES, DIRECTIONS, DISPOSITIONS
-from gateway.store.tenant_view import LIST_COLUMNS, CallFilter, Order
+from gateway.store.tenant_view import CallFilter, Order
 
 LIST_PARAMS = (
     "from",
@@ -36,7 +34,6 @@ LIST_PARAMS = (
 )
 DEFAULT_LIMIT = 100
 CSV_TYPE = "text/csv"
-CSV_COLUMNS = tuple(column.name for column in LIST_COLUMNS)
 CAPTURE_ACTIONS = ("pause", "resume", "stop")
 
 
@@ -109,7 +106,7 @@ async def list_calls(request: web.Request) -> web.StreamResponse:
         follow["cursor"] = token
         body["next_cursor"] = token
         body["next"] = f"{request.path}?{urlencode(follow)}"
-    return web.json_response(body)
+    return json_response(body)
 
 
 async def _stream_csv(
@@ -123,30 +120,10 @@ async def _stream_csv(
     )
     response.enable_chunked_encoding()
     await response.prepare(request)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180 2.1
-    writer.writerow(CSV_COLUMNS)
-    async for row in view.stream_calls(where, order=order):
-        writer.writerow([_csv_value(value) for value in row])
-        if buffer.tell() > 65536:
-            await response.write(buffer.getvalue().encode())
-            buffer.seek(0)
-            buffer.truncate()
-    await response.write(buffer.getvalue().encode())
+    async for chunk in csv_chunks(view, where, order):
+        await response.write(chunk)
     await response.write_eof()
     return response
-
-
-def _csv_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") and not _is_number(value):
-        return "'" + value  # no formula injection when the file is opened in a spreadsheet
-    return value
-
-
-def _is_number(text: str) -> bool:
-    return text[1:].replace(".", "", 1).isdigit()
 
 
 async def get_call(request: web.Request) -> web.Response:
@@ -159,7 +136,7 @@ async def get_call(request: web.Request) -> web.Response:
     for recording in found["recordings"]:
         recording["href"] = f"/v1/calls/{record_id}/recording?id={recording['id']}"
         recording.pop("path", None)
-    return web.json_response(found)
+    return json_response(found)
 
 
 async def capture(request: web.Request) -> web.Response:
@@ -201,7 +178,7 @@ async def capture(request: web.Request) -> web.Response:
         )
     async with view.engine.begin() as connection:
         await view.audit(connection, "call.capture", target=record_id, detail={"action": action})
-    return web.json_response({"call": record_id, "action": action, "applied": True})
+    return json_response({"call": record_id, "action": action, "applied": True})
 
 
 def add_routes(app: web.Application) -> None:

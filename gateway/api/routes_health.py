@@ -9,6 +9,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from gateway.api.context import context_of
+from gateway.api.problems import json_response
 
 STORE_TIMEOUT_S = 2.0
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -29,7 +30,7 @@ HELP = {
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -47,7 +48,7 @@ async def readyz(request: web.Request) -> web.Response:
         live_ready, why = context.live.ready()
         checks["sip"] = "ok" if live_ready else why
         ready = ready and live_ready
-    return web.json_response(
+    return json_response(
         {"status": "ready" if ready else "not ready", "checks": checks},
         status=200 if ready else 503,
     )

@@ -22,7 +22,7 @@ from gateway.api.auth import IDENTITY, VIEW, admin_only
 from gateway.api.bodies import json_body
 from gateway.api.context import context_of
 from gateway.api.params import QueryParams
-from gateway.api.problems import ApiProblem, bad_request
+from gateway.api.problems import ApiProblem, bad_request, json_response
 from gateway.calls.policy_documents import (
     PolicyDocumentError,
     check_policy_document,
@@ -74,7 +74,7 @@ def _etag(revision: int) -> str:
 async def get_policy(request: web.Request) -> web.Response:
     QueryParams(request.query, ())
     current = await _current(request)
-    return web.json_response(current, headers={"ETag": _etag(current["revision"])})
+    return json_response(current, headers={"ETag": _etag(current["revision"])})
 
 
 @admin_only
@@ -130,7 +130,7 @@ async def put_policy(request: web.Request) -> web.Response:
         "updated_at": row["created_at"],
         "policy": stored_document,
     }
-    return web.json_response(body, headers={"ETag": _etag(row["revision"])})
+    return json_response(body, headers={"ETag": _etag(row["revision"])})
 
 
 def add_routes(app: web.Application) -> None:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.api.auth import VIEW
 from gateway.api.params import QueryParams
-from gateway.api.problems import bad_request
+from gateway.api.problems import bad_request, json_response
 from gateway.store.tenant_view import Bucket
 
 BUCKET_SPAN = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
@@ -28,7 +28,7 @@ async def stats(request: web.Request) -> web.Response:
     if (until - since) / BUCKET_SPAN[bucket] > MAX_BUCKETS:
         raise bad_request(f"that range holds more than {MAX_BUCKETS} {bucket}s: use a wider bucket")
     rows = await request[VIEW].stats(since.astimezone(UTC), until.astimezone(UTC), bucket)
-    return web.json_response(
+    return json_response(
         {
             "from": since.astimezone(UTC).isoformat(),
             "to": until.astimezone(UTC).isoformat(),

@@ -21,6 +21,7 @@ from gateway.api.auth import VIEW, admin_only
 from gateway.api.context import context_of
 from gateway.api.numbers import subject_numbers
 from gateway.api.params import QueryParams
+from gateway.api.problems import json_response
 from gateway.store.tenant_view import subject_token
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ async def export_subject(request: web.Request) -> web.Response:
         for recording in call["recordings"]:
             recording["href"] = f"/v1/calls/{call['id']}/recording?id={recording['id']}"
             recording.pop("path", None)
-    return web.json_response(
+    return json_response(
         {"number": number, "calls": found["calls"], "transcripts": []},
         headers={"Content-Disposition": 'attachment; filename="subject-export.json"'},
     )
@@ -54,7 +55,7 @@ async def erase_subject(request: web.Request) -> web.Response:
     numbers, _, token = _subject(request)
     erasure = await request[VIEW].erase_subject(numbers, token)
     removed = await asyncio.to_thread(remove_files, erasure.files)
-    return web.json_response(
+    return json_response(
         {
             "erased_as": token,
             "calls": erasure.calls,

@@ -28,7 +28,9 @@ from gateway.api.openapi import add_routes as add_openapi
 from gateway.api.problems import Handler, problem_middleware
 from gateway.api.routes_subjects import remove_files
 from gateway.config import Settings
+from gateway.store.audit import AuditBuffer
 from gateway.store.capture_bus import CaptureBus
+from gateway.store.engine import refresh_statistics
 from gateway.store.secrets_store import SUBJECT_HASH_KEY, shared_secret
 from gateway.store.tenant_view import TenantView
 
@@ -122,6 +124,7 @@ class ApiServer:
             bus = CaptureBus(self.context.engine.url, self.settings.instance_id)
             await bus.start(live.consent.capture_command if live is not None else None)
             self.context.bus = bus
+        self.context.reads = AuditBuffer(self.context.engine)
         self.runner = web.AppRunner(make_app(self.context), access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, api.host, api.port, reuse_address=True)
@@ -146,11 +149,15 @@ class ApiServer:
         if self.context.bus is not None:
             await self.context.bus.close()
             self.context.bus = None
+        if self.context.reads is not None:
+            await self.context.reads.close()
+            self.context.reads = None
 
     async def _retention(self) -> None:
         while True:
             try:
                 await purge_due(self.context)
+                await refresh_statistics(self.context.engine)
             except Exception:
                 log.exception("retention pass failed; trying again next interval")
             await asyncio.sleep(self.settings.api.retention_interval_s)

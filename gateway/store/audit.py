@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.store.models import AUDIT_ACTIONS, AUDIT_LOG
 from gateway.store.queries import record_dict
+
+log = logging.getLogger(__name__)
 
 
 async def write_audit(
@@ -41,3 +46,78 @@ async def audit_entries(engine: AsyncEngine, tenant: str) -> list[dict[str, Any]
     query = select(AUDIT_LOG).where(AUDIT_LOG.c.tenant == tenant).order_by(AUDIT_LOG.c.id)
     async with engine.connect() as connection:
         return [record_dict(row) for row in (await connection.execute(query)).mappings()]
+
+
+class AuditBuffer:
+    """Audit entries of reads, written in batches off the request path.
+
+    A read of personal data needs its entry, but not its own write
+    transaction: on SQLite that would make every GET a serialised write. The
+    entries wait here at most ``max_delay`` seconds and go in one INSERT;
+    :meth:`close` writes what is left. Changes and erasures do not come here:
+    they write their entry in their own transaction.
+    """
+
+    def __init__(self, engine: AsyncEngine, max_delay: float = 0.2, batch: int = 1000) -> None:
+        self.engine = engine
+        self.max_delay = max_delay
+        self.batch = batch
+        self._entries: list[dict[str, Any]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self.written = 0
+
+    def add(
+        self,
+        *,
+        tenant: str,
+        key_id: str | None,
+        action: str,
+        target: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        if action not in AUDIT_ACTIONS:
+            raise ValueError(f"unknown audit action {action!r}")
+        self._entries.append(
+            {
+                "at": datetime.now(UTC),
+                "tenant": tenant,
+                "key_id": key_id,
+                "action": action,
+                "target": target,
+                "detail": detail,
+            }
+        )
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        if len(self._entries) >= self.batch:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while self._entries:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.max_delay)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write every waiting entry now (kept for the next try if the store fails)."""
+        entries, self._entries = self._entries, []
+        if not entries:
+            return
+        try:
+            async with self.engine.begin() as connection:
+                await connection.execute(insert(AUDIT_LOG), entries)
+        except Exception:
+            self._entries[:0] = entries
+            log.exception("audit log: %d entries not written yet; will retry", len(entries))
+            await asyncio.sleep(self.max_delay)
+            return
+        self.written += len(entries)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()

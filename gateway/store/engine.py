@@ -172,3 +172,17 @@ async def migrate(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         await connection.run_sync(_upgrade)
         await connection.commit()
+
+
+async def refresh_statistics(engine: AsyncEngine) -> None:
+    """Give SQLite's planner statistics (``ANALYZE``, sampled); PostgreSQL keeps its own.
+
+    Without them SQLite picks the start-time index for every filtered listing
+    and reads a tenant's calls in order until the filter has matched enough.
+    ``analysis_limit`` samples each index, so this stays quick on big files.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+    async with engine.begin() as connection:
+        await connection.execute(text("PRAGMA analysis_limit=2000"))
+        await connection.execute(text("ANALYZE"))

@@ -137,6 +137,15 @@ class CallRecord(Base):
         Index("ix_calls_tenant_started_at_id", "tenant", "started_at", "id"),
         Index("ix_calls_tenant_source_number", "tenant", "source_number", "started_at"),
         Index("ix_calls_tenant_destination_number", "tenant", "destination_number", "started_at"),
+        Index(
+            "ix_calls_tenant_stats",
+            "tenant",
+            "started_at",
+            "answered_at",
+            "billable_s",
+            "duration_s",
+            "consent_outcome",
+        ),
         Index("ix_calls_call_id", "call_id"),
         Index("ix_calls_gateway_instance_ended_at", "gateway_instance", "ended_at"),
     )

@@ -27,14 +27,13 @@ from sqlalchemy import (
     case,
     delete,
     func,
-    or_,
     select,
     tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.store.audit import write_audit
+from gateway.store.audit import AuditBuffer, write_audit
 from gateway.store.models import (
     ANALYSES,
     ANALYSIS_JOBS,
@@ -55,6 +54,9 @@ LIST_EXCLUDED = ("media_stats", "consent_rules")
 """Columns a listing leaves out (the single call has them): the large JSON ones."""
 
 LIST_COLUMNS = tuple(column for column in CALLS.c if column.name not in LIST_EXCLUDED)
+LIST_NAMES = tuple(column.name for column in LIST_COLUMNS)
+LIST_STARTED = LIST_NAMES.index("started_at")
+LIST_ID = LIST_NAMES.index("id")
 
 ERASED_PREFIX = "erased:"
 """What an erased number becomes: this and a keyed hash (the same for the same number)."""
@@ -73,7 +75,7 @@ class CallFilter:
     consent_outcomes: tuple[str, ...] = ()
     min_duration_s: float | None = None
 
-    def conditions(self) -> list[ColumnElement[bool]]:
+    def conditions(self, tenant: str) -> list[ColumnElement[bool]]:
         found: list[ColumnElement[bool]] = []
         c = CALLS.c
         if self.since is not None:
@@ -81,9 +83,7 @@ class CallFilter:
         if self.until is not None:
             found.append(c.started_at < self.until)
         if self.numbers:
-            found.append(
-                or_(c.source_number.in_(self.numbers), c.destination_number.in_(self.numbers))
-            )
+            found.append(c.id.in_(_ids_of_numbers(tenant, self.numbers)))
         if self.direction is not None:
             found.append(c.direction == self.direction)
         if self.dispositions:
@@ -93,6 +93,19 @@ class CallFilter:
         if self.min_duration_s is not None:
             found.append(c.duration_s >= self.min_duration_s)
         return found
+
+
+def _ids_of_numbers(tenant: str, numbers: Sequence[str]) -> Any:
+    """The ids of the tenant's calls where either party is one of ``numbers``.
+
+    Two index probes (``ix_calls_tenant_source_number``, ``..._destination_number``)
+    joined by UNION: an ``OR`` of the two would leave SQLite without planner
+    statistics scanning the whole tenant in start-time order.
+    """
+    c = CALLS.c
+    by_source = select(c.id).where(c.tenant == tenant, c.source_number.in_(numbers))
+    by_destination = select(c.id).where(c.tenant == tenant, c.destination_number.in_(numbers))
+    return by_source.union(by_destination)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +146,18 @@ def subject_token(hash_key: str, tenant: str, number: str) -> str:
 class TenantView:
     """The store as one tenant sees it."""
 
-    def __init__(self, engine: AsyncEngine, tenant: str, key_id: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        tenant: str,
+        key_id: str | None = None,
+        reads: AuditBuffer | None = None,
+    ) -> None:
         self.engine = engine
         self.tenant = tenant
         self.key_id = key_id
+        self.reads = reads
+        """Where audit entries of reads go in batches; ``None``: in the read's transaction."""
 
     # -------------------------------------------------------------- scoping
 
@@ -160,10 +181,29 @@ class TenantView:
             detail=detail,
         )
 
+    async def audit_read(
+        self,
+        connection: AsyncConnection | None,
+        action: str,
+        target: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """The audit entry of a read: batched when there is a buffer, else in ``connection``."""
+        if self.reads is not None:
+            self.reads.add(
+                tenant=self.tenant, key_id=self.key_id, action=action, target=target, detail=detail
+            )
+            return
+        if connection is None:
+            async with self.engine.begin() as connection:
+                await self.audit(connection, action, target, detail)
+            return
+        await self.audit(connection, action, target, detail)
+
     # -------------------------------------------------------------- calls
 
-    def _listing(self, where: CallFilter, order: Order, after: PageKey | None) -> Select[Any]:
-        query = self._calls(*LIST_COLUMNS).where(*where.conditions())
+    def listing(self, where: CallFilter, order: Order, after: PageKey | None) -> Select[Any]:
+        query = self._calls(*LIST_COLUMNS).where(*where.conditions(self.tenant))
         key = tuple_(CALLS.c.started_at, CALLS.c.id)
         if after is not None:
             position = (after.started_at, after.record_id)
@@ -181,16 +221,17 @@ class TenantView:
         after: PageKey | None = None,
     ) -> Page:
         """One page of calls; ``next_key`` is set when more may follow. Audited."""
-        query = self._listing(where, order, after).limit(limit + 1)
-        async with self.engine.begin() as connection:
-            result = await connection.execute(query)
-            rows = [record_dict(row) for row in result.mappings()]
-            await self.audit(connection, "calls.list", detail={"rows": min(len(rows), limit)})
+        query = self.listing(where, order, after).limit(limit + 1)
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
         more = len(rows) > limit
         rows = rows[:limit]
+        await self.audit_read(None, "calls.list", detail={"rows": len(rows)})
+        # instants stay datetimes: the API's JSON encoder writes them as RFC 3339
+        found = [dict(zip(LIST_NAMES, row, strict=True)) for row in rows]
         last = rows[-1] if more else None
-        next_key = PageKey(datetime.fromisoformat(last["started_at"]), last["id"]) if last else None
-        return Page(rows, next_key)
+        next_key = PageKey(last[LIST_STARTED], last[LIST_ID]) if last is not None else None
+        return Page(found, next_key)
 
     async def stream_calls(
         self, where: CallFilter, *, order: Order = "desc", batch: int = 5000
@@ -200,13 +241,11 @@ class TenantView:
         Keyset batches, not one server cursor: memory stays flat on both
         backends and no transaction stays open while the client reads.
         """
-        async with self.engine.begin() as connection:
-            await self.audit(connection, "calls.export")
+        await self.audit_read(None, "calls.export")
         after: PageKey | None = None
-        started = LIST_COLUMNS.index(CALLS.c.started_at)
-        ident = LIST_COLUMNS.index(CALLS.c.id)
+        started, ident = LIST_STARTED, LIST_ID
         while True:
-            query = self._listing(where, order, after).limit(batch)
+            query = self.listing(where, order, after).limit(batch)
             async with self.engine.connect() as connection:
                 rows = (await connection.execute(query)).all()
             for row in rows:
@@ -238,7 +277,7 @@ class TenantView:
             found["analysis"] = [
                 record_dict(job) for job in (await connection.execute(jobs)).mappings()
             ]
-            await self.audit(connection, "call.read", target=record_id)
+            await self.audit_read(connection, "call.read", target=record_id)
         return found
 
     async def transcript(self, record_id: str) -> dict[str, Any] | None:
@@ -261,7 +300,7 @@ class TenantView:
                 .order_by(REDACTIONS.c.party, REDACTIONS.c.word_start)
             )
             redactions = [record_dict(row) for row in spans.mappings()]
-            await self.audit(connection, "call.transcript", target=record_id)
+            await self.audit_read(connection, "call.transcript", target=record_id)
         return {"transcripts": transcripts, "redactions": redactions}
 
     async def cues(self, record_id: str) -> list[dict[str, Any]] | None:
@@ -275,7 +314,7 @@ class TenantView:
                 .order_by(ANALYSES.c.created_at)
             )
             found = [record_dict(row) for row in rows.mappings()]
-            await self.audit(connection, "call.cues", target=record_id)
+            await self.audit_read(connection, "call.cues", target=record_id)
         return found
 
     async def _owns(self, connection: AsyncConnection, record_id: str) -> bool:
@@ -304,7 +343,7 @@ class TenantView:
             row = (await connection.execute(query.limit(1))).mappings().first()
             if row is None:
                 return None
-            await self.audit(
+            await self.audit_read(
                 connection, "call.recording", target=record_id, detail={"recording": row["id"]}
             )
         return record_dict(row)
@@ -353,7 +392,7 @@ class TenantView:
     # -------------------------------------------------------------- subjects
 
     def _of_subject(self, numbers: Sequence[str]) -> ColumnElement[bool]:
-        return or_(CALLS.c.source_number.in_(numbers), CALLS.c.destination_number.in_(numbers))
+        return CALLS.c.id.in_(_ids_of_numbers(self.tenant, numbers))
 
     async def subject_export(self, numbers: Sequence[str], token: str) -> dict[str, Any]:
         """Every record, consent event and recording this tenant holds of the number."""

@@ -11,6 +11,7 @@ Written by hand for both SQLite and PostgreSQL, as the others.
 - ``transcripts``: one per recording and party, redacted text and word list.
 - ``redactions``: the spans removed (type, words, times), never their content.
 - ``analyses``: per recording, the talk-time cues and what was muted.
+- ``ix_calls_tenant_stats``: a covering index for the stats endpoint.
 - ``recordings`` gains ``key_id`` (the key that sealed the file, null when
   stored plain) and ``redacted_at``.
 """
@@ -128,8 +129,22 @@ def upgrade() -> None:
     )
     op.create_index("ix_analyses_call_record_id", "analyses", ["call_record_id"])
 
+    # /v1/stats reads only these columns of a range: the index alone answers it
+    op.create_index("ix_calls_tenant_stats", "calls", [*STATS_COLUMNS])
+
+
+STATS_COLUMNS = (
+    "tenant",
+    "started_at",
+    "answered_at",
+    "billable_s",
+    "duration_s",
+    "consent_outcome",
+)
+
 
 def downgrade() -> None:
+    op.drop_index("ix_calls_tenant_stats", table_name="calls")
     op.drop_index("ix_analyses_call_record_id", table_name="analyses")
     op.drop_table("analyses")
     op.drop_index("ix_redactions_call_record_id", table_name="redactions")

@@ -1,0 +1,137 @@
+"""CSV export of a tenant's calls, streamed by the database itself where it can.
+
+PostgreSQL writes the CSV (``COPY (SELECT ...) TO STDOUT``, RFC 4180 quoting)
+and the rows never become Python objects; SQLite is read with the standard
+library's driver in a worker thread, a batch at a time, straight into
+:mod:`csv`. Either way memory stays flat whatever the row count, and the
+columns are formatted in SQL: instants as RFC 3339 UTC, and text that a
+spreadsheet would run as a formula (``=``, ``@``, or ``+``/``-`` not
+followed by a digit) prefixed with ``'``.
+
+The filter, order and tenant come from :class:`~gateway.store.tenant_view.TenantView`
+(its listing statement, rendered with literal values: they are validated
+dates, numbers, enumerations and E.164 numbers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import sqlite3
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+from sqlalchemy import ColumnElement, DateTime, String, Text, case, func, literal
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.store.tenant_view import LIST_COLUMNS, LIST_NAMES, CallFilter, Order, TenantView
+
+BATCH = 20_000
+QUEUE_CHUNKS = 16
+
+
+def _text(column: Any) -> ColumnElement[Any]:
+    first = func.substr(column, 1, 1)
+    second = func.substr(column, 2, 1)
+    risky = first.in_(("=", "@")) | (first.in_(("+", "-")) & ~second.between("0", "9"))
+    return case((risky, literal("'") + column), else_=column)
+
+
+def _instant(column: Any, dialect: str) -> ColumnElement[Any]:
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+    return func.replace(column, " ", "T") + "+00:00"
+
+
+def export_statement(view: TenantView, where: CallFilter, order: Order) -> str:
+    """The listing's SELECT with CSV-ready columns, as SQL text for the engine's dialect."""
+    dialect = view.engine.dialect
+    columns = []
+    for column in LIST_COLUMNS:
+        if isinstance(column.type, DateTime) or column.name.endswith("_at"):
+            expression = _instant(column, dialect.name)
+        elif isinstance(column.type, (String, Text)):
+            expression = _text(column)
+        else:
+            expression = column
+        columns.append(expression.label(column.name))
+    query = view.listing(where, order, None).with_only_columns(*columns)
+    return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+async def csv_chunks(view: TenantView, where: CallFilter, order: Order) -> AsyncIterator[bytes]:
+    """The CSV (header first) in chunks of about 64 KiB."""
+    sql = export_statement(view, where, order)
+    if view.engine.dialect.name == "postgresql":
+        async for chunk in _postgres(view.engine, sql):
+            yield chunk
+    else:
+        async for chunk in _sqlite(view.engine, sql):
+            yield chunk
+
+
+async def _postgres(engine: AsyncEngine, sql: str) -> AsyncIterator[bytes]:
+    url = engine.url
+    connection = await asyncpg.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        database=url.database,
+    )
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_CHUNKS)
+
+    async def output(data: bytes) -> None:
+        await queue.put(bytes(data))
+
+    async def copy() -> None:
+        try:
+            await connection.copy_from_query(sql, output=output, format="csv", header=True)
+        finally:
+            await queue.put(None)
+
+    task = asyncio.create_task(copy())
+    try:
+        while (chunk := await queue.get()) is not None:
+            yield chunk
+        await task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await connection.close()
+
+
+async def _sqlite(engine: AsyncEngine, sql: str) -> AsyncIterator[bytes]:
+    database = engine.url.database
+    connection = await asyncio.to_thread(
+        sqlite3.connect,
+        f"file:{quote(str(database))}?mode=ro",
+        uri=True,
+        check_same_thread=False,
+    )
+    try:
+        cursor = await asyncio.to_thread(connection.execute, sql)
+        header = io.StringIO()
+        csv.writer(header, lineterminator="\r\n").writerow(LIST_NAMES)
+        yield header.getvalue().encode()
+        while True:
+            chunk = await asyncio.to_thread(_batch, cursor)
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        await asyncio.to_thread(connection.close)
+
+
+def _batch(cursor: sqlite3.Cursor) -> bytes | None:
+    rows = cursor.fetchmany(BATCH)
+    if not rows:
+        return None
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)  # RFC 4180 2.1
+    return buffer.getvalue().encode()
