@@ -17,6 +17,8 @@ expected there.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -163,6 +165,19 @@ def closed(http: httpx.Client, key: str, number: str) -> dict[str, Any]:
     return wait_for(find, what=f"the closed call from {number}")
 
 
+def granted_live(http: httpx.Client, key: str, number: str) -> str | None:
+    """The id of the live call from ``number`` once every party has consented."""
+    page = get(http, key, "/v1/calls", params={"number": number}).json()
+    if not page["calls"]:
+        return None
+    call = get(http, key, f"/v1/calls/{page['calls'][0]['id']}").json()
+    if call["ended_at"] is not None or call["consent_outcome"] is not None:
+        return None
+    required = {e["party"] for e in call["consent_events"] if e["state"] == "pending"}
+    granted = {e["party"] for e in call["consent_events"] if e["state"] == "granted"}
+    return call["id"] if required and required <= granted else None
+
+
 @pytest.mark.sipp
 def test_calls_of_two_tenants_stay_apart(
     sipp_factory: SippFactory, gateway: GatewayProcess, keys: dict[str, str], http: httpx.Client
@@ -197,15 +212,7 @@ def test_a_recorded_call_its_trail_recording_and_live_pause(
     caller, callee = acme_call(sipp_factory, gateway, number, ms=3000)
     admin = keys["acme-admin"]
 
-    def granted_live() -> str | None:
-        page = get(http, admin, "/v1/calls", params={"number": number}).json()
-        if not page["calls"]:
-            return None
-        call = get(http, admin, f"/v1/calls/{page['calls'][0]['id']}").json()
-        states = [e["state"] for e in call["consent_events"]]
-        return call["id"] if "granted" in states and call["ended_at"] is None else None
-
-    record_id = wait_for(granted_live, what="consent on the live call")
+    record_id = wait_for(lambda: granted_live(http, admin, number), what="consent, live")
     time.sleep(0.5)  # half a second of consented audio before the pause
     reader = http.post(
         f"/v1/calls/{record_id}/capture",
@@ -279,6 +286,78 @@ def _recording_file(gateway: GatewayProcess, record_id: str) -> Path:
     found = list((gateway.config_path.parent / "recordings").rglob(f"{record_id}*.wav"))
     assert len(found) == 1, found
     return found[0]
+
+
+@pytest.fixture(scope="module")
+def standalone_api(gateway: GatewayProcess) -> Iterator[int]:
+    """``callgate api`` on the gateway's store: another instance, no SIP."""
+    port = free_port(GATEWAY_HOST)
+    environment = {
+        **os.environ,
+        "CALLGATE_API__PORT": str(port),
+        "CALLGATE_INSTANCE_ID": "api-only",
+    }
+    log_path = gateway.config_path.parent / "api.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [*callgate_command(), "api", "--config", str(gateway.config_path)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=environment,
+            cwd=gateway.config_path.parent,
+        )
+    try:
+        url = f"http://{GATEWAY_HOST}:{port}/readyz"
+        wait_for(lambda: _answers(url) or process.poll() is not None, what="callgate api")
+        assert process.poll() is None, log_path.read_text()
+        yield port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0, log_path.read_text()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.sipp
+def test_another_instance_reaches_the_live_call(
+    sipp_factory: SippFactory,
+    gateway: GatewayProcess,
+    keys: dict[str, str],
+    http: httpx.Client,
+    standalone_api: int,
+) -> None:
+    """Capture control sent to ``callgate api`` reaches the gateway holding the call (over
+    PostgreSQL LISTEN/NOTIFY); on SQLite there is one gateway, and the other API says so."""
+    number = "+14045550199"
+    caller, callee = acme_call(sipp_factory, gateway, number, ms=3000)
+    admin = keys["acme-admin"]
+
+    record_id = wait_for(lambda: granted_live(http, admin, number), what="consent, live")
+    other = f"http://{GATEWAY_HOST}:{standalone_api}/v1/calls/{record_id}/capture"
+    response = httpx.post(
+        other, json={"action": "stop"}, headers={"Authorization": f"Bearer {admin}"}, timeout=5
+    )
+    caller.assert_success(calls=1, timeout=20)
+    callee.assert_success(calls=1)
+    call = closed(http, admin, number)
+    trail = [(e["party"], e["state"], e["method"]) for e in call["consent_events"]]
+    if gateway.db_url.startswith("postgresql"):
+        assert response.status_code == 200, response.text
+        assert {(p, s) for p, s, m in trail if m == "api"} == {
+            ("caller", "withdrawn"),
+            ("callee", "withdrawn"),
+        }, trail
+        assert call["consent_outcome"] == "withdrawn"
+    else:
+        assert response.status_code == 409, response.text
+        assert response.json()["instance_id"] == call["gateway_instance"]
+        assert not any(method == "api" for _, _, method in trail)
 
 
 def test_health_readiness_and_metrics(gateway: GatewayProcess, http: httpx.Client) -> None:
