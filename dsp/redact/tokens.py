@@ -5,8 +5,9 @@ optionally, a segment id (an ASR segment or a speaker turn). A batch of
 transcripts becomes one set of flat arrays (:class:`TokenBatch`), so every
 later step runs once over the whole batch.
 
-Words are matched lower-cased against :data:`dsp.redact.vocab.VOCABULARY`
-(one dictionary lookup each). A word it does not know is looked at once:
+Words are matched as written against :data:`dsp.redact.vocab.VOCABULARY`
+(one dictionary lookup each). A word it does not know is looked at once,
+lower-cased:
 
 - written digits ("4111", "09/27", "$49.99", "3:30", "+1-415-555-0134",
   "123-45-6789") become a ``NUMERAL`` of the batch with its digits, the
@@ -24,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import chain, compress, repeat
 from operator import itemgetter
 from typing import Final, NamedTuple
 
@@ -62,7 +63,6 @@ class TokenBatch:
     """
 
     texts: list[str]
-    lowered: list[str]
     offsets: npt.NDArray[np.int64]
     ids: npt.NDArray[np.int32]
     start: npt.NDArray[np.float64]
@@ -98,35 +98,61 @@ class _Extra:
         self.flags: list[int] = []
         self.start: list[int] = []
         self.count: list[int] = []
-        self.pool: list[int] = []
-        self.pool_break: list[bool] = []
+        self.pool: list[np.ndarray] = []
+        self.pool_break: list[np.ndarray] = []
+        self.pool_size = len(base.pool)
         self.ids: dict[str, int] = {}
 
-    def add(self, word: str, kind: Kind, digits: list[int], breaks: list[bool], flags: int) -> int:
+    def add(
+        self, word: str, kind: Kind, digits: list[int], breaks: list[bool], flags: int
+    ) -> int:
         index = self.first_id + len(self.kind)
         self.ids[word] = index
         self.kind.append(int(kind))
         self.ctx.append(0)
         self.flags.append(int(flags))
-        self.start.append(len(self.base.pool) + len(self.pool))
+        self.start.append(self.pool_size)
         self.count.append(len(digits))
-        self.pool.extend(digits)
-        self.pool_break.extend(breaks)
+        if digits:
+            self.pool.append(np.array(digits, dtype=np.int8))
+            self.pool_break.append(np.array(breaks, dtype=np.bool_))
+            self.pool_size += len(digits)
         return index
 
-    def classify(self, word: str) -> int:
-        """The id of a word the vocabulary does not know (lower-cased)."""
-        known = self.ids.get(word)
+    def add_digit_words(self, words: list[str]) -> list[int]:
+        """Ids of words made of digits only ("4111"), added together without parsing each."""
+        unique = [word for word in dict.fromkeys(words) if word not in self.ids]
+        if unique:
+            lengths = np.fromiter(map(len, unique), np.int64, len(unique))
+            first = self.first_id + len(self.kind)
+            self.ids.update(zip(unique, range(first, first + len(unique)), strict=True))
+            self.kind += [int(Kind.NUMERAL)] * len(unique)
+            self.ctx += [0] * len(unique)
+            self.flags += [0] * len(unique)
+            self.start += (np.cumsum(lengths) - lengths + self.pool_size).tolist()
+            self.count += lengths.tolist()
+            digits = np.frombuffer("".join(unique).encode("ascii"), np.uint8) - ord("0")
+            self.pool.append(digits.astype(np.int8))
+            self.pool_break.append(np.zeros(len(digits), dtype=np.bool_))
+            self.pool_size += len(digits)
+        ids = self.ids
+        return [ids[word] for word in words]
+
+    def classify(self, written: str) -> int:
+        """The id of a word the vocabulary does not know as written."""
+        known = self.ids.get(written)
         if known is not None:
             return known
-        if word.isdigit():  # the common numeral: digits only
-            return self.add(word, Kind.NUMERAL, [ord(c) - 48 for c in word], [False] * len(word), 0)
+        word = written.lower()
+        if word != written:
+            known = self.base.ids.get(word, self.ids.get(word))
+            if known is not None:
+                return known
         core = word.rstrip(PUNCTUATION)
         flags = 0
         if core != word:
             flags |= Flag.PAUSE if word[len(core)] in _PAUSE_MARKS else 0
             flags |= Flag.STOP if word[-1] in ".?!" else 0
-        if core != word:
             base = self.base.ids.get(core + word[-1])
             if base is not None:
                 return base
@@ -135,7 +161,7 @@ class _Extra:
         if core.isalpha() or not any(c.isdigit() for c in core):
             found = self.base.stop_id if flags & Flag.STOP else 0
             if len(self.base.ids) < _MAX_REMEMBERED:
-                self.base.ids[word] = found
+                self.base.ids[written] = found
             return found
         if any(c.isalpha() for c in core):
             ordinal = _ORDINAL_NUMERAL.match(core)
@@ -181,18 +207,9 @@ class _Extra:
             np.concatenate([base.flags, np.array(self.flags, dtype=np.uint16)]),
             np.concatenate([base.digit_start, np.array(self.start, dtype=np.int32)]),
             np.concatenate([base.digit_count, np.array(self.count, dtype=np.int32)]),
-            np.concatenate([base.pool, np.array(self.pool, dtype=np.int8)]),
-            np.concatenate([base.pool_break, np.array(self.pool_break, dtype=np.bool_)]),
+            np.concatenate([base.pool, *self.pool]),
+            np.concatenate([base.pool_break, *self.pool_break]),
         )
-
-
-def _lower_all(texts: Sequence[str]) -> list[str]:
-    """Every text lower-cased, by one join, lower and split when no text holds a newline."""
-    joined = "\n".join(texts)
-    lowered = joined.lower().split("\n")
-    if len(lowered) == len(texts):
-        return lowered
-    return [text.lower() for text in texts]
 
 
 def tokenize(
@@ -219,18 +236,23 @@ def tokenize(
     else:
         texts, start, end = [], np.zeros(0), np.zeros(0)
         segment = np.zeros(0, dtype=np.int64)
-    lowered = _lower_all(texts)
-    ids = np.fromiter(map(vocabulary.ids.get, lowered, repeat(-1)), np.int32, total)
+    ids = np.fromiter(map(vocabulary.ids.get, texts, repeat(-1)), np.int32, total)
     extra = _Extra(vocabulary)
-    unknown = np.flatnonzero(ids < 0)
-    if len(unknown):
-        classify = extra.classify
-        ids[unknown] = [classify(lowered[i]) for i in unknown.tolist()]
+    unknown = np.flatnonzero(ids < 0).tolist()
+    if unknown:
+        words = [texts[i] for i in unknown]
+        plain = [word.isdigit() and word.isascii() for word in words]
+        digit_words = list(compress(words, plain))
+        if digit_words:
+            ids[list(compress(unknown, plain))] = extra.add_digit_words(digit_words)
+        others = [not flag for flag in plain]
+        if not all(plain):
+            classify = extra.classify
+            ids[list(compress(unknown, others))] = list(map(classify, compress(words, others)))
     kind, ctx, flags, digit_start, digit_count, pool, pool_break = extra.tables()
     doc = np.repeat(np.arange(len(transcripts), dtype=np.int32), lengths)
     return TokenBatch(
         texts=texts,
-        lowered=lowered,
         offsets=offsets,
         ids=ids,
         start=start,

@@ -3,9 +3,10 @@
 Every known word has an id; per-id tables (NumPy arrays indexed by the id)
 give its kind, its context classes (a bit mask), its flags and the digits it
 stands for (an offset and a length into a pool of digits). Spelling variants
-an ASR engine writes (``forty-one``, ``uh-huh``, ``o'clock``, a trailing comma
-or full stop) have entries of their own, so a transcript is turned into ids
-with one dictionary lookup per word.
+an ASR engine writes (``forty-one``, ``uh-huh``, ``o'clock``, a capital at
+the start of a sentence, a trailing comma or full stop) have entries of
+their own, so a transcript is turned into ids with one dictionary lookup
+per word, without lower-casing it first.
 
 Kinds of number words, and what they contribute to a number (the rules
 :mod:`dsp.redact.tokens` applies):
@@ -314,7 +315,7 @@ _LETTERS: Final = tuple("bcdefghjklmnpqrstuvwxyz")  # "a", "i" and "o" are words
 class Vocabulary:
     """Known words and their per-id tables, extended per batch by written numerals.
 
-    ``ids`` maps a lower-case written form to its id; ``kind``, ``ctx``,
+    ``ids`` maps a written form (lower case or capitalised) to its id; ``kind``, ``ctx``,
     ``flags``, ``digit_start`` and ``digit_count`` are indexed by id, and
     ``pool`` holds the digits (``pool_break`` marks a separator written
     before a digit, as in "123-45-6789"). ``stop_id`` is the id of any other
@@ -343,10 +344,13 @@ class Vocabulary:
         """Add ``word`` and its punctuated variants; returns the id of the bare form."""
         bare = self._entry(word, kind, digits, ctx, flags)
         if word:
-            for mark in PUNCTUATION:
-                pause = Flag.PAUSE if mark in _PAUSE_MARKS else 0
-                stop = Flag.STOP if mark in _STOP_MARKS else 0
-                self._entry(word + mark, kind, digits, ctx, flags | pause | stop)
+            forms = (word, word.capitalize()) if word.capitalize() != word else (word,)
+            for form in forms:
+                self._entry(form, kind, digits, ctx, flags)
+                for mark in PUNCTUATION:
+                    pause = Flag.PAUSE if mark in _PAUSE_MARKS else 0
+                    stop = Flag.STOP if mark in _STOP_MARKS else 0
+                    self._entry(form + mark, kind, digits, ctx, flags | pause | stop)
         return bare
 
     def _entry(self, word: str, kind: Kind, digits: str, ctx: int, flags: int) -> int:

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.tenant_view import LIST_COLUMNS, LIST_NAMES, CallFilter, Order, TenantView
 
-BATCH = 20_000
+BATCH = 2_000
 QUEUE_CHUNKS = 16
 
 

@@ -92,7 +92,7 @@ class EmailDetector(SpanDetector):
         low = max(int(batch.offsets[doc]), at - _MAX_LOCAL_TOKENS)
         high = min(int(batch.offsets[doc + 1]), at + 2 * _MAX_LABELS + 6)
         kinds = batch.kind[batch.ids[low:high]].tolist()
-        texts = batch.lowered[low:high]
+        texts = [text.lower() for text in batch.texts[low:high]]
         here = at - low
         solid = [i for i, k in enumerate(kinds) if k not in _BRIDGES]  # fillers aside
         where = solid.index(here)

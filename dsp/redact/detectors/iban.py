@@ -95,7 +95,7 @@ class IbanDetector(SpanDetector):
         token_ids = batch.ids[start:stop]
         kinds = batch.kind[token_ids].tolist()
         next_kinds = [*kinds[1:], _WORD]
-        texts = batch.lowered[start:stop]
+        texts = [text.lower() for text in batch.texts[start:stop]]
         code = ""
         first = -1
         skipped = 0
