@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.analysis.job import JobResult, JobSpec, analyse
@@ -45,6 +46,8 @@ from gateway.store.models import (
 log = logging.getLogger(__name__)
 
 ERROR_LIMIT = 2000
+CANDIDATES = 16
+"""Jobs looked at per claim, so instances claiming at once do not all want the same one."""
 
 
 def tenant_keys(tenant: TenantSettings) -> tuple[dict[str, str], str | None]:
@@ -166,28 +169,34 @@ class AnalysisPipeline:
             ),
         )
         async with self.engine.begin() as connection:
-            candidate = (
+            candidates = (
                 (
                     await connection.execute(
-                        select(ANALYSIS_JOBS).where(claimable).order_by(c.created_at).limit(1)
+                        select(ANALYSIS_JOBS)
+                        .where(claimable)
+                        .order_by(c.created_at)
+                        .limit(CANDIDATES)
                     )
                 )
                 .mappings()
-                .first()
+                .all()
             )
-            if candidate is None:
-                return None
-            taken = await connection.execute(
-                update(ANALYSIS_JOBS)
-                .where(c.id == candidate["id"], claimable)
-                .values(
-                    state="running",
-                    claimed_by=self.instance,
-                    claimed_at=now,
-                    attempts=c.attempts + 1,
+            candidate = None
+            for row in candidates:  # another instance may take the first: try the next
+                taken = await connection.execute(
+                    update(ANALYSIS_JOBS)
+                    .where(c.id == row["id"], claimable)
+                    .values(
+                        state="running",
+                        claimed_by=self.instance,
+                        claimed_at=now,
+                        attempts=c.attempts + 1,
+                    )
                 )
-            )
-            if taken.rowcount != 1:
+                if taken.rowcount == 1:
+                    candidate = row
+                    break
+            if candidate is None:
                 return None
             recording = (
                 await connection.execute(
@@ -216,7 +225,13 @@ class AnalysisPipeline:
             loop = asyncio.get_running_loop()
             assert self._executor is not None
             result: JobResult = await loop.run_in_executor(self._executor, analyse, spec)
-            await self._store(job, result)
+            try:
+                await self._store(job, result)
+            except IntegrityError:
+                # the recording was erased (or purged) while it was analysed: keep nothing
+                Path(result.path).unlink(missing_ok=True)
+                log.info("call %s: recording erased during its analysis; results dropped", record)
+                return
         except asyncio.CancelledError:
             raise
         except Exception as error:  # every failure is recorded, none stops the queue
