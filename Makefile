@@ -29,7 +29,7 @@ test: venv deps
 	$(BIN)/pytest
 
 bench: venv deps
-	$(BIN)/python -m tests.bench
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]' && $(BIN)/python -m tests.bench
 
 venv: $(STAMP)
 

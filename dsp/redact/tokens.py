@@ -145,7 +145,12 @@ class _Extra:
             return known
         word = written.lower()
         if word != written:
-            known = self.base.ids.get(word, self.ids.get(word))
+            known = self.base.ids.get(word)
+            if known is not None:
+                if len(self.base.ids) < _MAX_REMEMBERED:
+                    self.base.ids[written] = known  # "The" as "the" from now on
+                return known
+            known = self.ids.get(word)
             if known is not None:
                 return known
         core = word.rstrip(PUNCTUATION)

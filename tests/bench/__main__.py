@@ -45,6 +45,7 @@ KNOWN: tuple[Benchmark, ...] = (
     Benchmark("bench_store", ("--calls", "2000")),
     Benchmark("bench_dsp", ("--seconds", "4", "--naive-seconds", "4", "--repeat", "2")),
     Benchmark("bench_vad", ("--minutes", "2", "--repeat", "1")),
+    Benchmark("bench_redact", ("--quick",)),
     Benchmark("bench_relay", ("--calls", "250,1000", "--duration", "3", "--direct-duration", "2")),
     Benchmark("bench_capture", ("--quick",)),
     Benchmark("bench_api", ("--quick",)),

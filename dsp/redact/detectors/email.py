@@ -37,6 +37,8 @@ _NUMBER: Final = frozenset(
     int(k) for k in (Kind.UNIT, Kind.OH, Kind.TEEN, Kind.TENS, Kind.NUMERAL)
 )
 _BRIDGES: Final = frozenset({int(Kind.FILLER)})
+_NUMBER_KINDS: Final = np.zeros(max(Kind) + 1, dtype=np.bool_)
+_NUMBER_KINDS[list(_NUMBER)] = True
 _AT, _DOT, _LETTER, _WORD, _ALNUM = (
     int(Kind.AT), int(Kind.DOT), int(Kind.LETTER), int(Kind.WORD), int(Kind.ALNUM)
 )
@@ -66,7 +68,8 @@ class EmailDetector(SpanDetector):
         if len(at):  # "at" with "dot" two to four tokens on (a filler may come between)
             ahead = np.minimum(at[:, None] + np.arange(2, 5), batch.size - 1)
             dot_soon = (batch.kind[batch.ids[ahead]] == Kind.DOT).any(axis=1)
-            at = at[dot_soon]
+            number_next = _NUMBER_KINDS[batch.kind[batch.ids[at + 1]]]  # "at one dot me"
+            at = at[dot_soon & ~number_next]
         email_words = scan.positions_of(Ctx.EMAIL)
         for position in at.tolist():
             span = self._spoken(scan, position)
