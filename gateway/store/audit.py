@@ -27,18 +27,32 @@ async def write_audit(
     detail: dict[str, Any] | None = None,
 ) -> None:
     """Add one entry, in the caller's transaction (so the entry and the act stand together)."""
-    if action not in AUDIT_ACTIONS:
-        raise ValueError(f"unknown audit action {action!r}")
     await connection.execute(
         insert(AUDIT_LOG).values(
-            at=datetime.now(UTC),
-            tenant=tenant,
-            key_id=key_id,
-            action=action,
-            target=target,
-            detail=detail,
+            audit_row(tenant=tenant, key_id=key_id, action=action, target=target, detail=detail)
         )
     )
+
+
+def audit_row(
+    *,
+    tenant: str,
+    key_id: str | None,
+    action: str,
+    target: str | None,
+    detail: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One ``audit_log`` row, stamped now; ``ValueError`` for an action not in the list."""
+    if action not in AUDIT_ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    return {
+        "at": datetime.now(UTC),
+        "tenant": tenant,
+        "key_id": key_id,
+        "action": action,
+        "target": target,
+        "detail": detail,
+    }
 
 
 async def audit_entries(engine: AsyncEngine, tenant: str) -> list[dict[str, Any]]:
@@ -76,17 +90,8 @@ class AuditBuffer:
         target: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        if action not in AUDIT_ACTIONS:
-            raise ValueError(f"unknown audit action {action!r}")
         self._entries.append(
-            {
-                "at": datetime.now(UTC),
-                "tenant": tenant,
-                "key_id": key_id,
-                "action": action,
-                "target": target,
-                "detail": detail,
-            }
+            audit_row(tenant=tenant, key_id=key_id, action=action, target=target, detail=detail)
         )
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())

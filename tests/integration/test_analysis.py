@@ -33,7 +33,7 @@ import pytest
 
 from dsp import g711
 from dsp.wav import read_wav, write_wav
-from tests.integration.test_api import get, make_key, wait_for
+from tests.integration.test_api import get, make_key, notice_audio, wait_for
 from tests.support.gateway import (
     BACKENDS,
     GATEWAY_HOST,
@@ -86,11 +86,6 @@ keys = {{ "t1" = "{KEY}" }}
 """
 
 
-def _notice() -> np.ndarray:
-    t = np.arange(int(0.6 * RATE)) / RATE
-    return (np.sin(2 * np.pi * (300 + 400 * t) * t) * 8000).astype(np.int16)
-
-
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     """The phone's microphone: silence, then the sentence with the card number, as a
@@ -111,7 +106,7 @@ def gateway(
 ) -> Iterator[GatewayProcess]:
     tmp = tmp_path_factory.mktemp(f"analysis-{request.param}")
     (tmp / "notices").mkdir()
-    write_wav(tmp / "notices" / "notice.wav", _notice(), RATE)
+    write_wav(tmp / "notices" / "notice.wav", notice_audio(), RATE)
     with gateway_on_backend(
         request.param, tmp, consent=CONSENT, analysis_workers=1, media_timeout_s=30.0
     ) as process:

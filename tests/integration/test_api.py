@@ -58,7 +58,8 @@ opt_in = "notices/notice.wav"
 """
 
 
-def _notice() -> np.ndarray:
+def notice_audio() -> np.ndarray:
+    """A short rising sweep: the notice the tests' tenant plays."""
     t = np.arange(int(0.6 * RATE)) / RATE
     return (np.sin(2 * np.pi * (300 + 400 * t) * t) * 8000).astype(np.int16)
 
@@ -69,7 +70,7 @@ def gateway(
 ) -> Iterator[GatewayProcess]:
     tmp = tmp_path_factory.mktemp(f"api-{request.param}")
     (tmp / "notices").mkdir()
-    write_wav(tmp / "notices" / "notice.wav", _notice(), RATE)
+    write_wav(tmp / "notices" / "notice.wav", notice_audio(), RATE)
     globex = TenantPeers(
         name="globex",
         pbx=(GLOBEX_PBX, free_port(GLOBEX_PBX)),
