@@ -18,9 +18,12 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import chain
+from itertools import chain, repeat
 from typing import Final, Literal, NamedTuple
 
+import numpy as np
+
+from dsp.redact.checksums import ragged_positions
 from dsp.redact.registry import Registry, SpanTable
 from dsp.redact.scan import Scan, ScanConfig, scan
 from dsp.redact.tokens import TokenBatch, Word, tokenize
@@ -114,47 +117,56 @@ class Redactor:
     ) -> list[Redaction]:
         offsets = batch.offsets.tolist()
         out_texts = list(batch.texts)
-        changed: list[int] = []
-        names = table.entity_names()
-        detector_names = [table.detectors[i].name for i in table.detector.tolist()]
-        firsts, lasts = table.first.tolist(), table.last.tolist()
-        span_starts = batch.start[table.first].tolist()
-        span_ends = batch.end[table.last].tolist()
-        docs, scores, runs = table.doc.tolist(), table.score.tolist(), table.run.tolist()
-        spans_of: dict[int, list[Span]] = {}
-        for k, (first, last) in enumerate(zip(firsts, lasts, strict=True)):
-            out_texts[first : last + 1] = [self._replacement(names[k], runs[k], scanned)] + [
-                ""
-            ] * (last - first)
-            changed += range(first, last + 1)
-            begin = offsets[docs[k]]
-            span = Span(
-                names[k],
-                detector_names[k],
-                first - begin,
-                last + 1 - begin,
-                span_starts[k],
-                span_ends[k],
-                scores[k],
-            )
-            spans_of.setdefault(docs[k], []).append(span)
         out_words = list(chain.from_iterable(transcripts))
-        if changed:
-            starts = batch.start[changed].tolist()
-            ends = batch.end[changed].tolist()
-            segments = batch.segment[changed].tolist()
-            for i, start, end, segment in zip(changed, starts, ends, segments, strict=True):
-                out_words[i] = Word(out_texts[i], start, end, segment)
+        firsts, lasts = table.first.tolist(), table.last.tolist()
+        runs = table.run.tolist()
+        names = table.entity_names()
+        for first, last, name, run in zip(firsts, lasts, names, runs, strict=True):
+            out_texts[first] = self._replacement(name, run, scanned)
+            out_texts[first + 1 : last + 1] = [""] * (last - first)
+        if len(table):
+            changed, _ = ragged_positions(table.first, table.last - table.first + 1)
+            # new words built by tuple.__new__ in C, with no Python frame per word
+            new_words = map(
+                tuple.__new__,
+                repeat(Word),
+                zip(
+                    [out_texts[i] for i in changed.tolist()],
+                    batch.start[changed].tolist(),
+                    batch.end[changed].tolist(),
+                    batch.segment[changed].tolist(),
+                    strict=True,
+                ),
+            )
+            for index, word in zip(changed.tolist(), new_words, strict=True):
+                out_words[index] = word
+        begins = batch.offsets[table.doc].tolist()
+        spans = list(
+            map(
+                tuple.__new__,
+                repeat(Span),
+                zip(
+                    names,
+                    [table.detectors[i].name for i in table.detector.tolist()],
+                    [first - begin for first, begin in zip(firsts, begins, strict=True)],
+                    [last + 1 - begin for last, begin in zip(lasts, begins, strict=True)],
+                    batch.start[table.first].tolist(),
+                    batch.end[table.last].tolist(),
+                    table.score.tolist(),
+                    strict=True,
+                ),
+            )
+        )
+        bounds = np.searchsorted(table.doc, np.arange(len(transcripts) + 1)).tolist()
         results: list[Redaction] = []
         for doc in range(len(transcripts)):
             begin, finish = offsets[doc], offsets[doc + 1]
-            spans = spans_of.get(doc)
-            if spans is None:
+            low, high = bounds[doc], bounds[doc + 1]
+            if low == high:
                 text = " ".join(out_texts[begin:finish])
-                results.append(Redaction(text, out_words[begin:finish], []))
             else:
                 text = " ".join(filter(None, out_texts[begin:finish]))
-                results.append(Redaction(text, out_words[begin:finish], spans))
+            results.append(Redaction(text, out_words[begin:finish], spans[low:high]))
         return results
 
     def _replacement(self, entity: str, run: int, scanned: Scan) -> str:

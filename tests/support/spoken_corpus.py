@@ -828,6 +828,47 @@ def say_chatter(builder: _Builder) -> None:
     builder.end_sentence()
 
 
+_TALK = (
+    "so I was looking at my statement and something didn't look right",
+    "the app keeps logging me out every time I open it",
+    "I understand that must be frustrating let me see what I can do",
+    "could you tell me a bit more about what happened",
+    "we moved house a few weeks ago and the letters went to the old address",
+    "my daughter usually handles this but she's away this week",
+    "I just want to make sure nothing else gets charged by mistake",
+    "thanks for your patience while I look into this for you",
+    "the website said it would take about five working days",
+    "I'm not sure if I'm on the right line to be honest",
+    "let me just check the notes on your file",
+    "it looks like there was a system update over the weekend",
+    "can you hear me okay the line is a bit crackly",
+    "I'll put a note on the account so the next person can see it",
+    "is it alright if I place you on a brief hold",
+    "the weather has been terrible here all week",
+    "yes that's right that's the one I was talking about",
+    "no I don't think I've ever received a letter about that",
+    "we usually get a text message when something like this happens",
+    "I'd rather not go through all of that again if possible",
+    "that makes sense thank you for explaining it",
+    "you should receive an email confirmation within the hour",
+    "is there a reference I can quote if I need to call back",
+    "I was told last time that it had been sorted out",
+    "the branch on the high street closed last year",
+    "we can also send a replacement to your registered address",
+    "please don't worry we'll get this resolved today",
+    "I'm driving at the moment so I can't write anything down",
+    "it happened twice last month and once the month before",
+    "my husband has a card on the same account as well",
+)
+
+
+def say_talk(builder: _Builder) -> None:
+    """A sentence of ordinary call talk (for call-length transcripts)."""
+    builder.turn(builder.rng.choice(("agent", "customer")))
+    builder.say(builder.rng.choice(_TALK))
+    builder.end_sentence()
+
+
 _SCENARIOS: dict[str, tuple[tuple[Say, float], ...]] = {
     "payment": (
         (say_card, 1.0),
@@ -843,8 +884,13 @@ _SCENARIOS: dict[str, tuple[tuple[Say, float], ...]] = {
 }
 
 
-def generate(count: int, seed: int = 0) -> list[LabelledTranscript]:
-    """``count`` labelled transcripts, the same for the same ``seed``."""
+def generate(count: int, seed: int = 0, *, talk: int = 0) -> list[LabelledTranscript]:
+    """``count`` labelled transcripts, the same for the same ``seed``.
+
+    ``talk`` sentences of ordinary conversation are mixed into each (0: the
+    transcripts are mostly their entities; 60 or so make them about as long as
+    a five-minute call, with the same entities).
+    """
     rng = random.Random(seed)
     names = sorted(_SCENARIOS)
     corpus: list[LabelledTranscript] = []
@@ -859,6 +905,9 @@ def generate(count: int, seed: int = 0) -> list[LabelledTranscript]:
         rng.shuffle(parts)
         if rng.random() < 0.5:
             parts.append(say_chatter)
+        parts += [say_talk] * talk
+        if talk:
+            rng.shuffle(parts)
         for say in parts:
             if rng.random() < 0.3:
                 say_chatter(builder)

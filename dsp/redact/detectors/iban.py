@@ -64,10 +64,11 @@ class IbanDetector(SpanDetector):
         starts = sorted(set(anchors.tolist()) | {k + 1 for k in keywords.tolist()})
         found: list[tuple[int, int, str]] = []
         taken = -1
+        digits = _DigitText(batch) if starts else None
         for start in starts:
             if start <= taken:
                 continue
-            read = self._read(scan, start)
+            read = self._read(scan, start, digits)  # type: ignore[arg-type]
             if read is not None:
                 found.append(read)
                 taken = read[1]
@@ -87,23 +88,23 @@ class IbanDetector(SpanDetector):
         )
 
     @staticmethod
-    def _read(scan: Scan, start: int) -> tuple[int, int, str] | None:
+    def _read(scan: Scan, start: int, digits: _DigitText) -> tuple[int, int, str] | None:
         """Characters from ``start`` on until the country's length: (first, last, code)."""
         batch = scan.batch
         end_of_doc = int(batch.offsets[batch.doc[min(start, batch.size - 1)] + 1])
         stop = min(end_of_doc, start + _MAX_TOKENS)
-        token_ids = batch.ids[start:stop]
+        token_ids = batch.ids[start:stop].tolist()
         kinds = batch.kind[token_ids].tolist()
         next_kinds = [*kinds[1:], _WORD]
-        texts = [text.lower() for text in batch.texts[start:stop]]
+        texts = batch.texts
         code = ""
         first = -1
         skipped = 0
         length = 0
         for offset, token_kind in enumerate(kinds):
-            text = texts[offset].strip(".,?!:;")
+            text = texts[start + offset].lower().strip(".,?!:;")
             if token_kind in _DIGIT_KINDS:
-                piece = _digits_of(batch, int(token_ids[offset]), next_kinds[offset])
+                piece = digits.of(token_ids[offset], token_kind, next_kinds[offset])
             elif token_kind in _BRIDGES:
                 if not code:
                     return None
@@ -131,10 +132,15 @@ class IbanDetector(SpanDetector):
         return None
 
 
-def _digits_of(batch: TokenBatch, tid: int, next_kind: int) -> str:
-    """The digits one token stands for ("forty" before a unit is "4")."""
-    start, count = int(batch.digit_start[tid]), int(batch.digit_count[tid])
-    digits = "".join(str(d) for d in batch.pool[start : start + count].tolist())
-    if batch.kind[tid] == _TENS and next_kind == _UNIT:
-        return digits[0]
-    return digits
+class _DigitText:
+    """The digits a token id stands for, as text ("forty" before a unit is "4")."""
+
+    def __init__(self, batch: TokenBatch) -> None:
+        self.pool = "".join(map(str, batch.pool.tolist()))
+        self.start = batch.digit_start.tolist()
+        self.count = batch.digit_count.tolist()
+
+    def of(self, tid: int, kind: int, next_kind: int) -> str:
+        start = self.start[tid]
+        count = 1 if kind == _TENS and next_kind == _UNIT else self.count[tid]
+        return self.pool[start : start + count]
