@@ -15,11 +15,11 @@ Replacement styles:
 
 from __future__ import annotations
 
+import functools
 import gc
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from itertools import chain, repeat
-from typing import Final, Literal, NamedTuple
+from typing import Final, Literal, NamedTuple, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 Style = Literal["tag", "last4"]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 STYLES: Final = ("tag", "last4")
 
 
@@ -60,6 +62,29 @@ class Redaction(NamedTuple):
     text: str
     words: list[Word]
     spans: list[Span]
+
+
+def _collector_paused(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``method`` with Python's cyclic garbage collector paused.
+
+    Building the views allocates a tuple per redacted word and a list per
+    transcript; each allocation burst would start collections that walk the
+    caller's whole heap (the batch's words among it) again and again,
+    several times the cost of the building itself. Nothing built here can
+    form a reference cycle, so there is nothing for the collector to find.
+    """
+
+    @functools.wraps(method)
+    def paused(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
+
+    return paused
 
 
 class Redactor:
@@ -97,6 +122,7 @@ class Redactor:
         """One transcript redacted."""
         return self.redact_batch([words])[0]
 
+    @_collector_paused
     def views(
         self,
         transcripts: Sequence[Sequence[Word]],
@@ -105,16 +131,6 @@ class Redactor:
         table: SpanTable,
     ) -> list[Redaction]:
         """The redacted text, word list and spans of every transcript, from a span table."""
-        with _collector_paused():
-            return self._views(transcripts, batch, scanned, table)
-
-    def _views(
-        self,
-        transcripts: Sequence[Sequence[Word]],
-        batch: TokenBatch,
-        scanned: Scan,
-        table: SpanTable,
-    ) -> list[Redaction]:
         offsets = batch.offsets.tolist()
         out_texts = list(batch.texts)
         out_words = list(chain.from_iterable(transcripts))
@@ -177,25 +193,6 @@ class Redactor:
             last4 = "".join(str(d) for d in scanned.digits[end - 4 : end].tolist())
             return f"[CARD ending {last4}]"
         return f"[{entity}]"
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while the views are built.
-
-    Building them allocates a tuple per redacted word and a list per
-    transcript; each allocation burst would start collections that walk the
-    caller's whole heap (the batch's words among it) again and again,
-    several times the cost of the building itself. Nothing built here can
-    form a reference cycle, so there is nothing for the collector to find.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def redact_batch(

@@ -34,7 +34,7 @@ tokens in Python):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 import numpy as np
@@ -441,23 +441,9 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
     next_tid = _neighbours(tid, adjacent, 1)[has_bits]
     last_four = ((flags[has_bits] & Flag.LAST) != 0) & np.isin(next_tid, _FOUR_IDS)
     keyword_bits[last_four] |= np.uint32(Ctx.LAST4)
-    return Scan(
+    whole = Scan(
         batch=batch,
         config=config,
-        parts=Scan(
-            batch=batch,
-            config=config,
-            interesting=core,
-            kinds=kinds,
-            digits=digits,
-            runs=parts,
-            keyword_positions=core[has_bits],
-            keyword_bits=keyword_bits,
-            stop_positions=stop_positions,
-        )
-        if parts is not None and len(parts)
-        else None,
-        parent=parent,
         interesting=core,
         kinds=kinds,
         digits=digits,
@@ -466,3 +452,7 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
         keyword_bits=keyword_bits,
         stop_positions=stop_positions,
     )
+    if parts is not None and len(parts):
+        whole.parts = replace(whole, runs=parts, cache={}, _class_positions={}, _distances={})
+        whole.parent = parent
+    return whole

@@ -57,7 +57,6 @@ import argparse
 import bisect
 import gc
 import math
-import os
 import re
 import time
 import warnings
@@ -68,6 +67,7 @@ from typing import Any
 import numpy as np
 
 from dsp.redact import Redactor, scan, tokenize
+from tests.bench.bench_dsp import pin_to_one_cpu
 from tests.bench.common import format_table, machine_lines, print_title
 from tests.support.spoken_corpus import (
     ENTITY_TYPES,
@@ -126,15 +126,6 @@ def best_time(work: Callable[[], object], repeat: int) -> float:
         work()
         best = min(best, time.process_time() - began)
     return best
-
-
-def pin_to_one_cpu(cpu: int | None) -> int:
-    usable = sorted(os.sched_getaffinity(0))
-    chosen = usable[-1] if cpu is None else cpu
-    if chosen not in usable:
-        raise SystemExit(f"CPU {chosen} is not usable here (usable: {usable})")
-    os.sched_setaffinity(0, {chosen})
-    return chosen
 
 
 # ---------------------------------------------------------------------- text views

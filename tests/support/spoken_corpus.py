@@ -64,6 +64,9 @@ ENTITY_TYPES = (
 """Labelled types. ``DIGITS`` is a number that must be redacted whatever it is called
 (a card read short inside payment talk): any predicted type covers it."""
 
+# The number words are written out here, not taken from dsp.redact.vocab: the
+# generator is the oracle the redactor is measured against, and a word missing
+# from one list must not be missing from the other by construction.
 UNITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 TEENS = (
     "ten",

@@ -21,7 +21,9 @@ more surely than one in another (:meth:`~dsp.redact.scan.Scan.effective`).
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
@@ -46,9 +48,11 @@ __all__ = [
     "closeness",
     "context_score",
     "digit_count_in",
+    "everyday_number",
     "money",
     "negated",
     "payment_context",
+    "shared",
 ]
 
 NEAR_BEFORE: Final = 8
@@ -129,63 +133,68 @@ def digit_count_in(scan: Scan, low: int, high: int) -> npt.NDArray[np.bool_]:
     return (ndigits >= low) & (ndigits <= high)
 
 
+def shared(feature: Callable[[Scan], npt.NDArray[np.bool_]]) -> Callable[
+    [Scan], npt.NDArray[np.bool_]
+]:
+    """A feature of a scan's runs that several detectors read: computed once per scan."""
+    name = feature.__name__
+
+    @functools.wraps(feature)
+    def cached(scan: Scan) -> npt.NDArray[np.bool_]:
+        found = scan.cache.get(name)
+        if found is None:
+            found = feature(scan)
+            scan.cache[name] = found
+        return found
+
+    return cached
+
+
+@shared
 def payment_context(scan: Scan) -> npt.NDArray[np.bool_]:
     """Numbers inside a payment-context window (card, CVV or expiry talk nearby)."""
-    found = scan.cache.get("payment")
-    if found is None:
-        found = scan.near(PAYMENT, PAYMENT_BEFORE, PAYMENT_AFTER)
-        scan.cache["payment"] = found
-    return found
+    return scan.near(PAYMENT, PAYMENT_BEFORE, PAYMENT_AFTER)
 
 
+@shared
 def money(scan: Scan) -> npt.NDArray[np.bool_]:
     """Numbers that are amounts: "forty nine ninety nine dollars", "the total is ...",
     "$49.99"."""
-    found = scan.cache.get("money")
-    if found is None:
-        before, _ = scan.distances(Ctx.MONEY_BEFORE)
-        _, after = scan.distances(Ctx.MONEY_AFTER)
-        runs = scan.runs
-        found = (before <= 3) | (after <= 2) | runs.has_flag(Flag.MONEY)
-        found &= runs.ndigits <= 8
-        scan.cache["money"] = found
-    return found
+    before, _ = scan.distances(Ctx.MONEY_BEFORE)
+    _, after = scan.distances(Ctx.MONEY_AFTER)
+    runs = scan.runs
+    return ((before <= 3) | (after <= 2) | runs.has_flag(Flag.MONEY)) & (runs.ndigits <= 8)
 
 
+@shared
 def negated(scan: Scan) -> npt.NDArray[np.bool_]:
     """Numbers a negative keyword owns: "order", "tracking", "confirmation", "room" is
     nearer to them (by effective distance) than any payment or sensitive keyword."""
-    found = scan.cache.get("negated")
-    if found is None:
-        negative = scan.near(Ctx.NEGATIVE, NEAR_BEFORE, 3)
-        found = negative & (scan.effective(Ctx.NEGATIVE) < scan.effective(PAYMENT | SENSITIVE))
-        scan.cache["negated"] = found
-    return found
+    negative = scan.near(Ctx.NEGATIVE, NEAR_BEFORE, 3)
+    return negative & (scan.effective(Ctx.NEGATIVE) < scan.effective(PAYMENT | SENSITIVE))
 
 
+@shared
 def calendar_year(scan: Scan) -> npt.NDArray[np.bool_]:
     """Numbers that are years: 19xx or 20xx after "since", "in", "year"."""
-    found = scan.cache.get("year")
-    if found is None:
-        runs = scan.runs
-        before, _ = scan.distances(Ctx.YEAR_BEFORE)
-        century = (runs.lead2 == 19) | (runs.lead2 == 20)
-        found = (runs.ndigits == 4) & century & (before <= 2)
-        scan.cache["year"] = found
-    return found
+    runs = scan.runs
+    before, _ = scan.distances(Ctx.YEAR_BEFORE)
+    century = (runs.lead2 == 19) | (runs.lead2 == 20)
+    return (runs.ndigits == 4) & century & (before <= 2)
+
+
+@shared
+def everyday_number(scan: Scan) -> npt.NDArray[np.bool_]:
+    """Numbers of everyday talk, not secrets: amounts, times of day, years."""
+    return money(scan) | clock_time(scan) | calendar_year(scan)
 
 
 def clock_time(scan: Scan) -> npt.NDArray[np.bool_]:
     """Numbers that are times of day: "at three thirty", "ten fifteen pm", "3:30"."""
-    found = scan.cache.get("time")
-    if found is None:
-        runs = scan.runs
-        before, _ = scan.distances(Ctx.TIME_BEFORE)
-        _, after = scan.distances(Ctx.TIME_AFTER)
-        three = (runs.ndigits == 3) & (runs.lead2 // 10 >= 1) & (runs.tail2 < 60)
-        four = (runs.ndigits == 4) & (runs.lead2 >= 1) & (runs.lead2 <= 12) & (runs.tail2 < 60)
-        plausible = three | four
-        found = plausible & ((before <= 2) | (after <= 2))
-        found |= runs.has_flag(Flag.TIME)
-        scan.cache["time"] = found
-    return found
+    runs = scan.runs
+    before, _ = scan.distances(Ctx.TIME_BEFORE)
+    _, after = scan.distances(Ctx.TIME_AFTER)
+    three = (runs.ndigits == 3) & (runs.lead2 // 10 >= 1) & (runs.tail2 < 60)
+    four = (runs.ndigits == 4) & (runs.lead2 >= 1) & (runs.lead2 <= 12) & (runs.tail2 < 60)
+    plausible = three | four
+    return (plausible & ((before <= 2) | (after <= 2))) | runs.has_flag(Flag.TIME)

@@ -15,11 +15,9 @@ import numpy.typing as npt
 
 from dsp.redact.detectors.base import (
     RunDetector,
-    calendar_year,
-    clock_time,
     context_score,
     digit_count_in,
-    money,
+    everyday_number,
     payment_context,
 )
 from dsp.redact.scan import Scan
@@ -40,6 +38,4 @@ class CvvDetector(RunDetector):
         score = np.maximum(named, code)
         runs = scan.runs
         dated = runs.has_kind(Kind.MONTH) | runs.has_flag(Flag.DATE)
-        plain = digit_count_in(scan, 3, 4) & ~dated & ~money(scan) & ~clock_time(scan)
-        plain &= ~calendar_year(scan)
-        return score * plain
+        return score * (digit_count_in(scan, 3, 4) & ~dated & ~everyday_number(scan))

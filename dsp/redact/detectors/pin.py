@@ -7,11 +7,9 @@ import numpy.typing as npt
 
 from dsp.redact.detectors.base import (
     RunDetector,
-    calendar_year,
-    clock_time,
     context_score,
     digit_count_in,
-    money,
+    everyday_number,
 )
 from dsp.redact.scan import Scan
 from dsp.redact.vocab import Ctx
@@ -27,5 +25,4 @@ class PinDetector(RunDetector):
 
     def score(self, scan: Scan) -> npt.NDArray[np.float64]:
         named = context_score(scan, Ctx.PIN)
-        plain = ~money(scan) & ~clock_time(scan) & ~calendar_year(scan)
-        return named * (digit_count_in(scan, 4, 12) & plain)
+        return named * (digit_count_in(scan, 4, 12) & ~everyday_number(scan))

@@ -17,10 +17,8 @@ import numpy.typing as npt
 
 from dsp.redact.detectors.base import (
     RunDetector,
-    calendar_year,
-    clock_time,
     context_score,
-    money,
+    everyday_number,
 )
 from dsp.redact.scan import Scan
 from dsp.redact.vocab import Ctx
@@ -38,7 +36,7 @@ class SsnDetector(RunDetector):
         runs = scan.runs
         named = context_score(scan, Ctx.SSN, 10, 8)
         nine = runs.ndigits == 9
-        four = (runs.ndigits == 4) & ~money(scan) & ~clock_time(scan) & ~calendar_year(scan)
+        four = (runs.ndigits == 4) & ~everyday_number(scan)
         last_four = four & (named > 0) & scan.near(Ctx.LAST4, 6, 6)
         score = np.maximum(named * (nine | four), 0.97 * last_four)
         return np.maximum(score, 0.6 * runs.groups_324)
