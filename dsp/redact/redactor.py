@@ -187,8 +187,9 @@ class Redactor:
 
     def _replacement(self, entity: str, run: int, scanned: Scan) -> str:
         if self.style == "last4" and entity == "CARD" and run != -1:
-            runs = scanned.runs if run >= 0 else scanned.parts.runs  # type: ignore[union-attr]
-            run = run if run >= 0 else -2 - run
+            runs = scanned.runs
+            if run < -1 and scanned.parts is not None:  # a part of a joined number
+                runs, run = scanned.parts.runs, -2 - run
             end = int(runs.offset[run] + runs.ndigits[run])
             last4 = "".join(str(d) for d in scanned.digits[end - 4 : end].tolist())
             return f"[CARD ending {last4}]"

@@ -121,6 +121,7 @@ class Runs:
     segment_last: npt.NDArray[np.int64]  # and of the last
     stops_before_last: npt.NDArray[np.int64]  # sentence ends before the last token
     token_start: npt.NDArray[np.int64]  # index of the first digit token among all of them
+    digits: npt.NDArray[np.int8]  # every digit of the batch, runs' ``offset`` index it
 
     def __len__(self) -> int:
         return len(self.first)
@@ -133,12 +134,10 @@ class Runs:
 
     def lead(self, count: int) -> npt.NDArray[np.int64]:
         """The first ``count`` digits of each run as a number (runs must be long enough)."""
-        index = np.minimum(self.offset[:, None] + np.arange(count), self._digits_len - 1)
-        matrix = self._digits[index].astype(np.int64)
+        index = np.minimum(self.offset[:, None] + np.arange(count), len(self.digits) - 1)
+        matrix = self.digits[index].astype(np.int64)
         return matrix @ (10 ** np.arange(count - 1, -1, -1, dtype=np.int64))
 
-    _digits: npt.NDArray[np.int8] = field(default_factory=lambda: np.zeros(1, np.int8))
-    _digits_len: int = 1
 
 
 @dataclass
@@ -367,6 +366,7 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
     count_sums = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(count, out=count_sums[1:])
     padded = np.append(digits, np.zeros(1, np.int8)).astype(np.int64)
+    padded_digits = padded.astype(np.int8)
     padded_breaks = np.append(breaks, np.zeros(8, np.bool_))
 
     def make_runs(starts: np.ndarray, ends: np.ndarray, min_digits: int) -> Runs:
@@ -406,8 +406,7 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
             segment_last=batch.segment[run_last],
             stops_before_last=np.searchsorted(stop_positions, run_last),
             token_start=starts,
-            _digits=padded.astype(np.int8),
-            _digits_len=len(padded),
+            digits=padded_digits,
         )
 
     run_ends = np.append(run_starts[1:], n) - 1

@@ -62,13 +62,15 @@ class IbanDetector(SpanDetector):
         anchors = scan.interesting[(flags & Flag.IBAN_ANCHOR) != 0]
         keywords = scan.positions_of(Ctx.IBAN)
         starts = sorted(set(anchors.tolist()) | {k + 1 for k in keywords.tolist()})
+        if not starts:
+            return Candidates.empty()
         found: list[tuple[int, int, str]] = []
         taken = -1
-        digits = _DigitText(batch) if starts else None
+        digits = _DigitText(batch)
         for start in starts:
             if start <= taken:
                 continue
-            read = self._read(scan, start, digits)  # type: ignore[arg-type]
+            read = self._read(scan, start, digits)
             if read is not None:
                 found.append(read)
                 taken = read[1]

@@ -131,7 +131,9 @@ def test_no_digit_of_a_card_survives_in_any_view(
     assert not any(DIGIT.search(word.text) for word in result.words)
     assert not DIGIT_WORDS.search(result.text), result.text
     assert len(result.words) == len(words)
-    assert [s.entity for s in result.spans] == ["CARD"]
+    # a reading may be ambiguous ("eighty, eight" heard as "eighty eight" is one digit
+    # short of the card): then the fail-closed catch-all takes it, still all of it
+    assert [s.entity for s in result.spans] in (["CARD"], ["DIGITS"])
 
 
 def test_no_digit_of_any_labelled_entity_survives_in_the_corpus() -> None:
@@ -145,3 +147,16 @@ def test_no_digit_of_any_labelled_entity_survives_in_the_corpus() -> None:
                 if DIGIT.search(word) or DIGIT_WORDS.fullmatch(word.strip(".,")):
                     leaks += 1
     assert leaks <= 2
+
+
+def test_a_joined_number_read_as_its_parts_keeps_the_card_last_four() -> None:
+    card = "four " + " ".join(["one"] * 11) + " one two three four"
+    words = words_of(f"what's the cvv | one two three four | {card}")
+    result = redact(words, style="last4")
+    assert [s.entity for s in result.spans] == ["CVV", "CARD"]
+    assert result.text == "what's the cvv [CVV] [CARD ending 1234]"
+
+
+def test_the_corpus_is_the_same_for_the_same_seed() -> None:
+    assert generate(40, seed=3) == generate(40, seed=3)
+    assert generate(40, seed=3) != generate(40, seed=4)
