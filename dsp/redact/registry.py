@@ -27,6 +27,8 @@ from dsp.redact.scan import Scan
 
 __all__ = ["Registry", "SpanTable"]
 
+_SPLIT_MARGIN = 0.02  # how much better, on average, typed parts must score than the whole
+
 
 @dataclass(frozen=True)
 class SpanTable:
@@ -143,8 +145,10 @@ class Registry:
         part_score: np.ndarray,
     ) -> npt.NDArray[np.bool_]:
         """Which numbers joined across a segment boundary are better read as their parts:
-        the whole is no typed entity (at most the catch-all's), while every part is
-        some entity and at least one part a typed one. Redaction never shrinks."""
+        every part is some entity and at least one part a typed one, while the whole
+        is no typed entity (at most the catch-all's), or every part is typed and the
+        parts score higher on average than the whole ("routing ..." | "... is my
+        account number"). Redaction never shrinks."""
         detectors = [self.detectors[i] for i in range(len(self.detectors))]
         run_codes = [i for i, d in enumerate(detectors) if isinstance(d, RunDetector)]
         catch_all = np.array([detectors[i].catch_all for i in run_codes], dtype=np.bool_)
@@ -155,7 +159,9 @@ class Registry:
         typed = np.bincount(
             parent, weights=(part_score > 0) & ~catch_all[part_best], minlength=len(best)
         )
-        return (parts > 0) & ~whole_typed & (covered == parts) & (typed > 0)
+        mean = np.bincount(parent, weights=part_score, minlength=len(best)) / np.maximum(parts, 1)
+        better = (typed == parts) & (mean > best_score + _SPLIT_MARGIN)
+        return (parts > 0) & (covered == parts) & (typed > 0) & (~whole_typed | better)
 
     def _span_candidates(
         self, scan: Scan
