@@ -615,20 +615,21 @@ class RetentionSettings(_Section):
 
 
 REDACTABLE_ENTITIES: tuple[str, ...] = (
-    "card",
-    "cvv",
-    "expiry",
-    "pin",
-    "ssn",
-    "bank_account",
-    "aba_routing",
-    "iban",
-    "phone",
-    "email",
-    "date_of_birth",
-    "payment_digits",
+    "CARD",
+    "CVV",
+    "EXPIRY",
+    "PIN",
+    "SSN",
+    "BANK_ACCOUNT",
+    "ROUTING",
+    "IBAN",
+    "PHONE",
+    "EMAIL",
+    "DOB",
+    "DIGITS",
 )
-"""Entity types the redactor knows (``shared/reference/redaction.md``)."""
+"""Entity types the redactor knows (``shared/reference/redaction.md``), as the tags that
+replace them read (``[CARD]``); ``DIGITS`` is the catch-all for digits in a payment context."""
 
 
 class TenantAnalysisSettings(_Section):

@@ -78,7 +78,7 @@ opt_in = "notices/notice.wav"
 
 [tenants.analysis]
 transcriber = "pocketsphinx"
-entities = ["card", "cvv", "expiry", "payment_digits"]
+entities = ["CARD", "CVV", "EXPIRY", "DIGITS"]
 margin_ms = 200
 
 [tenants.sealing]
@@ -172,7 +172,7 @@ def test_a_spoken_card_number_is_gone_from_transcript_and_audio(
         words = [w["text"].lower() for w in caller["words"]]
         assert not any(ch.isdigit() for ch in caller["text"]), caller["text"]
         assert longest_digit_run(words) < 4, words
-        assert "[CARD]" in caller["text"] or "[PAYMENT_DIGITS]" in caller["text"], caller["text"]
+        assert "[CARD]" in caller["text"] or "[DIGITS]" in caller["text"], caller["text"]
         spans = [s for s in transcript["redactions"] if s["party"] == "caller"]
         assert spans, transcript
         cues = get(http, key, f"/v1/calls/{record_id}/cues").json()["analyses"][0]["cues"]

@@ -125,7 +125,7 @@ def test_job_spec_carries_the_tenants_choices_and_keys() -> None:
                 "http_url": "http://127.0.0.1:9/speech",
                 "replacement": "last4",
                 "margin_ms": 100,
-                "entities": ["card", "ssn"],
+                "entities": ["CARD", "SSN"],
             },
             "sealing": {"keys": {"a": "A" * 43 + "="}, "keys_env": "CALLGATE_TEST_KEYS"},
         }
@@ -140,5 +140,12 @@ def test_job_spec_carries_the_tenants_choices_and_keys() -> None:
         del os.environ["CALLGATE_TEST_KEYS"]
     assert set(keys) == {"a", "b"} and current == "b"
     assert spec.transcriber_options["url"] == "http://127.0.0.1:9/speech"
-    assert spec.entities == ("card", "ssn") and spec.replacement == "last4"
+    assert spec.entities == ("CARD", "SSN") and spec.replacement == "last4"
     assert spec.margin_s == 0.1 and spec.current_key == "b"
+
+
+def test_the_settings_name_every_entity_the_redactor_knows() -> None:
+    from dsp.redact.registry import Registry
+    from gateway.config import REDACTABLE_ENTITIES
+
+    assert set(Registry().entities) == set(REDACTABLE_ENTITIES)
