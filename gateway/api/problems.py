@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SqlTimeout
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,14 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             if name in error.headers:
                 problem.headers[name] = error.headers[name]
         return problem.response(request.path)
+    except (SqlTimeout, OperationalError) as error:
+        log.warning("API %s %s: store busy or unreachable: %s", request.method, request.path, error)
+        return ApiProblem(
+            503,
+            "store-unavailable",
+            "the store is busy or unreachable; try again shortly",
+            headers={"Retry-After": "1"},
+        ).response(request.path)
     except Exception:
         log.exception("API %s %s failed", request.method, request.path)
         return ApiProblem(

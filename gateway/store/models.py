@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Column,
     Float,
     ForeignKey,
     Index,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -137,6 +139,13 @@ class CallRecord(Base):
         Index("ix_calls_tenant_started_at_id", "tenant", "started_at", "id"),
         Index("ix_calls_tenant_source_number", "tenant", "source_number", "started_at"),
         Index("ix_calls_tenant_destination_number", "tenant", "destination_number", "started_at"),
+        Index(
+            "ix_calls_open",
+            "tenant",
+            "started_at",
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
         Index(
             "ix_calls_tenant_stats",
             "tenant",
@@ -462,3 +471,25 @@ class AnalysisRow(Base):
 
 
 ANALYSES: Table = AnalysisRow.__table__  # type: ignore[assignment]
+
+
+CALL_STATS_HOURLY: Table = Table(
+    "call_stats_hourly",
+    Base.metadata,
+    Column("tenant", Text(), primary_key=True),
+    Column("hour", UtcDateTime(), primary_key=True),
+    Column("calls", Integer(), nullable=False),
+    Column("answered", Integer(), nullable=False),
+    Column("duration_s", Float(), nullable=False),
+    Column("billable_s", Float(), nullable=False),
+    *(Column(f"o_{outcome}", Integer(), nullable=False) for outcome in CONSENT_OUTCOMES),
+)
+"""Per tenant and UTC hour of start: the counts /v1/stats sums, for settled hours only."""
+
+CALL_STATS_MARKS: Table = Table(
+    "call_stats_marks",
+    Base.metadata,
+    Column("tenant", Text(), primary_key=True),
+    Column("settled_until", UtcDateTime(), nullable=False),
+)
+"""Per tenant: ``call_stats_hourly`` holds every hour before this instant."""

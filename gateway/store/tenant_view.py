@@ -24,9 +24,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
-    case,
     delete,
-    func,
     select,
     tuple_,
     update,
@@ -39,16 +37,15 @@ from gateway.store.models import (
     ANALYSIS_JOBS,
     CALLS,
     CONSENT_EVENTS,
-    CONSENT_OUTCOMES,
     DISPOSITIONS,
     RECORDINGS,
     REDACTIONS,
     TRANSCRIPTS,
 )
 from gateway.store.queries import call_recordings, consent_trail, record_dict
+from gateway.store.stats import Bucket, tenant_stats
 
 Order = Literal["desc", "asc"]
-Bucket = Literal["hour", "day", "week"]
 
 LIST_EXCLUDED = ("media_stats", "consent_rules")
 """Columns a listing leaves out (the single call has them): the large JSON ones."""
@@ -350,44 +347,10 @@ class TenantView:
 
     # -------------------------------------------------------------- stats
 
-    def _bucket(self, bucket: Bucket) -> ColumnElement[Any]:
-        """The start of each row's hour, day or ISO week (Monday), as UTC text."""
-        started = CALLS.c.started_at
-        if self.engine.dialect.name == "postgresql":
-            trunc = func.date_trunc(bucket, func.timezone("UTC", started))
-            return func.to_char(trunc, 'YYYY-MM-DD"T"HH24:00:00"Z"')
-        if bucket == "hour":
-            return func.substr(started, 1, 10) + "T" + func.substr(started, 12, 2) + ":00:00Z"
-        if bucket == "day":
-            return func.substr(started, 1, 10) + "T00:00:00Z"
-        # SQLite: the Monday on or before the day ('weekday 1' goes forward to Monday)
-        return func.date(started, "-6 days", "weekday 1") + "T00:00:00Z"
-
     async def stats(self, since: datetime, until: datetime, bucket: Bucket) -> list[dict[str, Any]]:
-        """Per bucket: calls, answered, answer rate, total and mean duration, consent outcomes."""
-        c = CALLS.c
-        start = self._bucket(bucket).label("bucket")
-        answered = func.sum(case((c.answered_at.is_not(None), 1), else_=0))
-        outcome_sums = [
-            func.sum(case((c.consent_outcome == outcome, 1), else_=0)).label(f"o_{outcome}")
-            for outcome in CONSENT_OUTCOMES
-        ]
-        query = (
-            self._calls(
-                start,
-                func.count().label("calls"),
-                answered.label("answered"),
-                func.coalesce(func.sum(c.billable_s), 0.0).label("billable_s"),
-                func.coalesce(func.sum(c.duration_s), 0.0).label("duration_s"),
-                *outcome_sums,
-            )
-            .where(c.started_at >= since, c.started_at < until)
-            .group_by(start)
-            .order_by(start)
-        )
-        async with self.engine.connect() as connection:
-            rows = (await connection.execute(query)).mappings().all()
-        return [_stats_row(row) for row in rows]
+        """Per bucket: calls, answered, answer rate, total and mean duration, consent outcomes
+        (:mod:`gateway.store.stats`)."""
+        return await tenant_stats(self.engine, self.tenant, since, until, bucket)
 
     # -------------------------------------------------------------- subjects
 
@@ -522,26 +485,6 @@ class TenantView:
                     detail["transcripts"] = removed.transcripts
                 await self.audit(connection, "retention.purge", detail=detail)
         return removed
-
-
-def _stats_row(row: Any) -> dict[str, Any]:
-    calls = int(row["calls"])
-    answered = int(row["answered"] or 0)
-    billable = float(row["billable_s"] or 0.0)
-    return {
-        "bucket": row["bucket"],
-        "calls": calls,
-        "answered": answered,
-        "answer_rate": round(answered / calls, 4) if calls else 0.0,
-        "duration_s": round(float(row["duration_s"] or 0.0), 3),
-        "billable_s": round(billable, 3),
-        "mean_billable_s": round(billable / answered, 3) if answered else 0.0,
-        "consent": {
-            outcome: int(row[f"o_{outcome}"] or 0)
-            for outcome in CONSENT_OUTCOMES
-            if row[f"o_{outcome}"]
-        },
-    }
 
 
 __all__ = [

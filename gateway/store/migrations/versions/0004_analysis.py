@@ -11,7 +11,10 @@ Written by hand for both SQLite and PostgreSQL, as the others.
 - ``transcripts``: one per recording and party, redacted text and word list.
 - ``redactions``: the spans removed (type, words, times), never their content.
 - ``analyses``: per recording, the talk-time cues and what was muted.
-- ``ix_calls_tenant_stats``: a covering index for the stats endpoint.
+- ``ix_calls_tenant_stats``: a covering index for the stats endpoint;
+  ``call_stats_hourly``: per tenant and hour, the counts of calls whose hour
+  is settled (every call in it ended), ``call_stats_marks``: up to where;
+  ``ix_calls_open``: the calls still open.
 - ``recordings`` gains ``key_id`` (the key that sealed the file, null when
   stored plain) and ``redacted_at``.
 """
@@ -131,7 +134,35 @@ def upgrade() -> None:
 
     # /v1/stats reads only these columns of a range: the index alone answers it
     op.create_index("ix_calls_tenant_stats", "calls", [*STATS_COLUMNS])
+    # the calls still open, for the stats' settled horizon
+    op.create_index(
+        "ix_calls_open",
+        "calls",
+        ["tenant", "started_at"],
+        sqlite_where=sa.text("ended_at IS NULL"),
+        postgresql_where=sa.text("ended_at IS NULL"),
+    )
+    op.create_table(
+        "call_stats_hourly",
+        sa.Column("tenant", sa.Text(), nullable=False),
+        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("calls", sa.Integer(), nullable=False),
+        sa.Column("answered", sa.Integer(), nullable=False),
+        sa.Column("duration_s", sa.Float(), nullable=False),
+        sa.Column("billable_s", sa.Float(), nullable=False),
+        *(sa.Column(f"o_{outcome}", sa.Integer(), nullable=False) for outcome in OUTCOMES),
+        sa.PrimaryKeyConstraint("tenant", "hour", name="pk_call_stats_hourly"),
+    )
+    op.create_table(
+        "call_stats_marks",
+        sa.Column("tenant", sa.Text(), nullable=False),
+        sa.Column("settled_until", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("tenant", name="pk_call_stats_marks"),
+    )
 
+
+OUTCOMES = ("granted", "declined", "timed_out", "withdrawn", "pending", "none", "unavailable")
+"""The consent outcomes (models.CONSENT_OUTCOMES as of this revision)."""
 
 STATS_COLUMNS = (
     "tenant",
@@ -144,6 +175,9 @@ STATS_COLUMNS = (
 
 
 def downgrade() -> None:
+    op.drop_table("call_stats_marks")
+    op.drop_table("call_stats_hourly")
+    op.drop_index("ix_calls_open", table_name="calls")
     op.drop_index("ix_calls_tenant_stats", table_name="calls")
     op.drop_index("ix_analyses_call_record_id", table_name="analyses")
     op.drop_table("analyses")
