@@ -25,12 +25,15 @@ from typing import Any
 from urllib.parse import quote
 
 import asyncpg
-from sqlalchemy import ColumnElement, DateTime, String, Text, case, func, literal
+from sqlalchemy import ColumnElement, DateTime, case, func, literal
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.tenant_view import LIST_COLUMNS, LIST_NAMES, CallFilter, Order, TenantView
 
 BATCH = 2_000
+FREE_TEXT = frozenset({"call_id", "b_call_id", "source_uri", "destination_uri", "end_reason"})
+"""Columns whose text comes from the peers' SIP messages, so may start like a formula; the
+others hold ids, E.164 numbers, enumerations and the gateway's own names."""
 QUEUE_CHUNKS = 16
 
 
@@ -54,7 +57,7 @@ def export_statement(view: TenantView, where: CallFilter, order: Order) -> str:
     for column in LIST_COLUMNS:
         if isinstance(column.type, DateTime) or column.name.endswith("_at"):
             expression = _instant(column, dialect.name)
-        elif isinstance(column.type, (String, Text)):
+        elif column.name in FREE_TEXT:
             expression = _text(column)
         else:
             expression = column
