@@ -147,15 +147,35 @@ async def settle(engine: AsyncEngine, tenant: str, now: datetime) -> datetime | 
         return horizon
 
 
-async def stored_hours(
-    connection: AsyncConnection, tenant: str, since: datetime, until: datetime
-) -> list[dict[str, Any]]:
-    query = select(CALL_STATS_HOURLY).where(
-        CALL_STATS_HOURLY.c.tenant == tenant,
-        CALL_STATS_HOURLY.c.hour >= since,
-        CALL_STATS_HOURLY.c.hour < until,
+def _bucket_expression(dialect: str, bucket: Bucket) -> Any:
+    """The start of the bucket of each stored hour, as the API writes it (RFC 3339, UTC)."""
+    hour = CALL_STATS_HOURLY.c.hour
+    if dialect == "postgresql":
+        unit = "hour" if bucket == "hour" else bucket
+        return func.to_char(
+            func.date_trunc(unit, func.timezone("UTC", hour)), 'YYYY-MM-DD"T"HH24:00:00"Z"'
+        )
+    if bucket == "hour":
+        return func.substr(hour, 1, 10) + "T" + func.substr(hour, 12, 2) + ":00:00Z"
+    if bucket == "day":
+        return func.substr(hour, 1, 10) + "T00:00:00Z"
+    # the Monday on or before the day ('weekday 1' goes forward to the next Monday)
+    return func.date(hour, "-6 days", "weekday 1") + "T00:00:00Z"
+
+
+async def stored_buckets(
+    connection: AsyncConnection, tenant: str, since: datetime, until: datetime, bucket: Bucket
+) -> dict[str, dict[str, float]]:
+    """The settled hours in [since, until), summed per bucket by the database."""
+    table = CALL_STATS_HOURLY
+    key = _bucket_expression(connection.dialect.name, bucket).label("bucket")
+    query = (
+        select(key, *(func.sum(table.c[name]).label(name) for name in COUNTS))
+        .where(table.c.tenant == tenant, table.c.hour >= since, table.c.hour < until)
+        .group_by(key)
     )
-    return [dict(row) for row in (await connection.execute(query)).mappings()]
+    rows = (await connection.execute(query)).all()
+    return {row[0]: dict(zip(COUNTS, row[1:], strict=True)) for row in rows}
 
 
 def bucket_of(hour: datetime, bucket: Bucket) -> str:
@@ -166,9 +186,17 @@ def bucket_of(hour: datetime, bucket: Bucket) -> str:
     return hour.strftime("%Y-%m-%dT%H:00:00Z")
 
 
-def buckets(hours: Sequence[dict[str, Any]], bucket: Bucket) -> list[dict[str, Any]]:
-    """Sum hourly counts into buckets, in time order, as the API shows them."""
+def buckets(
+    hours: Sequence[dict[str, Any]],
+    bucket: Bucket,
+    summed: dict[str, dict[str, float]] | None = None,
+) -> list[dict[str, Any]]:
+    """Sum hourly counts (and buckets already summed) into buckets, in time order."""
     sums: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(COUNTS, 0))
+    for key, row in (summed or {}).items():
+        target = sums[key]
+        for name in COUNTS:
+            target[name] += row[name] or 0
     for row in hours:
         target = sums[bucket_of(row["hour"], bucket)]
         for name in COUNTS:
@@ -207,13 +235,15 @@ async def tenant_stats(
     inner_start, inner_end = ceil_hour(since), floor_hour(until)
     if settled is not None:
         inner_end = min(inner_end, settled)
+    summed: dict[str, dict[str, float]] = {}
     async with engine.connect() as connection:
         if inner_start < inner_end:
-            hours = await stored_hours(connection, tenant, inner_start, inner_end)
+            summed = await stored_buckets(connection, tenant, inner_start, inner_end, bucket)
+            hours = []
             if since < inner_start:
                 hours += await live_hours(connection, tenant, since, inner_start)
             if inner_end < until:
                 hours += await live_hours(connection, tenant, inner_end, until)
         else:
             hours = await live_hours(connection, tenant, since, until)
-    return buckets(hours, bucket)
+    return buckets(hours, bucket, summed)
