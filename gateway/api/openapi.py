@@ -515,7 +515,18 @@ def document() -> dict[str, Any]:
                             "type": "array",
                             "items": {"$ref": "#/components/schemas/CallDetail"},
                         },
-                        "transcripts": {"type": "array"},
+                        "transcripts": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["call", "party", "href"],
+                                "properties": {
+                                    "call": {"type": "string"},
+                                    "party": {"type": "string"},
+                                    "href": {"type": "string"},
+                                },
+                            },
+                        },
                     },
                 },
                 "Erasure": {

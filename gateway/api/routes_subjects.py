@@ -43,8 +43,11 @@ async def export_subject(request: web.Request) -> web.Response:
         for recording in call["recordings"]:
             recording["href"] = f"/v1/calls/{call['id']}/recording?id={recording['id']}"
             recording.pop("path", None)
+    transcripts = [
+        {**item, "href": f"/v1/calls/{item['call']}/transcript"} for item in found["transcripts"]
+    ]
     return json_response(
-        {"number": number, "calls": found["calls"], "transcripts": []},
+        {"number": number, "calls": found["calls"], "transcripts": transcripts},
         headers={"Content-Disposition": 'attachment; filename="subject-export.json"'},
     )
 

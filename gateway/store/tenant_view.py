@@ -261,19 +261,7 @@ class TenantView:
             )
             if row is None:
                 return None
-            found = record_dict(row)
-            found["consent_events"] = await consent_trail(connection, record_id)
-            found["recordings"] = await call_recordings(connection, record_id)
-            jobs = select(
-                ANALYSIS_JOBS.c.recording_id,
-                ANALYSIS_JOBS.c.state,
-                ANALYSIS_JOBS.c.attempts,
-                ANALYSIS_JOBS.c.last_error,
-                ANALYSIS_JOBS.c.finished_at,
-            ).where(ANALYSIS_JOBS.c.call_record_id == record_id)
-            found["analysis"] = [
-                record_dict(job) for job in (await connection.execute(jobs)).mappings()
-            ]
+            found = await _with_trail(connection, record_dict(row))
             await self.audit_read(connection, "call.read", target=record_id)
         return found
 
@@ -362,13 +350,21 @@ class TenantView:
         query = self._calls().where(self._of_subject(numbers)).order_by(CALLS.c.started_at)
         async with self.engine.begin() as connection:
             calls = [record_dict(row) for row in (await connection.execute(query)).mappings()]
-            for call in calls:
-                call["consent_events"] = await consent_trail(connection, call["id"])
-                call["recordings"] = await call_recordings(connection, call["id"])
+            calls = [await _with_trail(connection, call) for call in calls]
+            ids = [call["id"] for call in calls]
+            transcribed = (
+                select(TRANSCRIPTS.c.call_record_id, TRANSCRIPTS.c.party)
+                .where(TRANSCRIPTS.c.tenant == self.tenant, TRANSCRIPTS.c.call_record_id.in_(ids))
+                .order_by(TRANSCRIPTS.c.call_record_id, TRANSCRIPTS.c.party)
+            )
+            transcripts = [
+                {"call": row[0], "party": row[1]}
+                for row in (await connection.execute(transcribed)).all()
+            ]
             await self.audit(
                 connection, "subject.export", target=token, detail={"calls": len(calls)}
             )
-        return {"calls": calls}
+        return {"calls": calls, "transcripts": transcripts}
 
     async def erase_subject(self, numbers: Sequence[str], token: str) -> Erasure:
         """Remove the number's recordings and put ``token`` where the number was.
@@ -485,6 +481,22 @@ class TenantView:
                     detail["transcripts"] = removed.transcripts
                 await self.audit(connection, "retention.purge", detail=detail)
         return removed
+
+
+async def _with_trail(connection: AsyncConnection, call: dict[str, Any]) -> dict[str, Any]:
+    """A call record with its consent trail, recordings and analysis jobs."""
+    record_id = call["id"]
+    call["consent_events"] = await consent_trail(connection, record_id)
+    call["recordings"] = await call_recordings(connection, record_id)
+    jobs = select(
+        ANALYSIS_JOBS.c.recording_id,
+        ANALYSIS_JOBS.c.state,
+        ANALYSIS_JOBS.c.attempts,
+        ANALYSIS_JOBS.c.last_error,
+        ANALYSIS_JOBS.c.finished_at,
+    ).where(ANALYSIS_JOBS.c.call_record_id == record_id)
+    call["analysis"] = [record_dict(job) for job in (await connection.execute(jobs)).mappings()]
+    return call
 
 
 __all__ = [

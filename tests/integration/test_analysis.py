@@ -153,7 +153,12 @@ def test_a_spoken_card_number_is_gone_from_transcript_and_audio(
 ) -> None:
     path, sent = speech
     key = make_key(gateway, "acme", "admin")
-    callee = sipp_factory("uas_answer_wait_bye", local_ip=PBX_HOST, local_port=gateway.pbx_port)
+    callee = sipp_factory(
+        "uas_answer_wait_bye",
+        local_ip=PBX_HOST,
+        local_port=gateway.pbx_port,
+        recv_timeout_ms=30_000,  # the phone talks for about 12 s before its BYE
+    )
     phone = baresip_factory(TRUNK_HOST, user=CALLER, audio_source=path)
     phone.dial(f"sip:+12125550100@{GATEWAY_HOST}:{gateway.sip_port}")
     phone.wait_established(timeout=10)
@@ -200,6 +205,12 @@ def test_a_spoken_card_number_is_gone_from_transcript_and_audio(
     assert b"RIFF" not in files[0].read_bytes()[:64]
 
     with httpx.Client(base_url=f"http://{GATEWAY_HOST}:{gateway.api_port}", timeout=30) as http:
+        export = get(http, key, f"/v1/subjects/{CALLER}/export").json()
+        assert {(t["call"], t["party"]) for t in export["transcripts"]} == {
+            (record_id, "caller"),
+            (record_id, "callee"),
+        }
+        assert export["transcripts"][0]["href"] == f"/v1/calls/{record_id}/transcript"
         erased = http.delete(f"/v1/subjects/{CALLER}", headers={"Authorization": f"Bearer {key}"})
         assert erased.status_code == 200 and erased.json()["files_removed"] == 1
         after = get(http, key, f"/v1/calls/{record_id}/transcript").json()
