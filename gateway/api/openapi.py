@@ -220,7 +220,7 @@ def document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": _json("CaptureRequest")},
                     "responses": {
                         "200": {"description": "applied", "content": _json("CaptureResult")},
-                        **_problem_responses(400, 401, 403, 404, 409, 413, 415),
+                        **_problem_responses(400, 401, 403, 404, 409, 413, 415, 503),
                     },
                 }
             },
@@ -249,7 +249,7 @@ def document() -> dict[str, Any]:
                                 "audio/wav": {"schema": {"type": "string", "format": "binary"}}
                             },
                         },
-                        **_problem_responses(400, 401, 404, 410, 416, 503),
+                        **_problem_responses(400, 401, 404, 409, 410, 416, 503),
                     },
                 }
             },

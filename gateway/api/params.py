@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
 from multidict import MultiMapping
 
@@ -73,7 +73,10 @@ class QueryParams:
                 f"{name}={value!r} has no UTC offset: add Z or +hh:mm (an instant without "
                 "one is ambiguous)"
             )
-        return parsed
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise bad_request(f"{name}={value!r} is outside the range of dates") from None
 
     def choice(self, name: str, choices: Iterable[str]) -> str | None:
         value = self.values.get(name)

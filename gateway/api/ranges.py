@@ -11,7 +11,7 @@ import re
 
 from gateway.api.problems import ApiProblem
 
-_SINGLE = re.compile(r"bytes=(\d*)-(\d*)")
+_SINGLE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})")
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -27,7 +27,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     if not first:  # the last N bytes
         length = int(last)
-        if length == 0:
+        if length == 0 or size == 0:
             raise _unsatisfiable(size)
         return max(size - length, 0), size
     start = int(first)

@@ -15,6 +15,7 @@ from gateway.api.cursor import decode_cursor, encode_cursor, fingerprint
 from gateway.api.numbers import subject_numbers
 from gateway.api.params import QueryParams, is_record_id
 from gateway.api.problems import ApiProblem, bad_request, json_response, not_found
+from gateway.store.capture_bus import CaptureBusError
 from gateway.store.export import csv_chunks
 from gateway.store.models import CONSENT_OUTCOMES, DIRECTIONS, DISPOSITIONS
 from gateway.store.tenant_view import CallFilter, Order
@@ -75,6 +76,19 @@ def record_id_of(request: web.Request) -> str:
     return record_id
 
 
+def _shown(where: CallFilter) -> dict[str, Any]:
+    """The export's filter for its audit entry (numbers as the count of them, not the numbers)."""
+    return {
+        "from": where.since.isoformat() if where.since else None,
+        "to": where.until.isoformat() if where.until else None,
+        "numbers": len(where.numbers),
+        "direction": where.direction,
+        "dispositions": list(where.dispositions),
+        "consent": list(where.consent_outcomes),
+        "min_duration_s": where.min_duration_s,
+    }
+
+
 def _wants_csv(request: web.Request, params: QueryParams) -> bool:
     fmt = params.choice("format", ("json", "csv"))
     if fmt is not None:
@@ -120,6 +134,7 @@ async def _stream_csv(
     )
     response.enable_chunked_encoding()
     await response.prepare(request)
+    await view.audit_read(None, "calls.export", detail={"order": order, **_shown(where)})
     async for chunk in csv_chunks(view, where, order):
         await response.write(chunk)
     await response.write_eof()
@@ -166,7 +181,15 @@ async def capture(request: web.Request) -> web.Response:
     applied = None if live is None else live.consent.capture_command(record_id, view.tenant, action)
     instance = state["gateway_instance"]
     if applied is None and context.bus is not None:
-        applied = await context.bus.request(record_id, view.tenant, action, instance)
+        try:
+            applied = await context.bus.request(record_id, view.tenant, action, instance)
+        except CaptureBusError as error:
+            raise ApiProblem(
+                503,
+                "bus-unavailable",
+                f"the command could not be sent to instance {instance!r}: {error}; try again",
+                headers={"Retry-After": "1"},
+            ) from None
     if applied is None:
         raise ApiProblem(
             409,

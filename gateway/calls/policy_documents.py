@@ -10,12 +10,14 @@ gives, the one each call record then names.
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.config import Settings, TenantConsentSettings
+from gateway.config import SHIPPED_NOTICES_DIR, Settings, TenantConsentSettings
 from gateway.consent.policy import ConsentPolicy, OverrideError, build_policy
 from gateway.media.notice import NoticeAudio, NoticeError, load_notice
 
@@ -39,6 +41,40 @@ class PolicyDocumentError(ValueError):
 def policy_document(consent: TenantConsentSettings) -> dict[str, Any]:
     """The JSON form of a tenant's consent settings, every default filled in."""
     return consent.model_dump(mode="json")
+
+
+MAX_NOTICE_BYTES = 10_000_000
+"""The largest notice file a policy set through the API may name."""
+
+
+def _notice_roots(settings: Settings) -> list[Path]:
+    """Where notices named through the API may live: the shipped ones and, beside the
+    settings file, its ``notices`` directory."""
+    roots = [SHIPPED_NOTICES_DIR.resolve()]
+    if settings.config_dir is not None:
+        roots.append((settings.config_dir / "notices").resolve())
+    return roots
+
+
+def _allowed_notice(path: Path, roots: list[Path]) -> bool:
+    """A regular file, not too big, inside one of ``roots`` once links are resolved: a
+    tenant's administrator must not make the gateway read any other file of the host."""
+    try:
+        resolved = path.resolve(strict=True)
+        info = resolved.stat()
+    except (OSError, RuntimeError):
+        return False
+    return (
+        stat.S_ISREG(info.st_mode)
+        and info.st_size <= MAX_NOTICE_BYTES
+        and any(resolved.is_relative_to(root) for root in roots)
+    )
+
+
+def _shown_path(path: Path, settings: Settings) -> str:
+    if settings.config_dir is not None and path.is_relative_to(settings.config_dir):
+        return str(path.relative_to(settings.config_dir))
+    return path.name
 
 
 def check_policy_document(
@@ -70,11 +106,25 @@ def check_policy_document(
         raise PolicyDocumentError([Problem("", str(error))]) from None
     notices: dict[Any, NoticeAudio] = {}
     problems = []
+    roots = _notice_roots(settings)
     for path in policy.notice_paths():
+        if not _allowed_notice(path, roots):
+            problems.append(
+                Problem(
+                    "notices",
+                    "a notice set through the API must be a WAV file of at most "
+                    f"{MAX_NOTICE_BYTES // 1_000_000} MB under the gateway's notices directory "
+                    f"({', '.join(str(root) for root in roots)}); "
+                    f"{_shown_path(path, settings)!r} is not one",
+                )
+            )
+            continue
         try:
             notices[path] = load_notice(path)
-        except NoticeError as error:
-            problems.append(Problem("notices", str(error)))
+        except NoticeError:
+            problems.append(
+                Problem("notices", f"{_shown_path(path, settings)!r} is not a usable WAV notice")
+            )
     if problems:
         raise PolicyDocumentError(problems)
     return consent, policy, notices

@@ -106,23 +106,33 @@ class AuditBuffer:
             await self.flush()
 
     async def flush(self) -> None:
-        """Write every waiting entry now (kept for the next try if the store fails)."""
+        """Write every waiting entry now (kept for the next try if the store fails, or if
+        the write is interrupted)."""
         entries, self._entries = self._entries, []
         if not entries:
             return
         try:
             async with self.engine.begin() as connection:
                 await connection.execute(insert(AUDIT_LOG), entries)
-        except Exception:
+        except BaseException as error:
             self._entries[:0] = entries
+            if not isinstance(error, Exception):
+                raise
             log.exception("audit log: %d entries not written yet; will retry", len(entries))
             await asyncio.sleep(self.max_delay)
             return
         self.written += len(entries)
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+    async def close(self, timeout: float = 5.0) -> None:
+        """Write what is waiting: let the running batch finish, then one last try."""
+        self._wake.set()
+        if self._task is not None and not self._task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # its entries go back to the buffer (see flush)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.flush()
+        if self._entries:
+            log.error("audit log: %d entries could not be written at shutdown", len(self._entries))

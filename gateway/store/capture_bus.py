@@ -46,8 +46,19 @@ async def _connect(url: URL) -> asyncpg.Connection:
     )
 
 
+class CaptureBusError(RuntimeError):
+    """The bus cannot carry a command now (its connection is down)."""
+
+
+RECONNECT_S = 1.0
+
+
 class CaptureBus:
-    """One instance's end of the bus: it answers for its calls and asks for others'."""
+    """One instance's end of the bus: it answers for its calls and asks for others'.
+
+    One connection listens; statements on it are serialised (a connection runs
+    one at a time). If it drops, the bus reconnects and listens again.
+    """
 
     def __init__(self, url: URL, instance_id: str) -> None:
         self.url = url
@@ -55,16 +66,53 @@ class CaptureBus:
         self._connection: asyncpg.Connection | None = None
         self._apply: Apply | None = None
         self._waiting: dict[str, asyncio.Future[bool | None]] = {}
+        self._lock = asyncio.Lock()
+        self._closing = False
+        self._reconnecting: asyncio.Task[None] | None = None
 
     async def start(self, apply: Apply | None = None) -> None:
         """Connect and listen for answers, and for commands when ``apply`` is given."""
         self._apply = apply
-        self._connection = await _connect(self.url)
-        await self._connection.add_listener(ANSWERS, self._on_answer)
-        if apply is not None:
-            await self._connection.add_listener(COMMANDS, self._on_command)
+        await self._listen()
+
+    async def _listen(self) -> None:
+        connection = await _connect(self.url)
+        await connection.add_listener(ANSWERS, self._on_answer)
+        if self._apply is not None:
+            await connection.add_listener(COMMANDS, self._on_command)
+        connection.add_termination_listener(self._on_lost)
+        self._connection = connection
+
+    def _on_lost(self, connection: Any) -> None:
+        if self._closing or connection is not self._connection:
+            return
+        self._connection = None
+        log.warning("capture bus: connection lost; reconnecting")
+        self._reconnecting = asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        while not self._closing and self._connection is None:
+            try:
+                await self._listen()
+                log.info("capture bus: listening again")
+            except (OSError, asyncpg.PostgresError) as error:
+                log.warning("capture bus: reconnect failed (%s); retrying", error)
+                await asyncio.sleep(RECONNECT_S)
+
+    async def _notify(self, channel: str, payload: str) -> None:
+        connection = self._connection
+        if connection is None:
+            raise CaptureBusError("the capture bus is reconnecting")
+        try:
+            async with self._lock:
+                await connection.execute("SELECT pg_notify($1, $2)", channel, payload)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            raise CaptureBusError(f"the capture bus failed: {error}") from error
 
     async def close(self) -> None:
+        self._closing = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close(timeout=2)
@@ -74,9 +122,9 @@ class CaptureBus:
         self._waiting.clear()
 
     async def request(self, record_id: str, tenant: str, action: str, instance: str) -> bool | None:
-        """Send the command to ``instance``; its answer, or None if none came in time."""
-        if self._connection is None:
-            return None
+        """Send the command to ``instance``; its answer, or None if none came in time.
+
+        Raises :class:`CaptureBusError` when the bus cannot carry it now."""
         request_id = uuid.uuid4().hex
         future: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
@@ -111,8 +159,7 @@ class CaptureBus:
         task.add_done_callback(_log_failure)
 
     async def _answer(self, answer: str) -> None:
-        if self._connection is not None:
-            await self._connection.execute("SELECT pg_notify($1, $2)", ANSWERS, answer)
+        await self._notify(ANSWERS, answer)
 
     def _on_answer(self, connection: Any, pid: int, channel: str, payload: str) -> None:
         try:

@@ -4,9 +4,9 @@ PostgreSQL writes the CSV (``COPY (SELECT ...) TO STDOUT``, RFC 4180 quoting)
 and the rows never become Python objects; SQLite is read with the standard
 library's driver in a worker thread, a batch at a time, straight into
 :mod:`csv`. Either way memory stays flat whatever the row count, and the
-columns are formatted in SQL: instants as RFC 3339 UTC, and text that a
-spreadsheet would run as a formula (``=``, ``@``, or ``+``/``-`` not
-followed by a digit) prefixed with ``'``.
+columns are formatted in SQL: instants as RFC 3339 UTC, and text from the
+SIP peers that a spreadsheet could run as a formula (starting with ``=``,
+``+``, ``-``, ``@``, tab or CR) prefixed with ``'``.
 
 The filter, order and tenant come from :class:`~gateway.store.tenant_view.TenantView`
 (its listing statement, rendered with literal values: they are validated
@@ -38,9 +38,7 @@ QUEUE_CHUNKS = 16
 
 
 def _text(column: Any) -> ColumnElement[Any]:
-    first = func.substr(column, 1, 1)
-    second = func.substr(column, 2, 1)
-    risky = first.in_(("=", "@")) | (first.in_(("+", "-")) & ~second.between("0", "9"))
+    risky = func.substr(column, 1, 1).in_(("=", "+", "-", "@", "\t", "\r"))
     return case((risky, literal("'") + column), else_=column)
 
 

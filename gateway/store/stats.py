@@ -233,8 +233,7 @@ async def tenant_stats(
     """Per bucket over [since, until): settled hours from the aggregates, the rest live."""
     settled = await settle(engine, tenant, now or datetime.now(UTC))
     inner_start, inner_end = ceil_hour(since), floor_hour(until)
-    if settled is not None:
-        inner_end = min(inner_end, settled)
+    inner_end = inner_start if settled is None else min(inner_end, settled)
     summed: dict[str, dict[str, float]] = {}
     async with engine.connect() as connection:
         if inner_start < inner_end:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from gateway.store.audit import audit_entries
 from tests.unit.api.conftest import Api
 
@@ -87,3 +89,19 @@ async def test_bodies_must_be_small_json_objects(api: Api) -> None:
     huge = {"home": "US-CA", "pad": "x" * 100_000}
     status, body = await api.json("PUT", "/v1/policy", who="acme-admin", json=huge)
     assert status == 413 and body["type"].endswith("body-too-large")
+
+
+async def test_a_policy_cannot_make_the_gateway_read_other_files(api: Api, tmp_path: Path) -> None:
+    """Notices named through the API must be WAV files under the notices directories."""
+    outside = tmp_path / "secret.wav"
+    outside.write_bytes(b"RIFF" + b"\0" * 100)
+    answers = set()
+    for path in ("/dev/zero", "/etc/passwd", str(outside), "../../../etc/hostname", "/nowhere"):
+        notices = {"en": {"notice": path, "opt_out": path, "opt_in": path}}
+        status, body = await api.json(
+            "PUT", "/v1/policy", who="acme-admin", json={"notices": notices}
+        )
+        assert status == 422, (path, body)
+        assert "notices directory" in body["detail"], body
+        answers.add(body["detail"].replace(Path(path).name, "NAME"))
+    assert len(answers) == 1, answers  # the same words whether a file exists or not
