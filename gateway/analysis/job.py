@@ -54,6 +54,8 @@ class JobSpec:
     keys: dict[str, str] = field(default_factory=dict)
     """Key id -> base64 key; empty: the redacted recording is stored plain."""
     current_key: str | None = None
+    attempt: int = 1
+    """Each attempt writes its own output, so two runs of one job never share a file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,15 +157,15 @@ def _store(source: Path, wav: bytes, spec: JobSpec) -> tuple[Path, str | None]:
     """Write the redacted recording: sealed beside the source, or over it; atomically."""
     if spec.keys:
         keyring = Keyring.from_base64(spec.keys, spec.current_key)
-        plain = source.with_name(source.name + ".redacted")
+        plain = source.with_name(f"{source.name}.{spec.attempt}.redacted")
         _write_atomic(plain, wav)
         try:
-            target = source.with_name(source.name + SEALED_SUFFIX)
+            target = source.with_name(f"{source.name}.{spec.attempt}{SEALED_SUFFIX}")
             encrypt_file(plain, target, keyring)
         finally:
             plain.unlink(missing_ok=True)
         return target, keyring.current
-    target = source.with_name(source.stem + ".redacted.wav")
+    target = source.with_name(f"{source.stem}.{spec.attempt}.redacted.wav")
     _write_atomic(target, wav)
     return target, None
 

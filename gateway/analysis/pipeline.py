@@ -24,6 +24,7 @@ import logging
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from gateway.store.models import (
 
 log = logging.getLogger(__name__)
 
+_SPAWN = multiprocessing.get_context("spawn")
 ERROR_LIMIT = 2000
 CANDIDATES = 16
 """Jobs looked at per claim, so instances claiming at once do not all want the same one."""
@@ -62,7 +64,7 @@ def tenant_keys(tenant: TenantSettings) -> tuple[dict[str, str], str | None]:
     return keys, current
 
 
-def job_spec(tenant: TenantSettings, recording_path: str) -> JobSpec:
+def job_spec(tenant: TenantSettings, recording_path: str, attempt: int = 1) -> JobSpec:
     analysis = tenant.analysis
     options: dict[str, Any] = {"language": analysis.language}
     if analysis.transcriber == "http":
@@ -81,6 +83,22 @@ def job_spec(tenant: TenantSettings, recording_path: str) -> JobSpec:
         margin_s=analysis.margin_ms / 1000,
         keys=keys,
         current_key=current,
+        attempt=attempt,
+    )
+
+
+class StaleClaim(Exception):
+    """The job's lease passed to another claim: this run's results are dropped."""
+
+
+def _mine(job: dict[str, Any]) -> Any:
+    """The job row as this run claimed it: same id, same claimant, same attempt."""
+    c = ANALYSIS_JOBS.c
+    return and_(
+        c.id == job["id"],
+        c.state == "running",
+        c.claimed_by == job["claimed_by"],
+        c.attempts == job["attempts"],
     )
 
 
@@ -103,8 +121,7 @@ class AnalysisPipeline:
         if self.workers < 1:
             return
         await self._release(every_instance=False)
-        context = multiprocessing.get_context("spawn")
-        self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
+        self._executor = ProcessPoolExecutor(self.workers, mp_context=_SPAWN)
         self._task = asyncio.create_task(self._loop(), name="callgate-analysis")
 
     def nudge(self) -> None:
@@ -207,36 +224,50 @@ class AnalysisPipeline:
             ).first()
         job = dict(candidate)
         job["attempts"] += 1
+        job["claimed_by"] = self.instance
         job["path"] = recording[0] if recording else None
         job["redacted"] = recording is not None and recording[1] is not None
         return job
 
     async def _run(self, job: dict[str, Any]) -> None:
         record = job["call_record_id"]
+        heartbeat = asyncio.create_task(self._renew(job))
         try:
             if job["path"] is None:
                 raise FileNotFoundError("the recording's row is gone")
             if job["redacted"]:
                 raise RuntimeError("the recording was already redacted; not analysed twice")
             if not Path(job["path"]).is_file():
-                raise FileNotFoundError(f"recording file {job['path']} is gone")
+                raise FileNotFoundError(f"recording file {Path(job['path']).name} is gone")
             tenant = self.settings.tenant_named(job["tenant"])
-            spec = job_spec(tenant, job["path"])
+            spec = job_spec(tenant, job["path"], attempt=job["attempts"])
             loop = asyncio.get_running_loop()
             assert self._executor is not None
-            result: JobResult = await loop.run_in_executor(self._executor, analyse, spec)
+            try:
+                result: JobResult = await loop.run_in_executor(self._executor, analyse, spec)
+            except BrokenProcessPool:
+                # a worker died (killed, out of memory): a new pool, and this try is free
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=_SPAWN)
+                await self._requeue(job)
+                log.error("call %s: an analysis worker died; job queued again", record)
+                return
             try:
                 await self._store(job, result)
-            except IntegrityError:
-                # the recording was erased (or purged) while it was analysed: keep nothing
+            except (IntegrityError, StaleClaim):
+                # erased, purged, or taken over after a lost lease: keep nothing of this run
                 Path(result.path).unlink(missing_ok=True)
-                log.info("call %s: recording erased during its analysis; results dropped", record)
+                log.warning(
+                    "call %s: analysis results dropped (recording gone or job taken over)", record
+                )
                 return
         except asyncio.CancelledError:
             raise
         except Exception as error:  # every failure is recorded, none stops the queue
             await self._failed(job, error)
             return
+        finally:
+            heartbeat.cancel()
         self.done += 1
         log.info(
             "call %s: analysed (%s): %d redacted span(s), %.1f s muted",
@@ -248,10 +279,36 @@ class AnalysisPipeline:
         with contextlib.suppress(FileNotFoundError):
             Path(job["path"]).unlink()
 
+    async def _renew(self, job: dict[str, Any]) -> None:
+        """Keep the lease while the job runs, so no other claim takes it over."""
+        every = self.settings.analysis.lease_s / 3
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(Exception):
+                async with self.engine.begin() as connection:
+                    await connection.execute(
+                        update(ANALYSIS_JOBS).where(_mine(job)).values(claimed_at=datetime.now(UTC))
+                    )
+
+    async def _requeue(self, job: dict[str, Any]) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                update(ANALYSIS_JOBS)
+                .where(_mine(job))
+                .values(state="queued", claimed_by=None, attempts=ANALYSIS_JOBS.c.attempts - 1)
+            )
+
     async def _store(self, job: dict[str, Any], result: JobResult) -> None:
         now = datetime.now(UTC)
         record, recording, tenant = job["call_record_id"], job["recording_id"], job["tenant"]
         async with self.engine.begin() as connection:
+            finished = await connection.execute(
+                update(ANALYSIS_JOBS)
+                .where(_mine(job))
+                .values(state="done", finished_at=now, last_error=None)
+            )
+            if finished.rowcount != 1:
+                raise StaleClaim(job["id"])
             for transcript in result.transcripts:
                 await connection.execute(
                     insert(TRANSCRIPTS).values(
@@ -302,11 +359,6 @@ class AnalysisPipeline:
                     sha256=result.sha256,
                 )
             )
-            await connection.execute(
-                update(ANALYSIS_JOBS)
-                .where(ANALYSIS_JOBS.c.id == job["id"])
-                .values(state="done", finished_at=now, last_error=None)
-            )
 
     async def _failed(self, job: dict[str, Any], error: BaseException) -> None:
         reason = f"{type(error).__name__}: {error}"[:ERROR_LIMIT]
@@ -321,9 +373,7 @@ class AnalysisPipeline:
             delay = analysis.retry_s * 2 ** (job["attempts"] - 1)
             values.update(state="queued", not_before=now + timedelta(seconds=delay))
         async with self.engine.begin() as connection:
-            await connection.execute(
-                update(ANALYSIS_JOBS).where(ANALYSIS_JOBS.c.id == job["id"]).values(**values)
-            )
+            await connection.execute(update(ANALYSIS_JOBS).where(_mine(job)).values(**values))
         log.log(
             logging.ERROR if final else logging.WARNING,
             "call %s: analysis attempt %d %s: %s",

@@ -48,6 +48,13 @@ async def recording(request: web.Request) -> web.StreamResponse:
     found = await view.recording(record_id, params.record_id("id"))
     if found is None:
         raise not_found(f"no recording of call {record_id} for this tenant")
+    if found["redacted_at"] is None and _redaction_due(request, view.tenant):
+        raise ApiProblem(
+            409,
+            "not-redacted",
+            f"the recording of call {record_id} is not redacted yet (or its analysis failed: "
+            "see the call's analysis); it is served once redacted",
+        )
     path = Path(found["path"])
     if not path.is_file():
         raise ApiProblem(410, "gone", f"the recording of call {record_id} is no longer stored")
@@ -83,6 +90,14 @@ async def recording(request: web.Request) -> web.StreamResponse:
         return response
     finally:
         reader.close()
+
+
+def _redaction_due(request: web.Request, tenant: str) -> bool:
+    """Whether the tenant's recordings are redacted before anyone hears them."""
+    try:
+        return context_of(request).settings.tenant_named(tenant).analysis.enabled
+    except KeyError:
+        return True
 
 
 def _keyring(request: web.Request, tenant: str) -> Keyring:

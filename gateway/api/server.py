@@ -32,6 +32,7 @@ from gateway.store.audit import AuditBuffer
 from gateway.store.capture_bus import CaptureBus
 from gateway.store.engine import refresh_statistics
 from gateway.store.secrets_store import SUBJECT_HASH_KEY, shared_secret
+from gateway.store.stats import settle
 from gateway.store.tenant_view import TenantView
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ async def purge_due(context: ApiContext, now: datetime | None = None) -> dict[st
         def before(days: int) -> datetime | None:
             return now - timedelta(days=days) if days else None
 
+        # the hours about to lose records are aggregated first, so the stats keep them
+        await settle(context.engine, tenant.name, now)
         view = TenantView(context.engine, tenant.name)
         removed = await view.purge(
             recordings_before=before(keep.recordings_days),

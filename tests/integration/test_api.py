@@ -55,6 +55,9 @@ minimum_mode = "notice"
 notice = "notices/notice.wav"
 opt_out = "notices/notice.wav"
 opt_in = "notices/notice.wav"
+
+[tenants.analysis]
+enabled = false   # recordings served as captured (test_analysis.py covers redaction)
 """
 
 

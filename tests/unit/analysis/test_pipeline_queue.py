@@ -149,3 +149,34 @@ def test_the_settings_name_every_entity_the_redactor_knows() -> None:
     from gateway.config import REDACTABLE_ENTITIES
 
     assert set(Registry().entities) == set(REDACTABLE_ENTITIES)
+
+
+async def test_a_run_whose_lease_was_taken_over_stores_nothing(
+    db_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    import pytest
+
+    from gateway.analysis.job import JobResult
+    from gateway.analysis.pipeline import StaleClaim
+
+    await _recorded_call(db_engine, tmp_path / "x.wav")
+    first = AnalysisPipeline(_settings(lease_s=60), db_engine)
+    late = await first._claim()
+    assert late is not None
+    async with db_engine.begin() as connection:
+        await connection.execute(
+            update(ANALYSIS_JOBS).values(claimed_at=datetime.now(UTC) - timedelta(minutes=5))
+        )
+    second = AnalysisPipeline(_settings(lease_s=60), db_engine)
+    second.instance = "gw-b"
+    current = await second._claim()
+    assert current is not None
+    result = JobResult([], {}, 0.0, "none", str(tmp_path / "out"), None, 0, "0" * 64)
+    with pytest.raises(StaleClaim):
+        await first._store(late, result)
+    await first._failed(late, RuntimeError("late failure"))  # must not touch the new claim
+    (row,) = await _jobs(db_engine)
+    assert (row["state"], row["claimed_by"], row["attempts"]) == ("running", "gw-b", 2)
+    await second._store(current, result)
+    (row,) = await _jobs(db_engine)
+    assert row["state"] == "done"

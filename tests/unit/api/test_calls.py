@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta
+from pathlib import Path
 
 from gateway.store.audit import audit_entries
 from tests.unit.api.conftest import Api
@@ -159,3 +160,20 @@ async def test_a_cursor_only_continues_its_own_query(api: Api) -> None:
     assert status == 400 and "another query" in body["detail"]
     status, body = await api.json("GET", f"/v1/calls?limit=2&cursor={cursor}")
     assert status == 200 and len(body["calls"]) == 2  # the page size may change
+
+
+async def test_a_recording_is_served_only_once_redacted(api: Api, tmp_path: Path) -> None:
+    from sqlalchemy import update
+
+    from gateway.store.models import RECORDINGS
+
+    call = new_id()
+    wav = tmp_path / "call.wav"
+    wav.write_bytes(b"RIFF" + bytes(60))
+    await api.write(start(call), recording(call, path=str(wav)), end(call, answered_after_s=5))
+    status, body = await api.json("GET", f"/v1/calls/{call}/recording")
+    assert status == 409 and body["type"].endswith("not-redacted"), body
+    async with api.engine.begin() as connection:
+        await connection.execute(update(RECORDINGS).values(redacted_at=T0))
+    response = await api.get(f"/v1/calls/{call}/recording", headers={"Range": "bytes=0-3"})
+    assert response.status == 206 and await response.read() == b"RIFF"
