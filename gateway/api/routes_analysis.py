@@ -4,6 +4,7 @@ recording (decrypted on the fly when sealed, redacted once analysed), all audite
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from aiohttp import web
@@ -18,6 +19,8 @@ from gateway.api.ranges import byte_range
 from gateway.api.routes_calls import record_id_of
 
 PIECE = 65536
+
+log = logging.getLogger(__name__)
 
 
 async def transcript(request: web.Request) -> web.Response:
@@ -68,8 +71,9 @@ async def recording(request: web.Request) -> web.StreamResponse:
     try:
         reader = await asyncio.to_thread(open_sealed, path, keyring)
     except SealedError as error:
+        log.error("call %s: recording %s cannot be decrypted: %s", record_id, found["id"], error)
         raise ApiProblem(
-            500, "recording-unreadable", f"the recording cannot be decrypted: {error}"
+            500, "recording-unreadable", "the recording cannot be decrypted; the error is logged"
         ) from None
     try:
         size = reader.size

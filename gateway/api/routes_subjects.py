@@ -72,7 +72,12 @@ def remove_files(paths: list[str]) -> int:
     """Delete recording files (and their unfinished ``.part``); missing ones are fine."""
     removed = 0
     for name in paths:
-        for path in (Path(name), Path(name + ".part")):
+        original = Path(name)
+        # the file, its unfinished copy, and what an interrupted analysis left beside it
+        leftovers = [original, Path(name + ".part")]
+        leftovers += sorted(original.parent.glob(f"{original.name}.*.redacted*"))
+        leftovers += sorted(original.parent.glob(f"{original.name}.*.sealed.part"))
+        for path in leftovers:
             try:
                 path.unlink()
                 removed += 1

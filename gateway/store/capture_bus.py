@@ -25,6 +25,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import URL
 
+from gateway.store.engine import asyncpg_dsn
+
 log = logging.getLogger(__name__)
 
 COMMANDS = "callgate_capture"
@@ -36,14 +38,7 @@ Apply = Callable[[str, str, str], bool | None]
 
 
 async def _connect(url: URL) -> asyncpg.Connection:
-    return await asyncpg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        database=url.database,
-        timeout=5,
-    )
+    return await asyncpg.connect(asyncpg_dsn(url), timeout=5)
 
 
 class CaptureBusError(RuntimeError):

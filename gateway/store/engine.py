@@ -186,3 +186,9 @@ async def refresh_statistics(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         await connection.execute(text("PRAGMA analysis_limit=2000"))
         await connection.execute(text("ANALYZE"))
+
+
+def asyncpg_dsn(url: URL) -> str:
+    """The libpq-style DSN of a PostgreSQL store URL, for connections made outside the
+    engine's pool (LISTEN/NOTIFY, COPY): keeps the query (``sslmode``, a socket ``host``)."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)

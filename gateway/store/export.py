@@ -28,6 +28,7 @@ import asyncpg
 from sqlalchemy import ColumnElement, DateTime, case, func, literal
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.store.engine import asyncpg_dsn
 from gateway.store.tenant_view import LIST_COLUMNS, LIST_NAMES, CallFilter, Order, TenantView
 
 BATCH = 2_000
@@ -76,14 +77,7 @@ async def csv_chunks(view: TenantView, where: CallFilter, order: Order) -> Async
 
 
 async def _postgres(engine: AsyncEngine, sql: str) -> AsyncIterator[bytes]:
-    url = engine.url
-    connection = await asyncpg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        database=url.database,
-    )
+    connection = await asyncpg.connect(asyncpg_dsn(engine.url))
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_CHUNKS)
 
     async def output(data: bytes) -> None:
