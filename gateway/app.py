@@ -17,6 +17,7 @@ import signal
 import socket
 from datetime import UTC, datetime
 
+from gateway.analysis.live import LiveAnalysis
 from gateway.analysis.pipeline import AnalysisPipeline, tenant_keys
 from gateway.api.server import ApiServer
 from gateway.calls.b2bua import CallManager
@@ -101,6 +102,7 @@ class Gateway:
         if self.api is not None:
             await self.api.start()
         await self.analysis.start()
+        self.consent.live = LiveAnalysis(self.engine, lambda: self.analysis.executor)
         _warn_unsealed(self.settings)
         for bound in self.stack.transports.bound:
             log.info("SIP listening on %s %s:%d", bound.transport, bound.host, bound.port)
@@ -123,6 +125,8 @@ class Gateway:
         await self.relay.close()
         if self.api is not None:
             await self.api.stop()
+        if self.consent.live is not None:
+            await self.consent.live.stop()
         await self.writer.stop()
         await self.analysis.stop()
         await self.engine.dispose()

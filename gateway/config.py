@@ -649,6 +649,8 @@ class TenantAnalysisSettings(_Section):
     replacement: Literal["tag", "last4"] = "tag"
     audio: Literal["mute", "tone"] = "mute"
     margin_ms: int = Field(default=250, ge=0, le=2000)
+    live_interval_s: float = Field(default=0.0, ge=0)
+    """Transcribe while the call runs, every this many seconds (0: only after the call)."""
 
     @field_validator("entities")
     @classmethod

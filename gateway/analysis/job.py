@@ -121,10 +121,10 @@ def analyse(spec: JobSpec) -> JobResult:
         PartyTranscript(
             party=party,
             text=result.text,
+            # every word, the emptied ones of a span too: the spans' word indexes point here
             words=[
                 {"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}
                 for w in result.words
-                if w.text
             ],
             spans=[
                 {

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -123,6 +123,11 @@ class AnalysisPipeline:
         await self._release(every_instance=False)
         self._executor = ProcessPoolExecutor(self.workers, mp_context=_SPAWN)
         self._task = asyncio.create_task(self._loop(), name="callgate-analysis")
+
+    @property
+    def executor(self) -> ProcessPoolExecutor | None:
+        """The worker pool (None before start, after stop, or with no workers)."""
+        return self._executor
 
     def nudge(self) -> None:
         """Look for work now (a recording was just listed)."""
@@ -309,6 +314,17 @@ class AnalysisPipeline:
             )
             if finished.rowcount != 1:
                 raise StaleClaim(job["id"])
+            # the whole recording's transcript replaces the pieces made while the call ran
+            await connection.execute(
+                delete(TRANSCRIPTS).where(
+                    TRANSCRIPTS.c.call_record_id == record, TRANSCRIPTS.c.live.is_(True)
+                )
+            )
+            await connection.execute(
+                delete(REDACTIONS).where(
+                    REDACTIONS.c.call_record_id == record, REDACTIONS.c.recording_id.is_(None)
+                )
+            )
             for transcript in result.transcripts:
                 await connection.execute(
                     insert(TRANSCRIPTS).values(
@@ -322,6 +338,7 @@ class AnalysisPipeline:
                         text=transcript.text,
                         words=transcript.words,
                         created_at=now,
+                        live=False,
                     )
                 )
                 spans = [

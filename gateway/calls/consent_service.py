@@ -20,6 +20,7 @@ from time import monotonic
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.analysis.live import LiveAnalysis
 from gateway.calls.call import CALLEE, CALLER
 from gateway.calls.consent_flow import (
     CONSENT_HEADER,
@@ -53,6 +54,8 @@ class ConsentService:
         self.revisions: dict[str, int] = {}
         """Tenant -> revision of the stored policy in force (absent: the config's)."""
         self.by_record: dict[str, CallConsent] = {}
+        self.live: LiveAnalysis | None = None
+        """Transcripts while calls run, for tenants that ask (set once analysis starts)."""
         self.policies: dict[str, ConsentPolicy] = build_policies(settings)
         self.notices: dict[Path, NoticeAudio] = {}
         for policy in self.policies.values():
@@ -106,6 +109,10 @@ class ConsentService:
             self.flows.add(flow)
             self._ensure_ticker()
         self.by_record[facts.record_id] = flow
+        if self.live is not None and decision.mode is not Mode.NONE:
+            self.live.watch(
+                facts.record_id, self.settings.tenant_named(facts.tenant), flow.recorder
+            )
         return flow
 
     def capture_command(self, record_id: str, tenant: str, command: str) -> bool | None:
@@ -155,6 +162,8 @@ class ConsentService:
         fields = flow.finish()
         self.flows.discard(flow)
         self.by_record.pop(flow.facts.record_id, None)
+        if self.live is not None:
+            self.live.forget(flow.facts.record_id)
         task = asyncio.ensure_future(flow.close_recording())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -417,7 +418,8 @@ class TranscriptRow(Base):
 
     id: Mapped[str] = mapped_column(primary_key=True, default=new_record_id)
     call_record_id: Mapped[str] = mapped_column(_call_fk())
-    recording_id: Mapped[str] = mapped_column(_recording_fk())
+    recording_id: Mapped[str | None] = mapped_column(_recording_fk())
+    """``None`` for a live piece, made while the call ran (before its recording existed)."""
     tenant: Mapped[str]
     party: Mapped[str]
     language: Mapped[str]
@@ -425,6 +427,7 @@ class TranscriptRow(Base):
     text: Mapped[str]
     words: Mapped[list[dict[str, Any]]]
     created_at: Mapped[datetime]
+    live: Mapped[bool] = mapped_column(Boolean())
 
 
 TRANSCRIPTS: Table = TranscriptRow.__table__  # type: ignore[assignment]
@@ -440,7 +443,7 @@ class RedactionRow(Base):
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
     )
     call_record_id: Mapped[str] = mapped_column(_call_fk())
-    recording_id: Mapped[str] = mapped_column(_recording_fk())
+    recording_id: Mapped[str | None] = mapped_column(_recording_fk())
     tenant: Mapped[str]
     party: Mapped[str]
     entity: Mapped[str]

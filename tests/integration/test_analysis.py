@@ -53,6 +53,8 @@ CARD_WORDS = "four one one one one one one one one one one one one one one one"
 SPEECH = f"my card number is {CARD_WORDS} thank you"
 LEAD_S = 2.5
 """Silence before the speech: the notice (0.6 s) plays and consent is implied first."""
+TAIL_S = 6.0
+"""Silence after it, so live transcript pieces (held back 4 s) are stored before the end."""
 DIGIT_WORDS = {
     "zero",
     "oh",
@@ -80,6 +82,7 @@ opt_in = "notices/notice.wav"
 transcriber = "pocketsphinx"
 entities = ["CARD", "CVV", "EXPIRY", "DIGITS"]
 margin_ms = 200
+live_interval_s = 2
 
 [tenants.sealing]
 keys = {{ "t1" = "{KEY}" }}
@@ -94,7 +97,8 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     spoken = espeak_speech(SPEECH, "en-us", directory)
     spoken = np.clip(spoken / max(np.abs(spoken).max(), 1) * 16000, -32768, 32767)
     line = g711.decode(g711.encode(spoken.astype(np.int16), 0), 0).astype(np.int16)
-    pcm = np.concatenate([np.zeros(int(LEAD_S * RATE), np.int16), line, np.zeros(RATE, np.int16)])
+    tail = np.zeros(int(TAIL_S * RATE), np.int16)
+    pcm = np.concatenate([np.zeros(int(LEAD_S * RATE), np.int16), line, tail])
     path = directory / "card.wav"
     write_wav(path, pcm, RATE)
     return path, pcm
@@ -131,6 +135,21 @@ def longest_digit_run(words: list[str]) -> int:
     return best
 
 
+def watch_live(gateway: GatewayProcess, key: str, until: float) -> list[dict[str, Any]]:
+    """Until ``until``: the live transcript pieces of the call from ``CALLER`` as they come."""
+    seen: dict[str, dict[str, Any]] = {}
+    with httpx.Client(base_url=f"http://{GATEWAY_HOST}:{gateway.api_port}", timeout=10) as http:
+        while time.monotonic() < until:
+            page = get(http, key, "/v1/calls", params={"number": CALLER}).json()
+            if page["calls"] and page["calls"][0]["ended_at"] is None:
+                found = get(http, key, f"/v1/calls/{page['calls'][0]['id']}/transcript").json()
+                for piece in found["transcripts"]:
+                    if piece["live"]:
+                        seen[piece["id"]] = piece
+            time.sleep(0.5)
+    return list(seen.values())
+
+
 def analysed(http: httpx.Client, key: str) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         page = get(http, key, "/v1/calls", params={"number": CALLER}).json()
@@ -157,22 +176,29 @@ def test_a_spoken_card_number_is_gone_from_transcript_and_audio(
         "uas_answer_wait_bye",
         local_ip=PBX_HOST,
         local_port=gateway.pbx_port,
-        recv_timeout_ms=30_000,  # the phone talks for about 12 s before its BYE
+        recv_timeout_ms=40_000,  # the phone talks for about 18 s before its BYE
     )
     phone = baresip_factory(TRUNK_HOST, user=CALLER, audio_source=path)
     phone.dial(f"sip:+12125550100@{GATEWAY_HOST}:{gateway.sip_port}")
     phone.wait_established(timeout=10)
-    time.sleep(len(sent) / RATE + 0.5)
+    live = watch_live(gateway, key, until=time.monotonic() + len(sent) / RATE + 0.5)
     phone.hangup()
     phone.wait_closed(timeout=5)
     callee.assert_success(calls=1, timeout=10)
     phone.stop()
+
+    # while the call ran, redacted pieces of its transcript were there to read
+    assert live, "no live transcript piece while the call ran"
+    for piece in live:
+        assert not any(ch.isdigit() for ch in piece["text"]), piece
+        assert longest_digit_run([w["text"] for w in piece["words"]]) < 4, piece
 
     with httpx.Client(base_url=f"http://{GATEWAY_HOST}:{gateway.api_port}", timeout=30) as http:
         call = analysed(http, key)
         record_id = call["id"]
         assert call["consent_outcome"] == "granted"
         transcript = get(http, key, f"/v1/calls/{record_id}/transcript").json()
+        assert not any(t["live"] for t in transcript["transcripts"])  # replaced by the final
         caller = next(t for t in transcript["transcripts"] if t["party"] == "caller")
         words = [w["text"].lower() for w in caller["words"]]
         assert not any(ch.isdigit() for ch in caller["text"]), caller["text"]

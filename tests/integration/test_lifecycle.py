@@ -93,13 +93,15 @@ def start_own_gateway(tmp_path: Path, db_url: str) -> Iterator[GatewayStarter]:
 # ------------------------------------------------------------------- helpers
 
 
-def callee(sipp_factory: SippFactory, gateway: GatewayProcess, scenario: str,
-           **options: Any) -> SippProcess:
+def callee(
+    sipp_factory: SippFactory, gateway: GatewayProcess, scenario: str, **options: Any
+) -> SippProcess:
     return sipp_factory(scenario, local_ip=PBX_HOST, local_port=gateway.pbx_port, **options)
 
 
-def caller(sipp_factory: SippFactory, gateway: GatewayProcess, scenario: str,
-           **options: Any) -> SippProcess:
+def caller(
+    sipp_factory: SippFactory, gateway: GatewayProcess, scenario: str, **options: Any
+) -> SippProcess:
     options.setdefault("service", "18005550199")
     options.setdefault("caller", "12125550100")
     return sipp_factory(scenario, local_ip=TRUNK_HOST, remote=gateway.address, **options)
@@ -124,8 +126,9 @@ def new_rows(gateway: GatewayProcess, before: set[str]) -> list[dict[str, Any]]:
     return [row for row in gateway.records(limit=len(before) + 20) if row["id"] not in before]
 
 
-def wait_for_answered(gateway: GatewayProcess, before: set[str],
-                      timeout: float = 10.0) -> dict[str, Any]:
+def wait_for_answered(
+    gateway: GatewayProcess, before: set[str], timeout: float = 10.0
+) -> dict[str, Any]:
     """The one new record once its answer is written (the call is up, not ended)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -148,7 +151,8 @@ def received_bye(peer: SippProcess) -> TracedMessage:
     byes = [m for m in messages if m.direction == "received" and m.method == "BYE"]
     assert len(byes) == 1, [m.start_line for m in messages]
     answered = [
-        m for m in messages
+        m
+        for m in messages
         if m.direction == "sent" and m.status == 200 and m.header("CSeq")[0].endswith("BYE")
     ]
     assert answered, f"{peer.name} did not answer the BYE"

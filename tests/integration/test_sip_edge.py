@@ -183,13 +183,15 @@ def assert_alive(gateway: GatewayProcess) -> None:
         assert client.request(probe.render(), probe.call_id).status == 200
 
 
-def callee(sipp_factory: SippFactory, gateway: GatewayProcess, scenario: str,
-           **sipp_options: Any) -> SippProcess:
+def callee(
+    sipp_factory: SippFactory, gateway: GatewayProcess, scenario: str, **sipp_options: Any
+) -> SippProcess:
     return sipp_factory(scenario, local_ip=PBX_HOST, local_port=gateway.pbx_port, **sipp_options)
 
 
-def caller(sipp_factory: SippFactory, gateway: GatewayProcess, scenario: str,
-           **sipp_options: Any) -> SippProcess:
+def caller(
+    sipp_factory: SippFactory, gateway: GatewayProcess, scenario: str, **sipp_options: Any
+) -> SippProcess:
     sipp_options.setdefault("service", CALLED)
     sipp_options.setdefault("caller", CALLING)
     return sipp_factory(scenario, local_ip=TRUNK_HOST, remote=gateway.address, **sipp_options)
@@ -220,8 +222,9 @@ def assert_answered(record: dict[str, Any], hangup_by: str = "caller") -> None:
     assert record["answered_at"] is not None, record
 
 
-def wait_for_answered_call(gateway: GatewayProcess, before: set[str],
-                           timeout: float = 10.0) -> dict[str, Any]:
+def wait_for_answered_call(
+    gateway: GatewayProcess, before: set[str], timeout: float = 10.0
+) -> dict[str, Any]:
     """The open record of a call that has been answered and not yet ended."""
     deadline = time.monotonic() + timeout
     while True:
@@ -283,24 +286,43 @@ def _content_length(spec: RequestSpec) -> bytes:
 
 
 BROKEN_REQUESTS = [
-    pytest.param(lambda s: (b"CSeq: 1 INVITE", b"CSeq: one INVITE"), "Bad CSeq header",
-                 id="cseq-not-a-number"),
-    pytest.param(lambda s: (b"CSeq: 1 INVITE", b"CSeq: 1 BYE"), "CSeq method does not match",
-                 id="cseq-wrong-method"),
-    pytest.param(lambda s: (_content_length(s), b"Content-Length: many"),
-                 "Bad Content-Length header", id="content-length-not-a-number"),
-    pytest.param(lambda s: (_content_length(s), b"Content-Length: 9999"),
-                 "Content-Length larger than message", id="content-length-too-large"),
-    pytest.param(lambda s: (b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\nthis is no header\r\n"),
-                 "Bad header line", id="garbage-header-line"),
-    pytest.param(lambda s: (b"Max-Forwards: 70", b"Max-Forwards: lots"),
-                 "Bad Max-Forwards header", id="max-forwards-not-a-number"),
+    pytest.param(
+        lambda s: (b"CSeq: 1 INVITE", b"CSeq: one INVITE"),
+        "Bad CSeq header",
+        id="cseq-not-a-number",
+    ),
+    pytest.param(
+        lambda s: (b"CSeq: 1 INVITE", b"CSeq: 1 BYE"),
+        "CSeq method does not match",
+        id="cseq-wrong-method",
+    ),
+    pytest.param(
+        lambda s: (_content_length(s), b"Content-Length: many"),
+        "Bad Content-Length header",
+        id="content-length-not-a-number",
+    ),
+    pytest.param(
+        lambda s: (_content_length(s), b"Content-Length: 9999"),
+        "Content-Length larger than message",
+        id="content-length-too-large",
+    ),
+    pytest.param(
+        lambda s: (b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\nthis is no header\r\n"),
+        "Bad header line",
+        id="garbage-header-line",
+    ),
+    pytest.param(
+        lambda s: (b"Max-Forwards: 70", b"Max-Forwards: lots"),
+        "Bad Max-Forwards header",
+        id="max-forwards-not-a-number",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("damage", "reason"), BROKEN_REQUESTS)
-def test_broken_request_gets_400_saying_why(gateway: GatewayProcess, trunk: SipClient,
-                                            damage: Damage, reason: str) -> None:
+def test_broken_request_gets_400_saying_why(
+    gateway: GatewayProcess, trunk: SipClient, damage: Damage, reason: str
+) -> None:
     """RFC 3261 21.4.1: a request with a usable Via/From/To/Call-ID gets 400 with a reason."""
     spec = invite(trunk, gateway)
     old, new = damage(spec)
@@ -347,8 +369,9 @@ UNANSWERABLE = [
 
 
 @pytest.mark.parametrize("data", UNANSWERABLE)
-def test_unanswerable_message_is_dropped(gateway: GatewayProcess, trunk: SipClient,
-                                         data: bytes) -> None:
+def test_unanswerable_message_is_dropped(
+    gateway: GatewayProcess, trunk: SipClient, data: bytes
+) -> None:
     """Garbage, responses (never answered, RFC 3261 18.1.2) and requests without a
     usable Via get no answer, and the socket keeps serving."""
     assert_dropped(trunk, gateway, data)
@@ -473,8 +496,9 @@ def _fuzz(data: bytes, rng: random.Random) -> bytes:
     return bytes(mutated)
 
 
-def test_fuzz_burst_then_normal_call(sipp_factory: SippFactory, gateway: GatewayProcess,
-                                     stranger: SipClient) -> None:
+def test_fuzz_burst_then_normal_call(
+    sipp_factory: SippFactory, gateway: GatewayProcess, stranger: SipClient
+) -> None:
     """Hundreds of byte-flipped INVITEs: each is refused or dropped, none becomes a call,
     and the gateway carries the next real call as usual.
 
@@ -528,8 +552,9 @@ def test_invite_from_unknown_sender_gets_403_and_no_record(
 # ----------------------------------------------------------------- 3. Max-Forwards
 
 
-def test_max_forwards_zero_gets_483(sipp_factory: SippFactory, gateway: GatewayProcess,
-                                    trunk: SipClient) -> None:
+def test_max_forwards_zero_gets_483(
+    sipp_factory: SippFactory, gateway: GatewayProcess, trunk: SipClient
+) -> None:
     """RFC 3261 16.3 step 3: no hops left, 483 Too Many Hops; no call is placed."""
     before = gateway.record_ids()
     spec = invite(trunk, gateway, max_forwards=0)
@@ -569,8 +594,9 @@ def test_options_probe_gets_200_with_allow(gateway: GatewayProcess, transport: s
 # ---------------------------------------------- 5. INFO, UPDATE and session timers
 
 
-def test_info_update_and_session_timer_cross_the_call(sipp_factory: SippFactory,
-                                                      gateway: GatewayProcess) -> None:
+def test_info_update_and_session_timer_cross_the_call(
+    sipp_factory: SippFactory, gateway: GatewayProcess
+) -> None:
     before = gateway.record_ids()
     uas = callee(sipp_factory, gateway, "uas_info_update")
     uac = caller(sipp_factory, gateway, "uac_info_update", duration_ms=500)
@@ -622,8 +648,9 @@ def test_info_update_and_session_timer_cross_the_call(sipp_factory: SippFactory,
 
 
 @pytest.mark.parametrize("method", ["BYE", "INFO"])
-def test_request_for_unknown_dialog_gets_481(gateway: GatewayProcess, trunk: SipClient,
-                                             method: str) -> None:
+def test_request_for_unknown_dialog_gets_481(
+    gateway: GatewayProcess, trunk: SipClient, method: str
+) -> None:
     """RFC 3261 12.2.2: a request whose dialog does not exist gets 481."""
     spec = trunk.spec(
         method,

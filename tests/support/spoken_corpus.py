@@ -258,8 +258,11 @@ def speak_group(group: str, rng: random.Random, style: str) -> list[str]:
         words: list[str] = []
         index = 0
         while index < len(group):
-            if index + 1 < len(group) and group[index] == "1" and group[index + 1] == "1" and (
-                rng.random() < 0.4
+            if (
+                index + 1 < len(group)
+                and group[index] == "1"
+                and group[index + 1] == "1"
+                and (rng.random() < 0.4)
             ):
                 words.append("eleven")
                 index += 2
@@ -371,8 +374,9 @@ class _Builder:
         duration = self.rng.uniform(0.18, 0.42)
         capitalise = not self.words or self.words[-1].segment != self.segment
         shown = text[:1].upper() + text[1:] if capitalise and self.rng.random() < 0.5 else text
-        self.words.append(Word(shown, round(self.clock, 3), round(self.clock + duration, 3),
-                               self.segment))
+        self.words.append(
+            Word(shown, round(self.clock, 3), round(self.clock + duration, 3), self.segment)
+        )
         self.clock += duration
         if text.endswith(","):
             self.clock += self.rng.uniform(0.2, 0.5)
@@ -417,8 +421,14 @@ class _Builder:
 Say = Callable[[_Builder], None]
 
 
-def _around(builder: _Builder, before: str, kind: str, pieces: list[tuple[str, bool]],
-            value: str, after: str = "") -> None:
+def _around(
+    builder: _Builder,
+    before: str,
+    kind: str,
+    pieces: list[tuple[str, bool]],
+    value: str,
+    after: str = "",
+) -> None:
     builder.say(before)
     builder.entity(kind, pieces, value)
     if after:
@@ -435,26 +445,32 @@ def say_card(builder: _Builder) -> None:
     else:
         pieces = speak_digits(number, rng, sizes if rng.random() < 0.7 else None)
     if rng.random() < 0.35:
-        builder.say(rng.choice((
-            "can I get the long number on the card please",
-            "okay what's the card number",
-            "go ahead with the card number when you're ready",
-            "and the sixteen digits on the front of the card",
-        )))
+        builder.say(
+            rng.choice(
+                (
+                    "can I get the long number on the card please",
+                    "okay what's the card number",
+                    "go ahead with the card number when you're ready",
+                    "and the sixteen digits on the front of the card",
+                )
+            )
+        )
         builder.turn("customer")
         _around(builder, rng.choice(("", "sure it's", "yeah", "okay um")), "CARD", pieces, number)
         return
     builder.turn("customer")
-    before, after = rng.choice((
-        ("my card number is", ""),
-        ("it's a visa the number is", ""),
-        ("the credit card is", ""),
-        ("sure the debit card number is", ""),
-        ("okay so it's", "on my mastercard"),
-        ("card number", ""),
-        ("I'll pay with my amex it's", ""),
-        ("", "that's the card number"),
-    ))
+    before, after = rng.choice(
+        (
+            ("my card number is", ""),
+            ("it's a visa the number is", ""),
+            ("the credit card is", ""),
+            ("sure the debit card number is", ""),
+            ("okay so it's", "on my mastercard"),
+            ("card number", ""),
+            ("I'll pay with my amex it's", ""),
+            ("", "that's the card number"),
+        )
+    )
     _around(builder, before, "CARD", pieces, number, after)
 
 
@@ -463,25 +479,31 @@ def say_cvv(builder: _Builder) -> None:
     value = "".join(rng.choice(string.digits) for _ in range(rng.choice((3, 3, 3, 4))))
     pieces = speak_digits(value, rng, styles=("digits", "digits", "mixed", "numeral", "doubles"))
     if rng.random() < 0.4:
-        builder.say(rng.choice((
-            "and the security code on the back",
-            "what's the cvv",
-            "and the three digits on the back of the card",
-            "can I have the card verification code",
-        )))
+        builder.say(
+            rng.choice(
+                (
+                    "and the security code on the back",
+                    "what's the cvv",
+                    "and the three digits on the back of the card",
+                    "can I have the card verification code",
+                )
+            )
+        )
         builder.turn("customer")
         _around(builder, rng.choice(("", "it's", "that's", "um")), "CVV", pieces, value)
         return
     builder.turn("customer")
-    before, after = rng.choice((
-        ("the security code is", ""),
-        ("cvv", ""),
-        ("the cvv is", ""),
-        ("the code on the back is", ""),
-        ("", "is the security code"),
-        ("and the cvc is", ""),
-        ("three digits on the back", ""),
-    ))
+    before, after = rng.choice(
+        (
+            ("the security code is", ""),
+            ("cvv", ""),
+            ("the cvv is", ""),
+            ("the code on the back is", ""),
+            ("", "is the security code"),
+            ("and the cvc is", ""),
+            ("three digits on the back", ""),
+        )
+    )
     _around(builder, before, "CVV", pieces, value, after)
 
 
@@ -515,20 +537,29 @@ def say_expiry(builder: _Builder) -> None:
     rng = builder.rng
     pieces, value = spoken_expiry(rng)
     if rng.random() < 0.3:
-        builder.say(rng.choice(("and the expiry date", "when does the card expire",
-                                "what's the expiration on the card")))
+        builder.say(
+            rng.choice(
+                (
+                    "and the expiry date",
+                    "when does the card expire",
+                    "what's the expiration on the card",
+                )
+            )
+        )
         builder.turn("customer")
         _around(builder, rng.choice(("", "it's", "um")), "EXPIRY", pieces, value)
         return
     builder.turn("customer")
-    before, after = rng.choice((
-        ("the expiry is", ""),
-        ("it expires", ""),
-        ("expiration date", ""),
-        ("valid until", ""),
-        ("and the card expires in", ""),
-        ("exp", ""),
-    ))
+    before, after = rng.choice(
+        (
+            ("the expiry is", ""),
+            ("it expires", ""),
+            ("expiration date", ""),
+            ("valid until", ""),
+            ("and the card expires in", ""),
+            ("exp", ""),
+        )
+    )
     _around(builder, before, "EXPIRY", pieces, value, after)
 
 
@@ -537,13 +568,15 @@ def say_pin(builder: _Builder) -> None:
     value = "".join(rng.choice(string.digits) for _ in range(rng.choice((4, 4, 6))))
     pieces = speak_digits(value, rng, styles=("digits", "pairs", "doubles", "numeral"))
     builder.turn("customer")
-    before, after = rng.choice((
-        ("my pin is", ""),
-        ("the pin number is", ""),
-        ("pin", ""),
-        ("", "is my pin"),
-        ("the passcode is", ""),
-    ))
+    before, after = rng.choice(
+        (
+            ("my pin is", ""),
+            ("the pin number is", ""),
+            ("pin", ""),
+            ("", "is my pin"),
+            ("the passcode is", ""),
+        )
+    )
     _around(builder, before, "PIN", pieces, value, after)
 
 
@@ -557,12 +590,14 @@ def say_ssn(builder: _Builder) -> None:
         last4 = value[-4:]
         pieces = speak_digits(last4, rng, styles=("digits", "pairs", "mixed", "numeral"))
         builder.turn("customer")
-        before, after = rng.choice((
-            ("the last four of my social are", ""),
-            ("last four of my social security number", ""),
-            ("the last four digits of my ssn are", ""),
-            ("", "are the last four of my social"),
-        ))
+        before, after = rng.choice(
+            (
+                ("the last four of my social are", ""),
+                ("last four of my social security number", ""),
+                ("the last four digits of my ssn are", ""),
+                ("", "are the last four of my social"),
+            )
+        )
         _around(builder, before, "SSN", pieces, last4, after)
         return
     if rng.random() < 0.1:
@@ -571,19 +606,28 @@ def say_ssn(builder: _Builder) -> None:
         sizes = (3, 2, 4) if rng.random() < 0.7 else None
         pieces = speak_digits(value, rng, sizes)
     if rng.random() < 0.3:
-        builder.say(rng.choice(("can you verify your social security number",
-                                "and your social please", "I'll need your ssn")))
+        builder.say(
+            rng.choice(
+                (
+                    "can you verify your social security number",
+                    "and your social please",
+                    "I'll need your ssn",
+                )
+            )
+        )
         builder.turn("customer")
         _around(builder, rng.choice(("", "sure it's", "yeah")), "SSN", pieces, value)
         return
     builder.turn("customer")
-    before, after = rng.choice((
-        ("my social is", ""),
-        ("social security number", ""),
-        ("my ssn is", ""),
-        ("", "is my social"),
-        ("okay my social security number is", ""),
-    ))
+    before, after = rng.choice(
+        (
+            ("my social is", ""),
+            ("social security number", ""),
+            ("my ssn is", ""),
+            ("", "is my social"),
+            ("okay my social security number is", ""),
+        )
+    )
     _around(builder, before, "SSN", pieces, value, after)
 
 
@@ -593,8 +637,9 @@ def say_bank(builder: _Builder) -> None:
     if rng.random() < 0.6:
         routing = aba_number(rng)
         pieces = speak_digits(routing, rng, (3, 3, 3) if rng.random() < 0.3 else None)
-        before = rng.choice(("the routing number is", "routing", "my bank's routing number is",
-                             "the aba number is"))
+        before = rng.choice(
+            ("the routing number is", "routing", "my bank's routing number is", "the aba number is")
+        )
         _around(builder, before, "ROUTING", pieces, routing)
         builder.turn("customer")
     account = "".join(rng.choice(string.digits) for _ in range(rng.randint(8, 17)))
@@ -602,13 +647,15 @@ def say_bank(builder: _Builder) -> None:
         pieces = [(account, True)]
     else:
         pieces = speak_digits(account, rng, (4, 4, 4, 4, 4) if rng.random() < 0.4 else None)
-    before, after = rng.choice((
-        ("and the account number is", ""),
-        ("my checking account is", ""),
-        ("account number", ""),
-        ("the savings account number is", ""),
-        ("", "is my account number"),
-    ))
+    before, after = rng.choice(
+        (
+            ("and the account number is", ""),
+            ("my checking account is", ""),
+            ("account number", ""),
+            ("the savings account number is", ""),
+            ("", "is my account number"),
+        )
+    )
     _around(builder, before, "BANK_ACCOUNT", pieces, account, after)
 
 
@@ -642,8 +689,10 @@ def say_phone(builder: _Builder) -> None:
     number = phone_number(rng)
     form = rng.random()
     if form < 0.15:
-        pieces = [(rng.choice((f"({number[:3]})", number[:3])), True),
-                  (f"{number[3:6]}-{number[6:]}", True)]
+        pieces = [
+            (rng.choice((f"({number[:3]})", number[:3])), True),
+            (f"{number[3:6]}-{number[6:]}", True),
+        ]
     elif form < 0.25:
         pieces = [("plus", True), ("one", True), *speak_digits(number, rng, (3, 3, 4))]
         number = "1" + number
@@ -653,15 +702,17 @@ def say_phone(builder: _Builder) -> None:
     else:
         pieces = speak_digits(number, rng, (3, 3, 4) if rng.random() < 0.7 else None)
     builder.turn("customer")
-    before, after = rng.choice((
-        ("you can call me back at", ""),
-        ("my phone number is", ""),
-        ("my cell is", ""),
-        ("reach me on", ""),
-        ("", "is my phone number"),
-        ("the best number to call is", ""),
-        ("my mobile", ""),
-    ))
+    before, after = rng.choice(
+        (
+            ("you can call me back at", ""),
+            ("my phone number is", ""),
+            ("my cell is", ""),
+            ("reach me on", ""),
+            ("", "is my phone number"),
+            ("the best number to call is", ""),
+            ("my mobile", ""),
+        )
+    )
     _around(builder, before, "PHONE", pieces, number, after)
 
 
@@ -700,13 +751,15 @@ def say_email(builder: _Builder) -> None:
         spoken_domain = [w for part in domain for w in ("dot", part)][1:]
         pieces = [(w, True) for w in (*local, "at", *spoken_domain)]
     builder.turn("customer")
-    before, after = rng.choice((
-        ("my email is", ""),
-        ("email", ""),
-        ("you can email me at", ""),
-        ("it's", "that's my email address"),
-        ("send it to", ""),
-    ))
+    before, after = rng.choice(
+        (
+            ("my email is", ""),
+            ("email", ""),
+            ("you can email me at", ""),
+            ("it's", "that's my email address"),
+            ("send it to", ""),
+        )
+    )
     _around(builder, before, "EMAIL", pieces, address, after)
 
 
@@ -717,7 +770,9 @@ def spoken_date(rng: random.Random) -> tuple[list[tuple[str, bool]], str]:
     year_words = (
         [TEENS[century - 10], *(_pair_words(f"{rest:02d}", rng))]
         if year < 2000
-        else ["two", "thousand", UNITS[rest]] if rest else ["two", "thousand"]
+        else ["two", "thousand", UNITS[rest]]
+        if rest
+        else ["two", "thousand"]
     )
     day_words = [ORDINALS[day]] if day <= 20 else [TENS[day // 10], ORDINALS[day % 10]]
     form = rng.randrange(5)
@@ -729,8 +784,11 @@ def spoken_date(rng: random.Random) -> tuple[list[tuple[str, bool]], str]:
     elif form == 2:
         words = [f"{month:02d}/{day:02d}/{year}"]
     elif form == 3:
-        words = [*_pair_words(f"{month:02d}", rng), *_pair_words(f"{day:02d}", rng),
-                 *_pair_words(f"{rest:02d}", rng)]
+        words = [
+            *_pair_words(f"{month:02d}", rng),
+            *_pair_words(f"{day:02d}", rng),
+            *_pair_words(f"{rest:02d}", rng),
+        ]
     else:
         day_number = [UNITS[day]] if day < 10 else _pair_words(f"{day}", rng)
         words = [MONTHS[month - 1], *day_number, *year_words]
@@ -741,13 +799,15 @@ def say_dob(builder: _Builder) -> None:
     rng = builder.rng
     pieces, value = spoken_date(rng)
     builder.turn("customer")
-    before, after = rng.choice((
-        ("my date of birth is", ""),
-        ("I was born on", ""),
-        ("dob", ""),
-        ("my birthday is", ""),
-        ("date of birth", ""),
-    ))
+    before, after = rng.choice(
+        (
+            ("my date of birth is", ""),
+            ("I was born on", ""),
+            ("dob", ""),
+            ("my birthday is", ""),
+            ("date of birth", ""),
+        )
+    )
     _around(builder, before, "DOB", pieces, value, after)
 
 
@@ -785,13 +845,17 @@ def say_price(builder: _Builder) -> None:
     dollars, cents = rng.randint(10, 99), rng.randint(10, 99)
     spoken = " ".join([*_pair_words(f"{dollars}", rng), *_pair_words(f"{cents}", rng)])
     builder.turn(rng.choice(("agent", "customer")))
-    builder.say(rng.choice((
-        f"that comes to {spoken} dollars",
-        f"the total is {spoken}",
-        f"it was ${dollars}.{cents} last month",
-        f"it costs {spoken} a month",
-        f"you'll be charged {spoken} dollars",
-    )))
+    builder.say(
+        rng.choice(
+            (
+                f"that comes to {spoken} dollars",
+                f"the total is {spoken}",
+                f"it was ${dollars}.{cents} last month",
+                f"it costs {spoken} a month",
+                f"you'll be charged {spoken} dollars",
+            )
+        )
+    )
     builder.end_sentence()
 
 
@@ -801,33 +865,41 @@ def say_order(builder: _Builder) -> None:
     value = "".join(rng.choice(string.digits) for _ in range(length))
     spoken = " ".join(w for w, _ in speak_digits(value, rng, filler_rate=0.0))
     builder.turn(rng.choice(("agent", "customer")))
-    builder.say(rng.choice((
-        f"my order number is {spoken}",
-        f"the tracking number is {spoken}",
-        f"your confirmation number is {spoken}",
-        f"I'm calling about order {spoken}",
-        f"the reference number is {spoken}",
-    )))
+    builder.say(
+        rng.choice(
+            (
+                f"my order number is {spoken}",
+                f"the tracking number is {spoken}",
+                f"your confirmation number is {spoken}",
+                f"I'm calling about order {spoken}",
+                f"the reference number is {spoken}",
+            )
+        )
+    )
     builder.end_sentence()
 
 
 def say_chatter(builder: _Builder) -> None:
     rng = builder.rng
     builder.turn(rng.choice(("agent", "customer")))
-    builder.say(rng.choice((
-        "thank you for calling how can I help you today",
-        "I have two cards with you and one of them was declined",
-        "meet me at one dot me",
-        "sure no problem let me pull that up",
-        "we've been customers since twenty nineteen",
-        "I called three or four times last week",
-        "is there anything else I can help you with",
-        "I'm in room two oh four at the hotel",
-        "okay give me one second",
-        "can you hold for a moment please",
-        "we talked at one dot five percent interest",
-        "I'd like to update my details",
-    )))
+    builder.say(
+        rng.choice(
+            (
+                "thank you for calling how can I help you today",
+                "I have two cards with you and one of them was declined",
+                "meet me at one dot me",
+                "sure no problem let me pull that up",
+                "we've been customers since twenty nineteen",
+                "I called three or four times last week",
+                "is there anything else I can help you with",
+                "I'm in room two oh four at the hotel",
+                "okay give me one second",
+                "can you hold for a moment please",
+                "we talked at one dot five percent interest",
+                "I'd like to update my details",
+            )
+        )
+    )
     builder.end_sentence()
 
 
@@ -901,8 +973,15 @@ def generate(count: int, seed: int = 0, *, talk: int = 0) -> list[LabelledTransc
         scenario = rng.choice(names)
         builder = _Builder(rng)
         builder.turn("agent")
-        builder.say(rng.choice(("hi thanks for calling", "hello how can I help",
-                                "good morning you're through to accounts")))
+        builder.say(
+            rng.choice(
+                (
+                    "hi thanks for calling",
+                    "hello how can I help",
+                    "good morning you're through to accounts",
+                )
+            )
+        )
         builder.end_sentence()
         parts = [say for say, chance in _SCENARIOS[scenario] if rng.random() < chance]
         rng.shuffle(parts)

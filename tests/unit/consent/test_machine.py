@@ -139,9 +139,7 @@ EVENT = st.one_of(
     st.tuples(st.just("notice_started"), st.sampled_from(PARTIES)),
     st.tuples(st.just("notice_finished"), st.sampled_from(PARTIES)),
     st.tuples(st.just("window_expired"), st.sampled_from(PARTIES)),
-    st.tuples(
-        st.just("digit"), st.sampled_from(PARTIES), st.sampled_from(list("0123456789*#"))
-    ),
+    st.tuples(st.just("digit"), st.sampled_from(PARTIES), st.sampled_from(list("0123456789*#"))),
     st.tuples(st.just("grant"), st.sampled_from(PARTIES)),
     st.tuples(st.just("withdraw"), st.sampled_from(PARTIES)),
     st.tuples(st.just("pause"), st.booleans()),

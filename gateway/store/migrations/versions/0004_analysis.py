@@ -8,7 +8,8 @@ Written by hand for both SQLite and PostgreSQL, as the others.
 
 - ``analysis_jobs``: one per recording to analyse, inserted with the
   recording's row; claimed, retried and finished by the workers.
-- ``transcripts``: one per recording and party, redacted text and word list.
+- ``transcripts``: one per recording and party, redacted text and word list;
+  ``live`` rows (no recording yet) are pieces made while the call ran.
 - ``redactions``: the spans removed (type, words, times), never their content.
 - ``analyses``: per recording, the talk-time cues and what was muted.
 - ``ix_calls_tenant_stats``: a covering index for the stats endpoint;
@@ -83,7 +84,7 @@ def upgrade() -> None:
         "transcripts",
         sa.Column("id", sa.Text(), nullable=False),
         sa.Column("call_record_id", sa.Text(), nullable=False),
-        sa.Column("recording_id", sa.Text(), nullable=False),
+        sa.Column("recording_id", sa.Text(), nullable=True),
         sa.Column("tenant", sa.Text(), nullable=False),
         sa.Column("party", sa.Text(), nullable=False),
         sa.Column("language", sa.Text(), nullable=False),
@@ -91,6 +92,7 @@ def upgrade() -> None:
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("words", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("live", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_transcripts"),
         _call_fk("transcripts"),
         _recording_fk("transcripts"),
@@ -101,7 +103,7 @@ def upgrade() -> None:
         "redactions",
         sa.Column("id", BIGINT_ID, autoincrement=True, nullable=False),
         sa.Column("call_record_id", sa.Text(), nullable=False),
-        sa.Column("recording_id", sa.Text(), nullable=False),
+        sa.Column("recording_id", sa.Text(), nullable=True),
         sa.Column("tenant", sa.Text(), nullable=False),
         sa.Column("party", sa.Text(), nullable=False),
         sa.Column("entity", sa.Text(), nullable=False),
