@@ -100,7 +100,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
                 problem.headers[name] = error.headers[name]
         return problem.response(request.path)
     except (SqlTimeout, OperationalError) as error:
-        log.warning("API %s %s: store busy or unreachable: %s", request.method, request.path, error)
+        log.warning(
+            "API %s %s: store busy or unreachable: %s", request.method, _route(request), error
+        )
         return ApiProblem(
             503,
             "store-unavailable",
@@ -108,10 +110,16 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             headers={"Retry-After": "1"},
         ).response(request.path)
     except Exception:
-        log.exception("API %s %s failed", request.method, request.path)
+        log.exception("API %s %s failed", request.method, _route(request))
         return ApiProblem(
             500, "internal-error", "the server failed to answer; the error is logged"
         ).response(request.path)
+
+
+def _route(request: web.Request) -> str:
+    """The route's pattern, not the path: a path can hold a data subject's number."""
+    info = request.match_info.route.resource.get_info() if request.match_info.route.resource else {}
+    return str(info.get("formatter") or info.get("path") or "(no route)")
 
 
 def _default(error: web.HTTPException) -> str:
