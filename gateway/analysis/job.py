@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from dsp.redact.audio import mute_audio, mute_ranges
-from dsp.redact.redactor import Redactor
+from dsp.redact.redactor import Redactor, Span
 from dsp.redact.tokens import Word
 from dsp.wav import encode_wav, read_wav
 from gateway.analysis.cues import talk_cues
@@ -122,21 +123,8 @@ def analyse(spec: JobSpec) -> JobResult:
             party=party,
             text=result.text,
             # every word, the emptied ones of a span too: the spans' word indexes point here
-            words=[
-                {"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}
-                for w in result.words
-            ],
-            spans=[
-                {
-                    "entity": span.entity,
-                    "word_start": span.start_word,
-                    "word_end": span.end_word,
-                    "start_s": round(span.start, 3),
-                    "end_s": round(span.end, 3),
-                    "score": round(float(span.score), 3),
-                }
-                for span in result.spans
-            ],
+            words=word_rows(result.words),
+            spans=span_rows(result.spans),
         )
         for party, result in zip(PARTIES, redacted, strict=False)
     ]
@@ -151,6 +139,26 @@ def analyse(spec: JobSpec) -> JobResult:
         bytes=len(wav),
         sha256=hashlib.sha256(wav).hexdigest(),
     )
+
+
+def word_rows(words: Iterable[Word]) -> list[dict[str, Any]]:
+    """Redacted words as stored: text (empty inside a span), start and end seconds."""
+    return [{"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3)} for w in words]
+
+
+def span_rows(spans: Iterable[Span]) -> list[dict[str, Any]]:
+    """Redacted spans as stored: the entity, its word range, its times, its score."""
+    return [
+        {
+            "entity": span.entity,
+            "word_start": span.start_word,
+            "word_end": span.end_word,
+            "start_s": round(span.start, 3),
+            "end_s": round(span.end, 3),
+            "score": round(float(span.score), 3),
+        }
+        for span in spans
+    ]
 
 
 def _store(source: Path, wav: bytes, spec: JobSpec) -> tuple[Path, str | None]:

@@ -30,7 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dsp.redact.redactor import Redactor
 from dsp.redact.tokens import Word
-from gateway.analysis.job import PARTIES, _transcriber
+from dsp.redact.vocab import VOCABULARY, Kind
+from gateway.analysis.job import PARTIES, _transcriber, span_rows, word_rows
 from gateway.analysis.pipeline import job_spec
 from gateway.analysis.recorder import StereoRecorder
 from gateway.config import TenantSettings
@@ -89,71 +90,16 @@ def look(spec: LookSpec) -> LookResult:
         for span in redacted.spans:
             if span.start_word < cut < span.end_word:
                 cut = span.start_word
-        result.words[party] = [
-            {"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}
-            for w in redacted.words[:cut]
-        ]
-        result.spans[party] = [
-            {
-                "entity": span.entity,
-                "word_start": span.start_word,
-                "word_end": span.end_word,
-                "start_s": round(span.start, 3),
-                "end_s": round(span.end, 3),
-                "score": round(float(span.score), 3),
-            }
-            for span in redacted.spans
-            if span.end_word <= cut
-        ]
+        result.words[party] = word_rows(redacted.words[:cut])
+        result.spans[party] = span_rows(span for span in redacted.spans if span.end_word <= cut)
         result.held[party] = [(w.text, w.start, w.end) for w in heard[cut:]]
     return result
 
 
-NUMBER_TALK = frozenset(
-    [
-        "zero",
-        "oh",
-        "o",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-        "twenty",
-        "thirty",
-        "forty",
-        "fifty",
-        "sixty",
-        "seventy",
-        "eighty",
-        "ninety",
-        "hundred",
-        "thousand",
-        "double",
-        "triple",
-        "um",
-        "uh",
-        "er",
-        "erm",
-        "hmm",
-        "and",
-    ]
+NUMBER_KINDS = frozenset(
+    {Kind.UNIT, Kind.OH, Kind.TEEN, Kind.TENS, Kind.SCALE, Kind.MULT, Kind.NUMERAL, Kind.FILLER}
 )
-"""Words that may belong to a number being read (and the fillers inside one)."""
+"""What a word of a number being read may be (the redactor's own vocabulary), fillers too."""
 
 
 def _held_from(words: list[Word], from_s: float) -> int:
@@ -172,7 +118,10 @@ def _held_from(words: list[Word], from_s: float) -> int:
 
 def _numeric(text: str) -> bool:
     lowered = text.lower().strip(",.")
-    return lowered in NUMBER_TALK or any(ch.isdigit() for ch in lowered)
+    if any(ch.isdigit() for ch in lowered):
+        return True
+    index = VOCABULARY.ids.get(lowered)
+    return index is not None and int(VOCABULARY.kind[index]) in NUMBER_KINDS
 
 
 class LiveAnalysis:
