@@ -33,7 +33,8 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.analysis.job import JobResult, JobSpec, analyse
+from gateway.analysis.job import SEALED_SUFFIX, JobResult, JobSpec, analyse
+from gateway.analysis.sealed import Keyring, SealedError, seal_in_place
 from gateway.config import Settings, TenantSettings
 from gateway.store.models import (
     ANALYSES,
@@ -284,6 +285,29 @@ class AnalysisPipeline:
         with contextlib.suppress(FileNotFoundError):
             Path(job["path"]).unlink()
 
+    async def _seal_original(self, job: dict[str, Any]) -> None:
+        """Analysis gave up: the unredacted original is at least sealed, if the tenant has
+        keys (the API still refuses it: it was never redacted)."""
+        path = job.get("path")
+        try:
+            keys, current = tenant_keys(self.settings.tenant_named(job["tenant"]))
+        except KeyError:
+            return
+        if not keys or not path or not Path(path).is_file() or path.endswith(SEALED_SUFFIX):
+            return
+        try:
+            keyring = Keyring.from_base64(keys, current)
+            sealed = await asyncio.to_thread(seal_in_place, path, keyring)
+        except (OSError, SealedError) as error:
+            log.error("call %s: could not seal the recording: %s", job["call_record_id"], error)
+            return
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                update(RECORDINGS)
+                .where(RECORDINGS.c.id == job["recording_id"])
+                .values(path=str(sealed), key_id=keyring.current)
+            )
+
     async def _renew(self, job: dict[str, Any]) -> None:
         """Keep the lease while the job runs, so no other claim takes it over."""
         every = self.settings.analysis.lease_s / 3
@@ -386,6 +410,7 @@ class AnalysisPipeline:
         if final:
             values.update(state="failed", finished_at=now)
             self.failed += 1
+            await self._seal_original(job)
         else:
             delay = analysis.retry_s * 2 ** (job["attempts"] - 1)
             values.update(state="queued", not_before=now + timedelta(seconds=delay))

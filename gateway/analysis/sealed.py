@@ -362,6 +362,15 @@ def encrypt_file(
     return size
 
 
+def seal_in_place(path: str | os.PathLike[str], keyring: Keyring) -> Path:
+    """Seal ``path`` as ``<path>.sealed`` and remove the plain file; the sealed file's path."""
+    source = Path(path)
+    target = source.with_name(source.name + ".sealed")
+    encrypt_file(source, target, keyring)
+    source.unlink(missing_ok=True)
+    return target
+
+
 class SealedReader:
     """A sealed file opened for reading: its plaintext by range or as a stream.
 

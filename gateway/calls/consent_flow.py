@@ -39,6 +39,7 @@ import numpy as np
 
 from dsp.tones import tone
 from gateway.analysis.recorder import StereoRecorder
+from gateway.analysis.sealed import Keyring, seal_in_place
 from gateway.analysis.timeline import ChannelTimeline
 from gateway.calls.call import CALLEE, CALLER
 from gateway.calls.codecs import event_types, g711_type
@@ -136,6 +137,8 @@ class CallConsent:
         self.recorder = StereoRecorder(path, latency_s=latency_s)
         self.analyse = False
         """Queue the recording for analysis (the tenant's ``analysis.enabled``)."""
+        self.keyring: Keyring | None = None
+        """Seal the recording as soon as it is finished: set when nothing analyses it first."""
         self.recording: Any = None
         self.early_done: Callable[[], None] | None = None
 
@@ -244,11 +247,15 @@ class CallConsent:
         if info is None:
             return
         self.recording = info
+        path, key_id = str(info.path), None
+        if self.keyring is not None:
+            sealed = await loop.run_in_executor(None, seal_in_place, info.path, self.keyring)
+            path, key_id = str(sealed), self.keyring.current
         self._writer.submit(
             RecordingRecord(
                 record_id=self.facts.record_id,
                 tenant=self.facts.tenant,
-                path=str(info.path),
+                path=path,
                 channels=info.channels,
                 sample_rate=info.sample_rate,
                 started_at=ended_at - timedelta(seconds=info.duration_s),
@@ -257,6 +264,7 @@ class CallConsent:
                 bytes=info.bytes,
                 sha256=info.sha256,
                 analyse=self.analyse,
+                key_id=key_id,
             )
         )
         log.info("call %s: recording %s (%.1f s)", self.facts.record_id, info.path, info.duration_s)

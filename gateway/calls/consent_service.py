@@ -21,6 +21,8 @@ from time import monotonic
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.analysis.live import LiveAnalysis
+from gateway.analysis.pipeline import tenant_keys
+from gateway.analysis.sealed import Keyring
 from gateway.calls.call import CALLEE, CALLER
 from gateway.calls.consent_flow import (
     CONSENT_HEADER,
@@ -103,7 +105,11 @@ class ConsentService:
             self.latency_s,
             hang_up,
         )
-        flow.analyse = self.settings.tenant_named(facts.tenant).analysis.enabled
+        tenant = self.settings.tenant_named(facts.tenant)
+        flow.analyse = tenant.analysis.enabled
+        keys, current = tenant_keys(tenant)
+        if keys and not flow.analyse:  # nothing redacts it first: sealed as it is listed
+            flow.keyring = Keyring.from_base64(keys, current)
         flow.start(consented if decision.mode is not Mode.NONE else ())
         if decision.mode is not Mode.NONE:  # a call that is never captured has nothing to tick
             self.flows.add(flow)

@@ -157,7 +157,11 @@ async def _write_children(
     if events:
         await connection.execute(insert(CONSENT_EVENTS), events)
     if recordings:
-        await connection.execute(insert(RECORDINGS), recordings)
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in recordings:  # an executemany needs the same columns in every row
+            shapes.setdefault(tuple(row), []).append(row)
+        for rows in shapes.values():
+            await connection.execute(insert(RECORDINGS), rows)
         queued = [jobs[row["id"]] for row in recordings if row["id"] in jobs]
         if queued:
             await connection.execute(insert(ANALYSIS_JOBS), queued)

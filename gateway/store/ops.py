@@ -301,6 +301,8 @@ class RecordingRecord:
     created_at: datetime = field(default_factory=utcnow)
     analyse: bool = False
     """Queue an analysis job with the row, in the same transaction (none is ever lost)."""
+    key_id: str | None = None
+    """The key that sealed the file, when it was sealed as it was listed."""
 
     def __post_init__(self) -> None:
         for name in ("record_id", "tenant", "path", "recording_id"):
@@ -349,6 +351,8 @@ class RecordingRecord:
             "bytes": self.bytes,
             "sha256": self.sha256,
             "created_at": self.created_at,
+            # only when set: a row without it stays valid on a schema before 0004
+            **({"key_id": self.key_id} if self.key_id is not None else {}),
         }
 
 

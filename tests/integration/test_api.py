@@ -17,6 +17,7 @@ expected there.
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -48,7 +49,9 @@ GLOBEX_PBX = "127.0.0.4"
 GLOBEX_TRUNK = "127.0.0.5"
 RATE = 8000
 
-ACME_CONSENT = """home = "US-NY"
+SEALING_KEY = base64.b64encode(os.urandom(32)).decode()
+
+ACME_CONSENT = f"""home = "US-NY"
 minimum_mode = "notice"
 
 [tenants.consent.notices.en]
@@ -58,6 +61,9 @@ opt_in = "notices/notice.wav"
 
 [tenants.analysis]
 enabled = false   # recordings served as captured (test_analysis.py covers redaction)
+
+[tenants.sealing]
+keys = {{ "k1" = "{SEALING_KEY}" }}
 """
 
 
@@ -249,6 +255,9 @@ def test_a_recorded_call_its_trail_recording_and_live_pause(
     assert heard.size > 0.3 * RATE  # consented audio before the pause
     loud_after = samples[int(heard[0]) + int(1.2 * RATE) :, 0]
     assert np.abs(loud_after).max(initial=0) < 1000, "audio captured after the pause"
+    on_disk = _recording_file(gateway, record_id)
+    assert on_disk.name.endswith(".sealed") and on_disk.read_bytes()[:8] == b"CGSEALED"
+    assert call["recordings"][0]["key_id"] == "k1"
     part = get(http, admin, href, headers={"Range": "bytes=0-43"})
     assert part.status_code == 206 and part.content == whole.content[:44]
     late = http.post(
@@ -287,7 +296,7 @@ def test_erasure_end_to_end(
 
 
 def _recording_file(gateway: GatewayProcess, record_id: str) -> Path:
-    found = list((gateway.config_path.parent / "recordings").rglob(f"{record_id}*.wav"))
+    found = list((gateway.config_path.parent / "recordings").rglob(f"{record_id}*.wav*"))
     assert len(found) == 1, found
     return found[0]
 

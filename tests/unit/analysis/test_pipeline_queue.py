@@ -180,3 +180,33 @@ async def test_a_run_whose_lease_was_taken_over_stores_nothing(
     await second._store(current, result)
     (row,) = await _jobs(db_engine)
     assert row["state"] == "done"
+
+
+async def test_a_recording_whose_analysis_gave_up_is_sealed_all_the_same(
+    db_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    import base64
+    import os
+
+    from gateway.analysis.sealed import Keyring, open_sealed
+    from gateway.store.models import RECORDINGS
+
+    key = base64.b64encode(os.urandom(32)).decode()
+    settings = _settings(max_attempts=1)
+    settings.tenants[0].sealing.keys = {"k9": key}
+    wav = tmp_path / "call.wav"
+    wav.write_bytes(b"RIFF" + bytes(200))
+    await _recorded_call(db_engine, wav)
+    pipeline = AnalysisPipeline(settings, db_engine)
+    job = await pipeline._claim()
+    assert job is not None
+    await pipeline._failed(job, RuntimeError("the recogniser crashed"))
+    (row,) = await _jobs(db_engine)
+    assert row["state"] == "failed"
+    async with db_engine.connect() as connection:
+        path, key_id = (
+            await connection.execute(select(RECORDINGS.c.path, RECORDINGS.c.key_id))
+        ).one()
+    assert not wav.exists() and path.endswith(".sealed") and key_id == "k9"
+    with open_sealed(path, Keyring.from_base64({"k9": key})) as reader:
+        assert reader.read_all() == b"RIFF" + bytes(200)
