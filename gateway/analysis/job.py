@@ -84,7 +84,7 @@ class JobResult:
 _transcribers: dict[tuple[str, str], Any] = {}
 
 
-def _transcriber(kind: str, options: dict[str, Any]) -> Any:
+def transcriber_for(kind: str, options: dict[str, Any]) -> Any:
     key = (kind, repr(sorted(options.items())))
     if key not in _transcribers:
         # imported here: the transcriber's model loads in the worker process, not the gateway
@@ -100,7 +100,7 @@ def analyse(spec: JobSpec) -> JobResult:
     if stereo.ndim == 1:
         stereo = stereo[:, None]
     cues = talk_cues(stereo[:, :2] if stereo.shape[1] >= 2 else np.repeat(stereo, 2, 1), rate)
-    transcriber = _transcriber(spec.transcriber, spec.transcriber_options)
+    transcriber = transcriber_for(spec.transcriber, spec.transcriber_options)
     heard: list[list[Word]] = []
     for channel, party in enumerate(PARTIES[: stereo.shape[1]]):
         words = transcriber.transcribe(np.ascontiguousarray(stereo[:, channel]), rate, party)

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dsp.redact.redactor import Redactor
 from dsp.redact.tokens import Word
 from dsp.redact.vocab import VOCABULARY, Kind
-from gateway.analysis.job import PARTIES, _transcriber, span_rows, word_rows
+from gateway.analysis.job import PARTIES, span_rows, transcriber_for, word_rows
 from gateway.analysis.pipeline import job_spec
 from gateway.analysis.recorder import StereoRecorder
 from gateway.config import TenantSettings
@@ -76,7 +76,7 @@ def look(spec: LookSpec) -> LookResult:
     """Transcribe and redact one look (runs in a worker process)."""
     stereo = np.frombuffer(spec.pcm, dtype="<i2").reshape(-1, 2)
     end_s = spec.offset_s + len(stereo) / spec.sample_rate
-    transcriber = _transcriber(spec.transcriber, spec.transcriber_options)
+    transcriber = transcriber_for(spec.transcriber, spec.transcriber_options)
     redactor = Redactor(spec.entities, spec.replacement)  # type: ignore[arg-type]
     result = LookResult()
     for channel, party in enumerate(PARTIES):

@@ -14,7 +14,7 @@ def tenant_region(settings: Settings, tenant: str) -> str:
         return "US"
 
 
-def subject_numbers(settings: Settings, tenant: str, typed: str, name: str = "number") -> str:
+def e164_of(settings: Settings, tenant: str, typed: str, name: str = "number") -> str:
     """``typed`` in E.164, read against the tenant's region (``(404) 555-0100`` in the US)."""
     if len(typed) > 40:
         raise bad_request(f"{name} is too long to be a telephone number")

@@ -12,7 +12,7 @@ from gateway.api.auth import IDENTITY, VIEW
 from gateway.api.bodies import json_body
 from gateway.api.context import context_of
 from gateway.api.cursor import decode_cursor, encode_cursor, fingerprint
-from gateway.api.numbers import subject_numbers
+from gateway.api.numbers import e164_of
 from gateway.api.params import QueryParams, is_record_id
 from gateway.api.problems import ApiProblem, bad_request, json_response, not_found
 from gateway.store.capture_bus import CaptureBusError
@@ -46,7 +46,7 @@ def _filter(request: web.Request, params: QueryParams) -> tuple[CallFilter, dict
     typed = params.text("number", 40)
     numbers: tuple[str, ...] = ()
     if typed is not None:
-        numbers = (subject_numbers(context_of(request).settings, request[VIEW].tenant, typed),)
+        numbers = (e164_of(context_of(request).settings, request[VIEW].tenant, typed),)
     where = CallFilter(
         since=since,
         until=until,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from aiohttp import web
 
 from gateway.api.auth import VIEW
 from gateway.api.params import QueryParams
 from gateway.api.problems import bad_request, json_response
-from gateway.store.tenant_view import Bucket
+from gateway.store.stats import Bucket, totals
 
 BUCKET_SPAN = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 MAX_BUCKETS = 5000
@@ -33,29 +32,10 @@ async def stats(request: web.Request) -> web.Response:
             "from": since.astimezone(UTC).isoformat(),
             "to": until.astimezone(UTC).isoformat(),
             "bucket": bucket,
-            "totals": _totals(rows),
+            "totals": totals(rows),
             "buckets": rows,
         }
     )
-
-
-def _totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    calls = sum(row["calls"] for row in rows)
-    answered = sum(row["answered"] for row in rows)
-    billable = sum(row["billable_s"] for row in rows)
-    consent: dict[str, int] = {}
-    for row in rows:
-        for outcome, count in row["consent"].items():
-            consent[outcome] = consent.get(outcome, 0) + count
-    return {
-        "calls": calls,
-        "answered": answered,
-        "answer_rate": round(answered / calls, 4) if calls else 0.0,
-        "duration_s": round(sum(row["duration_s"] for row in rows), 3),
-        "billable_s": round(billable, 3),
-        "mean_billable_s": round(billable / answered, 3) if answered else 0.0,
-        "consent": consent,
-    }
 
 
 def add_routes(app: web.Application) -> None:

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from gateway.api.auth import VIEW, admin_only
 from gateway.api.context import context_of
-from gateway.api.numbers import subject_numbers
+from gateway.api.numbers import e164_of
 from gateway.api.params import QueryParams
 from gateway.api.problems import json_response
 from gateway.store.tenant_view import subject_token
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 def _subject(request: web.Request) -> tuple[list[str], str, str]:
     context = context_of(request)
     view = request[VIEW]
-    number = subject_numbers(context.settings, view.tenant, request.match_info["number"])
+    number = e164_of(context.settings, view.tenant, request.match_info["number"])
     return [number], number, subject_token(context.subject_hash_key, view.tenant, number)
 
 

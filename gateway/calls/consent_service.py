@@ -116,9 +116,7 @@ class ConsentService:
             self._ensure_ticker()
         self.by_record[facts.record_id] = flow
         if self.live is not None and decision.mode is not Mode.NONE:
-            self.live.watch(
-                facts.record_id, self.settings.tenant_named(facts.tenant), flow.recorder
-            )
+            self.live.watch(facts.record_id, tenant, flow.recorder)
         return flow
 
     def capture_command(self, record_id: str, tenant: str, command: str) -> bool | None:

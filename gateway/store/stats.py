@@ -204,6 +204,19 @@ def buckets(
     return [_shown(key, sums[key]) for key in sorted(sums)]
 
 
+def totals(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The buckets :func:`buckets` made, added up into one, shown the same way."""
+    sums: dict[str, float] = dict.fromkeys(COUNTS, 0)
+    for row in rows:
+        for name in ("calls", "answered", "duration_s", "billable_s"):
+            sums[name] += row[name]
+        for outcome, count in row["consent"].items():
+            sums[f"o_{outcome}"] += count
+    shown = _shown("", sums)
+    del shown["bucket"]
+    return shown
+
+
 def _shown(key: str, row: dict[str, float]) -> dict[str, Any]:
     calls = int(row["calls"])
     answered = int(row["answered"])

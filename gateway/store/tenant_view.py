@@ -37,7 +37,6 @@ from gateway.store.models import (
     ANALYSIS_JOBS,
     CALLS,
     CONSENT_EVENTS,
-    DISPOSITIONS,
     RECORDINGS,
     REDACTIONS,
     TRANSCRIPTS,
@@ -481,7 +480,6 @@ async def _with_trail(connection: AsyncConnection, call: dict[str, Any]) -> dict
 
 
 __all__ = [
-    "DISPOSITIONS",
     "CallFilter",
     "Erasure",
     "Page",

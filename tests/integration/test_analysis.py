@@ -33,7 +33,7 @@ import pytest
 
 from dsp import g711
 from dsp.wav import read_wav, write_wav
-from tests.integration.test_api import get, make_key, notice_audio, wait_for
+from tests.support.api import SHORT_NOTICE_CONSENT, get, make_key, wait_for, write_notice
 from tests.support.gateway import (
     BACKENDS,
     GATEWAY_HOST,
@@ -70,14 +70,9 @@ DIGIT_WORDS = {
 }
 KEY = base64.b64encode(os.urandom(32)).decode()
 
-CONSENT = f"""home = "US-NY"
-minimum_mode = "notice"
-
-[tenants.consent.notices.en]
-notice = "notices/notice.wav"
-opt_out = "notices/notice.wav"
-opt_in = "notices/notice.wav"
-
+CONSENT = (
+    SHORT_NOTICE_CONSENT
+    + f"""
 [tenants.analysis]
 transcriber = "pocketsphinx"
 entities = ["CARD", "CVV", "EXPIRY", "DIGITS"]
@@ -87,6 +82,7 @@ live_interval_s = 2
 [tenants.sealing]
 keys = {{ "t1" = "{KEY}" }}
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +105,7 @@ def gateway(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     tmp = tmp_path_factory.mktemp(f"analysis-{request.param}")
-    (tmp / "notices").mkdir()
-    write_wav(tmp / "notices" / "notice.wav", notice_audio(), RATE)
+    write_notice(tmp)
     with gateway_on_backend(
         request.param, tmp, consent=CONSENT, analysis_workers=1, media_timeout_s=30.0
     ) as process:

@@ -31,7 +31,8 @@ import httpx
 import numpy as np
 import pytest
 
-from dsp.wav import read_wav, write_wav
+from dsp.wav import read_wav
+from tests.support.api import SHORT_NOTICE_CONSENT, get, make_key, wait_for, write_notice
 from tests.support.gateway import (
     BACKENDS,
     GATEWAY_HOST,
@@ -51,26 +52,16 @@ RATE = 8000
 
 SEALING_KEY = base64.b64encode(os.urandom(32)).decode()
 
-ACME_CONSENT = f"""home = "US-NY"
-minimum_mode = "notice"
-
-[tenants.consent.notices.en]
-notice = "notices/notice.wav"
-opt_out = "notices/notice.wav"
-opt_in = "notices/notice.wav"
-
+ACME_CONSENT = (
+    SHORT_NOTICE_CONSENT
+    + f"""
 [tenants.analysis]
 enabled = false   # recordings served as captured (test_analysis.py covers redaction)
 
 [tenants.sealing]
 keys = {{ "k1" = "{SEALING_KEY}" }}
 """
-
-
-def notice_audio() -> np.ndarray:
-    """A short rising sweep: the notice the tests' tenant plays."""
-    t = np.arange(int(0.6 * RATE)) / RATE
-    return (np.sin(2 * np.pi * (300 + 400 * t) * t) * 8000).astype(np.int16)
+)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -78,8 +69,7 @@ def gateway(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     tmp = tmp_path_factory.mktemp(f"api-{request.param}")
-    (tmp / "notices").mkdir()
-    write_wav(tmp / "notices" / "notice.wav", notice_audio(), RATE)
+    write_notice(tmp)
     globex = TenantPeers(
         name="globex",
         pbx=(GLOBEX_PBX, free_port(GLOBEX_PBX)),
@@ -91,31 +81,6 @@ def gateway(
     ) as process:
         process.extra["globex"] = globex
         yield process
-
-
-def make_key(gateway: GatewayProcess, tenant: str, role: str) -> str:
-    done = subprocess.run(
-        [
-            *callgate_command(),
-            "keys",
-            "create",
-            "--config",
-            str(gateway.config_path),
-            "--tenant",
-            tenant,
-            "--role",
-            role,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-        cwd=gateway.config_path.parent,
-    )
-    assert done.returncode == 0, done.stderr
-    key = done.stdout.splitlines()[0]
-    assert key.startswith("cgk_")
-    return key
 
 
 @pytest.fixture(scope="module")
@@ -131,21 +96,6 @@ def keys(gateway: GatewayProcess) -> dict[str, str]:
 def http(gateway: GatewayProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=f"http://{GATEWAY_HOST}:{gateway.api_port}", timeout=10) as c:
         yield c
-
-
-def get(http: httpx.Client, key: str, path: str, **kwargs: Any) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {key}", **kwargs.pop("headers", {})}
-    return http.get(path, headers=headers, **kwargs)
-
-
-def wait_for(predicate: Any, timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def acme_call(sipp_factory: SippFactory, gateway: GatewayProcess, number: str, ms: int) -> Any:
