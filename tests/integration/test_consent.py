@@ -187,7 +187,9 @@ async def wait_for_record(gateway: GatewayProcess, number: str) -> dict[str, Any
             if rows and rows[0]["ended_at"] is not None:
                 found = await get_call(engine, record_id=rows[0]["id"])
                 assert found is not None
-                if found.get("consent_outcome") != "granted" or found["recordings"]:
+                # a call that captured anything lists its recording a moment after it
+                # closes, whatever its outcome (withdrawn too): wait for it then
+                if not found.get("capture_s") or found["recordings"]:
                     return found
             await asyncio.sleep(0.1)
     finally:
