@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -97,6 +98,7 @@ __all__ = [
     "DtmfMasker",
     "detect_dtmf",
     "dtmf_mask",
+    "feed_many",
 ]
 
 SAMPLE_RATE: Final = 8000
@@ -257,6 +259,11 @@ class _Thresholds:
         )
 
 
+_DEFAULT_CONFIG: Final = DtmfConfig()
+"""One instance shared by every detector made with the defaults (it is frozen)."""
+_DEFAULT_LIMITS: Final = _Thresholds.of(_DEFAULT_CONFIG)
+
+
 # ---------------------------------------------------------------------- measurement
 
 
@@ -291,7 +298,7 @@ def _frame_reference() -> npt.NDArray[np.float64]:
     )
 
 
-_HALF_BLOCK_REFERENCE: Final = _half_block_reference()
+_HALF_BLOCK_REFERENCE_T: Final = np.ascontiguousarray(_half_block_reference().T)
 _FRAME_REFERENCE: Final = _frame_reference()
 _HOP_SHIFT: Final = np.exp(-2j * np.pi * _FUNDAMENTALS_HZ / SAMPLE_RATE * HOP_SAMPLES)
 
@@ -347,17 +354,20 @@ def _screen(
     samples: npt.NDArray[np.float64], limits: _Thresholds
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
     """The frames of the half-blocks ``samples`` (M x 51) that pass the relative-peak test
-    (3) and a loose level test, and every frame's rectangular power at the 8 tones."""
-    products = samples @ _HALF_BLOCK_REFERENCE
-    sums = products[:-1, :16] + products[1:, 16:]  # each frame's cos and sin sums
-    squares = sums * sums
-    power = squares[:, :8] + squares[:, 8:]  # |Goertzel output|^2, (M-1) x 8
-    ranked = np.sort(power.reshape(-1, 2, 4), axis=2)
-    strongest = ranked[:, :, 3]
-    passed = (strongest >= limits.screen_power) & (
-        strongest >= ranked[:, :, 2] * limits.relative_peak_power
-    )
-    return np.flatnonzero(passed.all(axis=1)), power
+    (3) and a loose level test, and every frame's rectangular power at the 8 tones
+    (8 x (M - 1): one row per tone, which keeps each step a pass over contiguous memory)."""
+    products = _HALF_BLOCK_REFERENCE_T @ samples.T  # 32 x M
+    sums = products[:16, :-1] + products[16:, 1:]  # each frame's cos and sin sums
+    sums *= sums
+    power = sums[:8] + sums[8:]  # |Goertzel output|^2
+    passed = np.ones(power.shape[1], dtype=bool)
+    for group in (power[:4], power[4:]):
+        strongest = np.maximum(np.maximum(group[0], group[1]), np.maximum(group[2], group[3]))
+        # the strongest is at least relative_peak_power times each other tone of its group
+        # exactly when at most one tone (itself) exceeds strongest / relative_peak_power
+        above = (group * limits.relative_peak_power > strongest).sum(axis=0)
+        passed &= (strongest >= limits.screen_power) & (above <= 1)
+    return np.flatnonzero(passed), power
 
 
 def _harmonic_residue(examined: _Examined) -> npt.NDArray[np.float64]:
@@ -393,29 +403,6 @@ def _two_tone_fit(
     weights = np.linalg.solve(gram, projection)[:, :, 0]  # cos row, cos col, sin row, sin col
     energy = np.einsum("ij,ij->i", projection[:, :, 0], weights)
     return energy, weights[:, :2] ** 2 + weights[:, 2:] ** 2
-
-
-def _analyse(
-    half_blocks: npt.NDArray[np.int16],
-    block_before: npt.NDArray[np.int16],
-    limits: _Thresholds,
-) -> _Hits | None:
-    """Classify the M - 1 frames of ``half_blocks`` (M x 51) by tests 1-6 of the notes.
-
-    ``block_before`` is the half-block before the first (zeros at the start of a
-    stream). Returns None when no frame passes the screen, which is the common
-    case: the relative-peak test and a loose level test run on every frame, the
-    others on the frames that pass (a few percent of loud speech), and the
-    least-squares fit on the frames that pass all the rest.
-    """
-    samples = half_blocks.astype(np.float64)
-    index, power = _screen(samples, limits)
-    if len(index) == 0:
-        return None
-    hits = _Hits.none(len(power))
-    extended = np.vstack([block_before.astype(np.float64)[None, :], samples])
-    _examine(extended, index, power[index], limits, hits)
-    return hits
 
 
 @dataclass(frozen=True)
@@ -543,7 +530,7 @@ class DtmfDetector:
     """
 
     sample_rate: int = SAMPLE_RATE
-    config: DtmfConfig = field(default_factory=DtmfConfig)
+    config: DtmfConfig = field(default_factory=lambda: _DEFAULT_CONFIG)
     _limits: _Thresholds = field(init=False, repr=False)
     _pending: npt.NDArray[np.int16] = field(init=False, repr=False)
     _first_frame: int = field(init=False, default=0, repr=False)
@@ -556,7 +543,9 @@ class DtmfDetector:
             raise DtmfError(
                 f"DTMF detection runs on {SAMPLE_RATE} Hz audio, got {self.sample_rate} Hz"
             )
-        self._limits = _Thresholds.of(self.config)
+        self._limits = (
+            _DEFAULT_LIMITS if self.config is _DEFAULT_CONFIG else _Thresholds.of(self.config)
+        )
         self._restart()
 
     def _restart(self) -> None:
@@ -567,18 +556,28 @@ class DtmfDetector:
 
     def feed(self, pcm: npt.NDArray[np.int16]) -> list[DtmfEvent]:
         """Analyse the next ``pcm`` samples of the stream; the events they complete, in order."""
+        return feed_many([self], [pcm])[0]
+
+    def _take(self, pcm: npt.NDArray[np.int16]) -> list[npt.NDArray[np.int16]]:
+        """The whole half-blocks of the stream so far not yet analysed, after the one before
+        them, as pieces to stack (nothing when there is not a frame's worth); the rest of
+        ``pcm`` waits for the next feed."""
         _check_pcm(pcm)
         buffered = np.concatenate([self._pending, pcm]) if len(self._pending) else pcm
         half_count = len(buffered) // HOP_SAMPLES
         if half_count < 2:
             self._pending = buffered.copy()
             return []
-        blocks = buffered[: half_count * HOP_SAMPLES].reshape(half_count, HOP_SAMPLES)
-        hits = _analyse(blocks, self._block_before, self._limits)
-        self._block_before = blocks[-2].copy()
+        whole = buffered[: half_count * HOP_SAMPLES]
+        pieces = [self._block_before, whole]
+        self._block_before = whole[-2 * HOP_SAMPLES : -HOP_SAMPLES].copy()
         self._pending = buffered[(half_count - 1) * HOP_SAMPLES :].copy()
-        events = self._advance(hits, half_count - 1)
-        self._first_frame += half_count - 1
+        return pieces
+
+    def _step(self, hits: _Hits | None, frame_count: int) -> list[DtmfEvent]:
+        """Run the press state machine over the next ``frame_count`` frames."""
+        events = self._advance(hits, frame_count)
+        self._first_frame += frame_count
         return events
 
     def flush(self) -> list[DtmfEvent]:
@@ -673,6 +672,58 @@ class DtmfDetector:
         candidate.row_power = float(row_power[-1])
         candidate.column_power = float(column_power[-1])
         return bool(confirmed.any())
+
+
+def feed_many(
+    detectors: Sequence[DtmfDetector], chunks: Sequence[npt.NDArray[np.int16]]
+) -> list[list[DtmfEvent]]:
+    """Feed each detector its chunk, ``detectors[i].feed(chunks[i])``, with one screen for all.
+
+    Every stream's half-blocks are stacked into one matrix and screened by
+    one product, so many streams (the calls of a gateway) cost one pass
+    rather than a pass each; only streams with frames that pass the screen
+    are examined further, each on its own. The events per detector are the
+    ones :meth:`DtmfDetector.feed` would return. The detectors must share
+    one configuration.
+    """
+    if len(detectors) != len(chunks):
+        raise DtmfError(f"{len(detectors)} detectors but {len(chunks)} chunks of audio")
+    results: list[list[DtmfEvent]] = [[] for _ in detectors]
+    if not detectors:
+        return results
+    config = detectors[0].config
+    pieces: list[npt.NDArray[np.int16]] = []
+    spans: list[tuple[int, int, int]] = []  # detector, first row, rows (the one before first)
+    rows = 0
+    for number, (detector, pcm) in enumerate(zip(detectors, chunks, strict=True)):
+        if detector.config is not config and detector.config != config:
+            raise DtmfError("detectors fed together must share one configuration")
+        taken = detector._take(pcm)
+        if taken:
+            count = (len(taken[0]) + len(taken[1])) // HOP_SAMPLES
+            pieces += taken
+            spans.append((number, rows, count))
+            rows += count
+    if not spans:
+        return results
+    limits = detectors[0]._limits
+    stacked = np.concatenate(pieces).reshape(rows, HOP_SAMPLES).astype(np.float64)
+    screened, power = _screen(stacked, limits)
+    # frame r pairs rows r and r + 1: a stream's frames are rows first + 1 .. first + count - 2
+    firsts = np.array([first for _, first, _ in spans])
+    counts = np.array([count for _, _, count in spans])
+    bounds_low = np.searchsorted(screened, firsts + 1).tolist()
+    bounds_high = np.searchsorted(screened, firsts + counts - 1).tolist()
+    for (number, first, count), low, high in zip(spans, bounds_low, bounds_high, strict=True):
+        frame_count = count - 2
+        hits = None
+        if high > low:
+            frames = screened[low:high]
+            hits = _Hits.none(frame_count)
+            extended = stacked[first : first + count]
+            _examine(extended, frames - (first + 1), power[:, frames].T, limits, hits)
+        results[number] = detectors[number]._step(hits, frame_count)
+    return results
 
 
 def detect_dtmf(pcm: npt.NDArray[np.int16], *, config: DtmfConfig | None = None) -> list[DtmfEvent]:

@@ -17,6 +17,8 @@ import signal
 import socket
 from datetime import UTC, datetime
 
+from threadpoolctl import threadpool_limits
+
 from gateway.analysis.live import LiveAnalysis
 from gateway.analysis.pipeline import AnalysisPipeline, tenant_keys
 from gateway.api.server import ApiServer
@@ -188,16 +190,28 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
             loop.add_signal_handler(signum, stop.set)
     gateway = Gateway(settings)
     await gateway.start()
-    # Everything loaded so far (modules, ORM metadata, settings) lives as long as
-    # the process: move it out of the collector's generations so that full
-    # collections only scan objects of live calls, and stall the loop less.
-    gc.collect()
-    gc.freeze()
+    settle_for_serving()
     log.info("gateway ready")
     await stop.wait()
     log.info("stopping: draining calls for up to %.0f s", settings.drain_timeout_s)
     await gateway.stop()
     return 0
+
+
+def settle_for_serving() -> None:
+    """What the gateway's process does once it has loaded, before it serves calls.
+
+    - NumPy's BLAS runs on one thread: the capture analysis runs on the
+      event loop's core, and BLAS's own threads would spin on the other cores
+      for products that small (and take them from the analysis workers and
+      the database).
+    - Everything loaded so far (modules, ORM metadata, settings) lives as
+      long as the process: it moves out of the collector's generations, so
+      full collections only scan objects of live calls and stall the loop less.
+    """
+    threadpool_limits(limits=1, user_api="blas")
+    gc.collect()
+    gc.freeze()
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

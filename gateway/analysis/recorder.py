@@ -20,7 +20,8 @@ recording's start) where its samples belong, so the two channels stay
 aligned and time with no audio on a channel (a pause, lost packets, a party
 that says nothing) is silence of its true length. Writes may come out of
 order; nothing is written to the file until it is older than ``latency_s``
-(:meth:`StereoRecorder.flush_due`), and a write whose place is already in
+(:meth:`StereoRecorder.flush_due`, which writes once at least
+:data:`FLUSH_MIN_S` is due: few, larger file writes), and a write whose place is already in
 the file is dropped and counted in ``late_samples``. When two writes cover
 the same positions of a channel, the later write wins (the most recent
 audio placed there is kept, as on a tape).
@@ -67,6 +68,11 @@ __all__ = [
 
 DEFAULT_LATENCY_S: Final = 0.5
 """How long audio stays open to out-of-order writes before it is written to the file."""
+
+FLUSH_MIN_S: Final = 0.25
+"""The least audio :meth:`StereoRecorder.flush_due` writes at once (half the latency window
+when that is shorter): a file write for every tick of every call would cost the event loop
+more than the audio it moves."""
 
 PART_SUFFIX: Final = ".part"
 """Suffix of the file a recording is written to until it is complete."""
@@ -134,6 +140,7 @@ class StereoRecorder:
         "_closed",
         "_end",
         "_file",
+        "_flush_min",
         "_info",
         "_origin",
         "_started",
@@ -164,6 +171,7 @@ class StereoRecorder:
         self.sample_rate = sample_rate
         self.channels = channels
         self.latency_s = latency_s
+        self._flush_min = round(min(FLUSH_MIN_S, latency_s / 2) * sample_rate)
         self.block_align = channels * SAMPLE_BYTES
         self.late_samples = 0
         self._file: BinaryIO | None = None
@@ -264,9 +272,10 @@ class StereoRecorder:
             self._origin = upto  # nothing pending: the whole buffer is zero again
 
     def flush_due(self, now_s: float) -> None:
-        """Flush everything older than the latency window; ``now_s`` is since the start."""
+        """Flush everything older than the latency window once at least :data:`FLUSH_MIN_S`
+        of it is due; ``now_s`` is since the start."""
         upto = round((now_s - self.latency_s) * self.sample_rate)
-        if upto > self._written:
+        if upto - self._written >= self._flush_min:
             self.flush(upto)
 
     def close(self) -> RecordingInfo | None:

@@ -56,7 +56,7 @@ from gateway.consent.machine import (
 from gateway.consent.policy import ConsentPolicy
 from gateway.consent.rule import Mode, Parties
 from gateway.consent.rules import Decision
-from gateway.media.capture import INBAND, RFC4733, CaptureGate
+from gateway.media.capture import INBAND, RFC4733, CaptureGate, TapQueue
 from gateway.media.notice import NoticeAudio
 from gateway.media.player import Playback, play
 from gateway.media.session import MediaSession
@@ -133,6 +133,8 @@ class CallConsent:
         self._session: MediaSession | None = None
         self._sdp: dict[str, SessionDescription] = {}
         self.gate: CaptureGate | None = None
+        self.tap_queue: TapQueue | None = None
+        """Where the gate's taps wait for analysis (the service's, shared by its calls)."""
         path = _recording_path(recording_dir, facts)
         self.recorder = StereoRecorder(path, latency_s=latency_s)
         self.analyse = False
@@ -190,6 +192,7 @@ class CallConsent:
             {CALLER: ChannelTimeline(), CALLEE: ChannelTimeline()},
             dict(CHANNEL_OF),
             self.on_digit,
+            queue=self.tap_queue,
         )
         for party, side in SIDE_OF.items():
             session.set_tap(side, self.gate.taps[party])

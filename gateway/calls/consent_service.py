@@ -37,6 +37,7 @@ from gateway.consent.jurisdiction import Jurisdiction, parse_jurisdiction_header
 from gateway.consent.machine import Method
 from gateway.consent.policy import ConsentPolicy, build_policies
 from gateway.consent.rule import Mode
+from gateway.media.capture import TapQueue
 from gateway.media.notice import NoticeAudio, load_notice
 from gateway.sip.message import SipRequest
 from gateway.store.policies import latest_policies
@@ -68,6 +69,8 @@ class ConsentService:
         self.latency_s = settings.recording.latency_s
         self.writer = writer
         self.flows: set[CallConsent] = set()
+        self.tap_queue = TapQueue()
+        """The calls' capture taps wait here to be analysed together."""
         self._ticker: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -107,6 +110,7 @@ class ConsentService:
         )
         tenant = self.settings.tenant_named(facts.tenant)
         flow.analyse = tenant.analysis.enabled
+        flow.tap_queue = self.tap_queue
         keys, current = tenant_keys(tenant)
         if keys and not flow.analyse:  # nothing redacts it first: sealed as it is listed
             flow.keyring = Keyring.from_base64(keys, current)
@@ -196,6 +200,10 @@ class ConsentService:
                     flow.tick(now)
                 except Exception:
                     log.exception("call %s: capture tick failed", flow.facts.record_id)
+            try:
+                self.tap_queue.run()
+            except Exception:
+                log.exception("capture analysis failed")
 
 
 def _asserted_places(request: SipRequest, record_id: str) -> dict[str, Jurisdiction]:

@@ -6,13 +6,18 @@ conversation between the parties never waits on anything here. The tap:
 
 - reads RFC 4733 telephone-events (never recorded) into key presses;
 - admits or refuses each G.711 audio packet at the instant it arrives, by
-  asking :meth:`CaptureGate.admit`, the single decision point, which reads
-  the call's consent state (``capture_allowed``). A refused packet is never
-  kept for capture: it is not buffered "in case" consent comes later;
-- decodes audio in short batches (:data:`BATCH_SAMPLES`, 100 ms) for the
-  in-band DTMF receiver (:mod:`dsp.dtmf`, consent signalling). That
-  receiver keeps no more than one analysis frame; the batch is dropped
-  once analysed, and only admitted packets go on;
+  reading :attr:`CaptureGate.capture_open` (the call's consent state,
+  ``capture_allowed``, and whether the gate is closed), the single decision
+  point. A refused packet is never kept for capture: it is not buffered
+  "in case" consent comes later;
+- decodes audio in batches (:data:`BATCH_SAMPLES`, 200 ms) for the in-band
+  DTMF receiver (:mod:`dsp.dtmf`, consent signalling). That receiver keeps
+  no more than one analysis frame; the batch is dropped once analysed, and
+  only admitted packets go on. A full batch waits in a :class:`TapQueue`
+  shared by the gateway's calls, and the queue analyses the batches of many
+  taps together (one G.711 decode, one DTMF screen:
+  :func:`dsp.dtmf.feed_many`) once :data:`QUEUE_TAPS` taps wait or at the
+  next tick, whichever is first;
 - holds admitted audio :data:`MASK_HOLD_SAMPLES` (100 ms) behind the
   receiver, long enough for a key press to be confirmed, and silences every
   press (with a 20 ms guard) before the audio reaches the sink: captured
@@ -34,6 +39,7 @@ codecs are relayed and not captured.
 from __future__ import annotations
 
 import logging
+import struct
 from collections import deque
 from collections.abc import Callable
 from time import monotonic
@@ -43,13 +49,15 @@ import numpy as np
 import numpy.typing as npt
 
 from dsp import g711
-from dsp.dtmf import DtmfDetector
+from dsp.dtmf import DtmfDetector, DtmfEvent, feed_many
 from gateway.media.telephone_event import TelephoneEventReceiver
 
 log = logging.getLogger(__name__)
 
 PCMU = 0
-PCMA = 8
+PCMA = 8  # and PCMU | PCMA == PCMA: one test admits both
+MIXED_LAWS = -1
+"""A batch's ``batch_type`` when its packets do not all carry one G.711 law."""
 SAMPLE_RATE = 8000
 BATCH_SAMPLES = 1600
 """Audio decoded and analysed together: 200 ms at 8 kHz (ten 20 ms packets). Each analysis
@@ -61,9 +69,18 @@ MASK_GUARD_SAMPLES = 160
 """Silence added on each side of a press (20 ms): the tone's edges the frames do not count."""
 BATCH_MAX_AGE_S = 0.2
 """A batch older than this is analysed on the next tick even when not full."""
+QUEUE_TAPS = 64
+"""Taps whose batches are analysed together as soon as this many wait (else at the tick):
+enough to share the fixed cost of each NumPy call, few enough to run between two packets."""
+
+_RTP_HEADER = struct.Struct("!BBHII")
+"""Version/flags, marker/payload type, sequence number, timestamp, SSRC (RFC 3550 5.1)."""
 
 INBAND = "inband"
 RFC4733 = "rfc4733"
+
+Batch = list[tuple[bytes, int, int]]
+"""Packets waiting for analysis: payload, RTP payload type, recording position (-1: refused)."""
 
 DigitHandler = Callable[[str, str, str, float], None]
 """``(party, digit, method, monotonic time)`` for each key press heard on a party's stream."""
@@ -98,6 +115,7 @@ class PartyTap:
         "batch",
         "batch_at",
         "batch_samples",
+        "batch_type",
         "channel",
         "detector",
         "event_types",
@@ -108,6 +126,7 @@ class PartyTap:
         "malformed",
         "party",
         "presses",
+        "queued",
         "stream_pos",
         "timeline",
     )
@@ -128,76 +147,113 @@ class PartyTap:
         self.events = TelephoneEventReceiver()
         self.detector = DtmfDetector()
         self.listening = True
-        self.batch: list[tuple[bytes, int, int]] = []
+        self.batch: Batch = []
         self.batch_samples = 0
+        self.batch_type = PCMU
         self.batch_at = 0.0
         self.stream_pos = 0
         self.held: deque[tuple[int, int, npt.NDArray[np.int16]]] = deque()
         self.presses: list[list[int | None]] = []
         self.admitted_samples = 0
         self.malformed = 0
+        self.queued = False
 
     def __call__(self, data: bytes) -> None:
         """One RTP packet from the party, already relayed (RFC 3550 5.1 header)."""
         if not self.listening:
             return
         try:
-            first = data[0]
-            payload_type = data[1] & 0x7F
-            offset = 12 + 4 * (first & 0x0F)
-            if first & 0x10:  # header extension (RFC 3550 5.3.1)
-                offset += 4 + 4 * int.from_bytes(data[offset + 2 : offset + 4], "big")
-            end = len(data) - (data[-1] if first & 0x20 else 0)  # padding (5.1)
-            if end < offset:
-                raise ValueError("RTP header longer than the packet")
-            timestamp = int.from_bytes(data[4:8], "big")
-            ssrc = int.from_bytes(data[8:12], "big")
-        except (IndexError, ValueError):
+            first, second, _, timestamp, ssrc = _RTP_HEADER.unpack_from(data)
+        except struct.error:
             self.malformed += 1
             return
+        if first == 0x80:  # version 2 with no padding, extension or CSRC: the usual header
+            payload = data[12:]
+        else:
+            payload = self._payload(data, first)
+            if payload is None:
+                return
+        payload_type = second & 0x7F
         if payload_type in self.event_types:
-            digit = self.events.feed(ssrc, timestamp, bool(data[1] & 0x80), data[offset:end])
+            digit = self.events.feed(ssrc, timestamp, bool(second & 0x80), payload)
             if digit is not None:
                 self.gate.heard(self, digit, RFC4733, monotonic())
             return
-        if payload_type != PCMU and payload_type != PCMA:
-            return
-        payload = data[offset:end]
-        if not payload:
+        samples = len(payload)
+        if payload_type | PCMA != PCMA or not samples:  # neither PCMU (0) nor PCMA (8)
             return
         now = monotonic()
+        gate = self.gate
         position = -1
-        if self.gate.admit():
-            position = self.gate.place(self, ssrc, timestamp, now, len(payload))
-        if not self.batch:
-            self.batch_at = now
-        self.batch.append((payload, payload_type, position))
-        self.batch_samples += len(payload)
-        if self.batch_samples >= BATCH_SAMPLES:
-            self.analyse()
-
-    def analyse(self) -> None:
-        """Decode the batch, listen for in-band DTMF, move admitted audio toward the sink."""
+        # gate.capture_open, inline: this runs for every packet
+        if not gate.closed and gate.state.capture_allowed:
+            gate.admitted += 1
+            if gate.started_at is None:
+                gate.started_at = now
+            position = self.timeline.position(ssrc, timestamp, now - gate.started_at, samples)
+        else:
+            gate.refused += 1
         batch = self.batch
         if not batch:
-            return
+            self.batch_at = now
+            self.batch_type = payload_type
+        elif payload_type != self.batch_type:
+            self.batch_type = MIXED_LAWS
+        batch.append((payload, payload_type, position))
+        self.batch_samples += samples
+        if self.batch_samples >= BATCH_SAMPLES and not self.queued:
+            gate.queue.submit(self)
+
+    def _payload(self, data: bytes, first: int) -> bytes | None:
+        """The payload after CSRCs and a header extension, before padding (RFC 3550 5.1,
+        5.3.1); None, counted, when the header claims more than the packet holds."""
+        offset = 12 + 4 * (first & 0x0F)
+        try:
+            if first & 0x10:
+                offset += 4 + 4 * int.from_bytes(data[offset + 2 : offset + 4], "big")
+            end = len(data) - (data[-1] if first & 0x20 else 0)
+        except IndexError:
+            end = -1
+        if end < offset:
+            self.malformed += 1
+            return None
+        return data[offset:end]
+
+    def take_batch(self) -> Batch:
+        """The packets waiting for analysis, handed over (the tap starts a new batch)."""
+        batch = self.batch
         self.batch = []
         self.batch_samples = 0
-        first_type = batch[0][1]
-        if all(entry[1] == first_type for entry in batch):
-            pcm = g711.decode(b"".join(entry[0] for entry in batch), first_type)
-        else:
-            pcm = np.concatenate([g711.decode(entry[0], entry[1]) for entry in batch])
+        self.queued = False
+        return batch
+
+    def analysed(self, batch: Batch, pcm: npt.NDArray[np.int16]) -> None:
+        """Hold the admitted audio of ``batch`` (decoded: ``pcm``) for the sink.
+
+        Admitted packets that follow each other on the recording's clock are
+        held as one run, so the sink takes a batch in a few writes, not one
+        per packet.
+        """
         base = self.stream_pos
         self.stream_pos += len(pcm)
+        runs: list[list[int]] = []  # [offset in the batch, position, samples]
         offset = 0
         for payload, _, position in batch:
             count = len(payload)
             if position >= 0:
-                self.held.append((base + offset, position, pcm[offset : offset + count]))
-                self.admitted_samples += count
+                last = runs[-1] if runs else None
+                if last and last[0] + last[2] == offset and last[1] + last[2] == position:
+                    last[2] += count
+                else:
+                    runs.append([offset, position, count])
             offset += count
-        for event in self.detector.feed(pcm):
+        for run_offset, position, count in runs:
+            self.held.append((base + run_offset, position, pcm[run_offset : run_offset + count]))
+            self.admitted_samples += count
+
+    def heard_presses(self, events: list[DtmfEvent]) -> None:
+        """The in-band key presses the receiver found in the batch; then release what is due."""
+        for event in events:
             self._press(event.digit, event.start_sample, event.end_sample)
         self.release(self.stream_pos - MASK_HOLD_SAMPLES)
 
@@ -211,7 +267,7 @@ class PartyTap:
             return
         self.presses.append([start, None])
         self.gate.heard(self, digit, INBAND, monotonic())
-        if not self.gate.admit():
+        if not self.gate.capture_open:
             # paused or withdrawn by this very press: nothing from its start on is kept
             cut = start - MASK_GUARD_SAMPLES
             while self.held and self.held[-1][0] + len(self.held[-1][2]) > cut:
@@ -222,12 +278,22 @@ class PartyTap:
                     break
 
     def release(self, limit: int) -> None:
-        """Hand the sink every held packet that ends before stream index ``limit``."""
+        """Hand the sink every held sample before stream index ``limit``; a run that
+        straddles ``limit`` goes in part, its rest stays held."""
         held = self.held
         sink = self.gate.sink
-        while held and held[0][0] + len(held[0][2]) <= limit:
-            stream_start, position, pcm = held.popleft()
-            sink.write(self.channel, position, self._masked(stream_start, pcm))
+        while held:
+            stream_start, position, pcm = held[0]
+            length = len(pcm)
+            if stream_start + length <= limit:
+                held.popleft()
+                sink.write(self.channel, position, self._masked(stream_start, pcm))
+                continue
+            if stream_start < limit:
+                cut = limit - stream_start
+                sink.write(self.channel, position, self._masked(stream_start, pcm[:cut]))
+                held[0] = (limit, position + cut, pcm[cut:])
+            break
         if self.presses:
             horizon = held[0][0] if held else limit
             self.presses = [
@@ -249,8 +315,7 @@ class PartyTap:
         return masked
 
     def finish(self) -> None:
-        """End of the stream: analyse what is left, release every held packet."""
-        self.analyse()
+        """End of the stream (its last batch analysed): release every held packet."""
         for event in self.detector.flush():
             self._press(event.digit, event.start_sample, event.end_sample)
         self.release(self.stream_pos + MASK_GUARD_SAMPLES)
@@ -258,11 +323,76 @@ class PartyTap:
         self.listening = False
 
 
+class TapQueue:
+    """Taps whose batches wait to be analysed, and the analysis of all of them at once.
+
+    One gateway shares one queue between its calls' gates, so the fixed
+    cost of each NumPy call (which is most of the cost of analysing one
+    200 ms batch) is paid once for up to :data:`QUEUE_TAPS` taps. A gate made
+    without a queue gets one of its own, run at its ticks.
+    """
+
+    def __init__(self, size: int = QUEUE_TAPS) -> None:
+        if size < 1:
+            raise ValueError(f"queue size must be at least 1, got {size}")
+        self.size = size
+        self.waiting: list[PartyTap] = []
+        self.runs = 0
+
+    def submit(self, tap: PartyTap) -> None:
+        """``tap`` has a batch to analyse; once ``size`` taps wait, they are analysed now."""
+        if not tap.queued:
+            tap.queued = True
+            self.waiting.append(tap)
+            if len(self.waiting) >= self.size:
+                self.run()
+
+    def run(self) -> None:
+        """Analyse every waiting batch: decode, listen for in-band DTMF, hold admitted audio."""
+        waiting = self.waiting
+        if not waiting:
+            return
+        self.waiting = []
+        self.runs += 1
+        taps: list[PartyTap] = []
+        batches: list[tuple[Batch, int, int]] = []  # the packets, their law, their samples
+        for tap in waiting:
+            law, samples = tap.batch_type, tap.batch_samples
+            batch = tap.take_batch()
+            if batch:  # empty when the tap stopped listening while it waited
+                taps.append(tap)
+                batches.append((batch, law, samples))
+        if not taps:
+            return
+        pcms = _decode_batches(batches)
+        for tap, (batch, _, _), pcm in zip(taps, batches, pcms, strict=True):
+            tap.analysed(batch, pcm)
+        found = feed_many([tap.detector for tap in taps], pcms)
+        for tap, events in zip(taps, found, strict=True):
+            tap.heard_presses(events)
+
+
+def _decode_batches(batches: list[tuple[Batch, int, int]]) -> list[npt.NDArray[np.int16]]:
+    """Each batch's payloads decoded into one array: a single table lookup for all of them
+    when they share one G.711 law (the common case), else one per packet."""
+    law = batches[0][1]
+    if law != MIXED_LAWS and all(batch_law == law for _, batch_law, _ in batches):
+        payloads = [entry[0] for batch, _, _ in batches for entry in batch]
+        pcm = g711.decode(b"".join(payloads), law)
+        return np.split(pcm, np.cumsum([samples for _, _, samples in batches[:-1]]).tolist())
+    return [
+        np.concatenate([g711.decode(payload, payload_type) for payload, payload_type, _ in batch])
+        for batch, _, _ in batches
+    ]
+
+
 class CaptureGate:
     """The single gate between a call's relay and its capture sink.
 
     ``state.capture_allowed`` (the consent state machine) is read once per
-    audio packet, at its arrival, in :meth:`admit`: the only decision point.
+    audio packet, at its arrival, as :attr:`capture_open`: the only decision
+    point (``admitted`` and ``refused`` count the packets it let through and
+    kept out).
     ``channels`` maps each party to its channel in the sink (0 caller,
     1 callee). ``on_digit`` hears every key press, with its method.
     """
@@ -275,8 +405,11 @@ class CaptureGate:
         channels: dict[str, int],
         on_digit: DigitHandler,
         event_types: frozenset[int] = frozenset(),
+        queue: TapQueue | None = None,
     ) -> None:
         self.state = state
+        self.owns_queue = queue is None
+        self.queue = TapQueue() if queue is None else queue
         self.sink = sink
         self.on_digit = on_digit
         self.started_at: float | None = None
@@ -288,19 +421,10 @@ class CaptureGate:
             for party, channel in channels.items()
         }
 
-    def admit(self) -> bool:
+    @property
+    def capture_open(self) -> bool:
         """Whether audio arriving now may be captured: the consent state, read now."""
-        if not self.closed and self.state.capture_allowed:
-            self.admitted += 1
-            return True
-        self.refused += 1
-        return False
-
-    def place(self, tap: PartyTap, ssrc: int, timestamp: int, now: float, samples: int) -> int:
-        """The recording position of an admitted packet; the first one starts the clock."""
-        if self.started_at is None:
-            self.started_at = now
-        return tap.timeline.position(ssrc, timestamp, now - self.started_at, samples)
+        return not self.closed and self.state.capture_allowed
 
     def heard(self, tap: PartyTap, digit: str, method: str, at: float) -> None:
         try:
@@ -317,15 +441,18 @@ class CaptureGate:
         """Stop (or restart) listening: once consent is final nothing here is needed."""
         for tap in self.taps.values():
             if tap.listening and not listening:
-                tap.batch.clear()
-                tap.batch_samples = 0
+                tap.take_batch()  # dropped; a queue that held the tap skips it
             tap.listening = listening
 
     def tick(self, now: float) -> None:
-        """Periodic: analyse batches that waited too long, let the sink write what is due."""
+        """Periodic: queue batches that waited too long (a gate with its own queue runs it),
+        let the sink write what is due. A shared queue is run by its owner after every
+        gate's tick."""
         for tap in self.taps.values():
             if tap.batch and now - tap.batch_at >= BATCH_MAX_AGE_S:
-                tap.analyse()
+                self.queue.submit(tap)
+        if self.owns_queue:
+            self.queue.run()
         if self.started_at is not None:
             self.sink.flush_due(now - self.started_at)
 
@@ -337,6 +464,10 @@ class CaptureGate:
 
     def finish(self) -> None:
         """The call ended: everything admitted reaches the sink; nothing more is admitted."""
+        for tap in self.taps.values():
+            if tap.batch:
+                self.queue.submit(tap)
+        self.queue.run()  # the other calls' waiting batches go now too
         for tap in self.taps.values():
             tap.finish()
         self.closed = True

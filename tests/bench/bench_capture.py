@@ -15,8 +15,9 @@ when installed) runs alone, pinned to one core (``--relay-cpu``), one media
 session per call, on ports ``--port-min``-``--port-max`` (61000-65535: above
 the kernel's ephemeral ports, clear of the tests' 10000-29999). A fresh relay
 process runs every step; like the gateway (:func:`gateway.app.serve`) it
-moves what it loaded at start-up out of the collector's generations
-(``gc.freeze``) before the calls are set up. The load generator runs pinned
+settles before the calls are set up (:func:`gateway.app.settle_for_serving`:
+NumPy's BLAS on one thread, what it loaded at start-up moved out of the
+collector's generations). The load generator runs pinned
 to the other core (``--gen-cpu``); the parent process only orchestrates.
 
 Each call is two phones, UDP sockets on 127.0.0.1 connected to their side of
@@ -30,7 +31,7 @@ callee 550 Hz, -16 dBFS, starting at its peak, G.711 mu-law; a whole number
 of cycles a second, so the 50 payloads of one second repeat without a seam).
 The 2N phones' send times are spread evenly over the 20 ms period, and the
 calls' starts over 100 ms (call i starts i mod 5 packets late and ends as
-late), as calls that began at different times are: the gates' 100 ms batches
+late), as calls that began at different times are: the gates' 200 ms batches
 do not all fall due in the same 20 ms. At every wake-up the generator sends
 every packet that is due (non-blocking sockets, into a reused buffer, at
 most 256 in a row before it reads again) and sleeps in epoll until the next
@@ -44,7 +45,8 @@ as :meth:`gateway.calls.consent_flow.CallConsent.attach` does: a
 :class:`~gateway.consent.machine.ConsentMachine` in mode ``notice`` with the
 caller as the one required party, brought to ``granted`` the way a call is
 (``start``, ``notice_started``, ``notice_finished``); a
-:class:`~gateway.media.capture.CaptureGate` reading it, whose sink is a
+:class:`~gateway.media.capture.CaptureGate` reading it (all gates share one
+:class:`~gateway.media.capture.TapQueue`, as the service's do), whose sink is a
 :class:`~gateway.analysis.recorder.StereoRecorder` (the product's 0.5 s
 latency window) and whose timelines are one
 :class:`~gateway.analysis.timeline.ChannelTimeline` per party, caller on
@@ -53,9 +55,10 @@ SDP would declare it; the parties' taps on the session's A and B sides
 (:meth:`~gateway.media.session.MediaSession.set_tap`). A consented call keeps
 listening for digits (withdraw, pause), so every packet is decoded and goes
 through the in-band DTMF receiver. A ticker calls ``gate.tick(now)`` for
-every gate every 50 ms, as :class:`~gateway.calls.consent_service.ConsentService`
-does. Recordings are written to tmpfs (``/dev/shm``) when it has room,
-else to the temporary directory; the output says which.
+every gate, then runs the shared queue, every 50 ms, as
+:class:`~gateway.calls.consent_service.ConsentService` does. Recordings are
+written to tmpfs (``/dev/shm``) when it has room, else to the temporary
+directory; the output says which.
 
 Figures per run:
 
@@ -126,7 +129,6 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
-import gc
 import math
 import multiprocessing
 import multiprocessing.connection
@@ -301,7 +303,7 @@ class RelayReport:
 class CallCapture:
     """One call's capture as :meth:`CallConsent.attach` builds it: machine, gate, recorder."""
 
-    def __init__(self, session: Any, path: Path, now: float) -> None:
+    def __init__(self, session: Any, path: Path, now: float, queue: Any) -> None:
         from gateway.analysis.recorder import StereoRecorder
         from gateway.analysis.timeline import ChannelTimeline
         from gateway.calls.call import CALLEE, CALLER
@@ -325,6 +327,7 @@ class CallCapture:
             {CALLER: self.timelines[0], CALLEE: self.timelines[1]},
             dict(CHANNEL_OF),
             self.on_digit,
+            queue=queue,
         )
         self.gate.set_event_types(frozenset({TELEPHONE_EVENT}))
         for party, side in SIDE_OF.items():
@@ -364,18 +367,21 @@ class RelayServer:
         self.pace_started = 0.0
         self.pace_s = 0.0
         self.tick_s = 0.05
+        from gateway.media.capture import TapQueue
+
+        self.tap_queue = TapQueue()  # shared by the calls' gates, as ConsentService shares one
         self.recordings: list[RecordingSummary] = []
         self.close_s = 0.0
 
     async def serve(self) -> None:
+        from gateway.app import settle_for_serving
         from gateway.media.relay import MediaRelay
 
         loop = asyncio.get_running_loop()
         relay = MediaRelay(PHONE_HOST, self.options.port_min, self.options.port_max)
         commands: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         loop.add_reader(self.conn.fileno(), lambda: commands.put_nowait(self.conn.recv()))
-        gc.collect()
-        gc.freeze()
+        settle_for_serving()
         self.conn.send(("ready", type(loop).__module__))
         while True:
             command = await commands.get()
@@ -405,7 +411,7 @@ class RelayServer:
             self.sessions.append(session)
             if self.options.capture:
                 path = record_dir / f"call-{index:04d}.wav"
-                self.captures.append(CallCapture(session, path, now))
+                self.captures.append(CallCapture(session, path, now, self.tap_queue))
         return [(s.local_ports("a")[0][0], s.local_ports("b")[0][0]) for s in self.sessions]
 
     async def pace(self) -> None:
@@ -430,6 +436,12 @@ class RelayServer:
                     self.tick_errors += 1
                     if not self.first_tick_error:
                         self.first_tick_error = repr(error)
+            try:
+                self.tap_queue.run()
+            except Exception as error:
+                self.tick_errors += 1
+                if not self.first_tick_error:
+                    self.first_tick_error = repr(error)
             ticks.append(clock() - now)
 
     def set_profiling(self, on: bool) -> None:

@@ -374,3 +374,18 @@ def test_random_writes_and_flushes_match_a_model(
     assert info.frames == frames
     data, _ = read_wav(final)
     np.testing.assert_array_equal(data, model[:frames])
+
+
+def test_flush_due_writes_in_chunks_of_at_least_a_quarter_second(tmp_path: Path) -> None:
+    recorder = StereoRecorder(tmp_path / "chunks.wav", latency_s=0.5)
+    recorder.write(CALLER, 0, np.full(16000, 5, dtype=np.int16))
+    recorder.flush_due(0.55)  # 0.05 s due: left for a larger write
+    assert recorder.written_frames == 0
+    recorder.flush_due(0.75)  # 0.25 s due
+    assert recorder.written_frames == 2000
+    recorder.flush_due(0.9)
+    assert recorder.written_frames == 2000
+    info = recorder.close()
+    assert info is not None
+    data, _ = read_wav(info.path)
+    assert len(data) == 16000 and (data[:, 0] == 5).all()

@@ -19,6 +19,7 @@ from dsp.dtmf import (
     DtmfMasker,
     detect_dtmf,
     dtmf_mask,
+    feed_many,
 )
 from tests.unit.dsp import signals
 
@@ -433,3 +434,80 @@ def test_masker_delay_must_cover_confirmation() -> None:
         DtmfMasker(delay_s=0.03)
     with pytest.raises(DtmfError, match="guard"):
         DtmfMasker(guard_s=-0.1)
+
+
+# ---------------------------------------------------------------- many streams at once
+
+
+def feed_together(programmes: list[np.ndarray], chunk_sizes: list[list[int]]) -> list[list]:
+    """Every event each stream's detector emits when all are fed together, round by round,
+    stream i in chunks cycling through ``chunk_sizes[i]`` (an empty chunk once it ends)."""
+    detectors = [DtmfDetector() for _ in programmes]
+    events: list[list] = [[] for _ in programmes]
+    positions = [0] * len(programmes)
+    cycles = [itertools.cycle(sizes) for sizes in chunk_sizes]
+    while any(position < len(pcm) for position, pcm in zip(positions, programmes, strict=True)):
+        chunks = []
+        for number, pcm in enumerate(programmes):
+            size = next(cycles[number])
+            chunks.append(pcm[positions[number] : positions[number] + size])
+            positions[number] += size
+        for number, found in enumerate(feed_many(detectors, chunks)):
+            events[number] += found
+    for number, detector in enumerate(detectors):
+        events[number] += detector.flush()
+    return events
+
+
+def test_streams_fed_together_each_give_their_own_events() -> None:
+    """A tone in one stream never leaks into its neighbours in the stacked screen, and
+    each stream keeps its own timing, whatever the other streams' chunk sizes."""
+    programmes = [
+        mixed_programme(),
+        joined(quiet(35), tones.dtmf_tone("7", 0.08), quiet(500)),
+        signals.scale_to_dbfs(signals.voiced_speech(2.0, seed=4), -6.0),
+        joined(tones.dtmf_tone("D", 0.05), quiet(51), tones.dtmf_tone("D", 0.05)),
+        quiet(10),  # shorter than a frame: nothing, and no effect on the others
+    ]
+    sizes = [[160], [51, 1, 700], [1600], [7, 13], [3]]
+    together = feed_together(programmes, sizes)
+    for pcm, chunk_sizes, events in zip(programmes, sizes, together, strict=True):
+        alone = stream(pcm, chunk_sizes)
+        assert events == alone
+        assert [event for event in events if event.ended] == detect_dtmf(pcm)
+    assert digits_of([e for e in together[0] if e.ended]) == "9#15"
+    assert digits_of([e for e in together[1] if e.ended]) == "7"
+    assert digits_of([e for e in together[3] if e.ended]) == "DD"
+    assert together[2] == [] and together[4] == []
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    streams=st.lists(
+        st.tuples(
+            st.sampled_from(DIGITS),
+            st.integers(0, 400),
+            st.integers(1, 2000),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_any_streams_fed_together_match_each_fed_alone(streams: list[tuple[str, int, int]]) -> None:
+    programmes = [
+        joined(quiet(lead / 8), tones.dtmf_tone(digit, 0.06), quiet(30))
+        for digit, lead, _ in streams
+    ]
+    sizes = [[size] for _, _, size in streams]
+    together = feed_together(programmes, sizes)
+    for pcm, chunk_sizes, events in zip(programmes, sizes, together, strict=True):
+        assert events == stream(pcm, chunk_sizes)
+
+
+def test_feed_many_refuses_mismatched_inputs() -> None:
+    with pytest.raises(DtmfError, match="2 detectors but 1 chunks"):
+        feed_many([DtmfDetector(), DtmfDetector()], [quiet(20)])
+    strict = DtmfDetector(config=DtmfConfig(max_normal_twist_db=4.0))
+    with pytest.raises(DtmfError, match="share one configuration"):
+        feed_many([DtmfDetector(), strict], [quiet(20), quiet(20)])
+    assert feed_many([], []) == []

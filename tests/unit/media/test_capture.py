@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from dsp import g711
 from dsp.tones import dtmf_tone, tone
-from gateway.media.capture import MASK_GUARD_SAMPLES, CaptureGate
+from gateway.media.capture import MASK_GUARD_SAMPLES, CaptureGate, TapQueue
 
 PT_EVENT = 101
 
@@ -207,5 +207,74 @@ def test_admission_is_decided_per_packet_at_arrival() -> None:
     for packet in stream[2:]:
         tap(packet)
     gate.finish()
-    starts = sorted(start for _, start, _ in sink.writes)
-    assert starts == [0, 160]
+    recorded = sink.channel(0)
+    assert len(recorded) == 320  # the first two packets, nothing after
+    assert energy_at(recorded, 2000) > 0.9
+
+
+def test_contiguous_packets_reach_the_sink_in_runs_split_at_the_hold() -> None:
+    """A batch of admitted packets is written in runs, not per packet, and audio after a
+    lost packet keeps its place on the recording's clock."""
+    state, sink, heard = State(capture_allowed=True), Sink(), []
+    gate = make_gate(state, heard, sink)
+    tap = gate.taps["caller"]
+    stream = packets(tone(2000, 1.0, amplitude_dbfs=-12))
+    for index, packet in enumerate(stream):
+        if index != 30:  # lost on the way
+            tap(packet)
+    gate.finish()
+    assert len(sink.writes) < len(stream) // 3
+    recorded = sink.channel(0)
+    assert len(recorded) == 8000
+    assert not recorded[30 * 160 : 31 * 160].any()
+    sent = tone(2000, 1.0, amplitude_dbfs=-12)
+    expected = g711.decode(g711.encode(sent, 0), 0)
+    expected[30 * 160 : 31 * 160] = 0
+    assert np.array_equal(recorded, expected)
+
+
+def test_a_codec_change_inside_a_batch_decodes_each_packet_by_its_law() -> None:
+    state, sink, heard = State(capture_allowed=True), Sink(), []
+    gate = make_gate(state, heard, sink)
+    tap = gate.taps["caller"]
+    sent = tone(2000, 0.2, amplitude_dbfs=-12)
+    for index in range(10):
+        law = 0 if index < 5 else 8  # PCMU, then PCMA (a re-INVITE changed the codec)
+        payload = g711.encode(sent[160 * index : 160 * (index + 1)], law)
+        tap(rtp(index, 160 * index, payload, pt=law))
+    gate.finish()
+    expected = np.concatenate(
+        [
+            g711.decode(g711.encode(sent[: 5 * 160], 0), 0),
+            g711.decode(g711.encode(sent[5 * 160 :], 8), 8),
+        ]
+    )
+    assert np.array_equal(sink.channel(0), expected)
+
+
+def test_gates_sharing_a_queue_are_analysed_together_and_keep_their_own_presses() -> None:
+    queue = TapQueue(size=2)
+    state, heard = State(capture_allowed=True), []
+    sinks = [Sink(), Sink()]
+    gates = [
+        CaptureGate(
+            state,
+            sink,
+            {"caller": TimestampTimeline()},
+            {"caller": 0},
+            lambda party, digit, method, at, number=number: heard.append((number, digit)),
+            queue=queue,
+        )
+        for number, sink in enumerate(sinks)
+    ]
+    first = packets(np.concatenate([dtmf_tone("4", 0.1), tone(2000, 0.3, amplitude_dbfs=-12)]))
+    second = packets(np.concatenate([tone(1000, 0.2, amplitude_dbfs=-12), dtmf_tone("8", 0.2)]))
+    for one, two in zip(first, second, strict=True):
+        gates[0].taps["caller"](one)
+        gates[1].taps["caller"](two)
+    assert queue.runs == 2  # each time both taps had a full batch, not once per tap
+    for gate in gates:
+        gate.finish()
+    assert sorted(heard) == [(0, "4"), (1, "8")]
+    assert energy_at(sinks[0].channel(0)[1200:], 2000) > 0.9
+    assert not sinks[1].channel(0)[1600 - MASK_GUARD_SAMPLES // 2 :].any()  # the press, silenced
