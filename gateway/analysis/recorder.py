@@ -350,8 +350,10 @@ class StereoRecorder:
             raise
         self._file = file
         self._started = True
-        window = round(self.latency_s * self.sample_rate)
-        capacity = _power_of_two_at_least(max(4 * window, _MIN_CAPACITY))
+        # what is pending is at most the window and one flush; twice that leaves room to
+        # slide a while before the pending audio is moved back to the start
+        window = round(self.latency_s * self.sample_rate) + self._flush_min
+        capacity = max(2 * window, _MIN_CAPACITY)
         self._buffer = np.zeros((capacity, self.channels), dtype=_FRAME_DTYPE)
         self._origin = self._written
         return self._buffer

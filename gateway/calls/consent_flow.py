@@ -56,7 +56,7 @@ from gateway.consent.machine import (
 from gateway.consent.policy import ConsentPolicy
 from gateway.consent.rule import Mode, Parties
 from gateway.consent.rules import Decision
-from gateway.media.capture import INBAND, RFC4733, CaptureGate, TapQueue
+from gateway.media.capture import CAPTURE_DELAY_S, INBAND, RFC4733, CaptureGate, TapQueue
 from gateway.media.notice import NoticeAudio
 from gateway.media.player import Playback, play
 from gateway.media.session import MediaSession
@@ -136,7 +136,8 @@ class CallConsent:
         self.tap_queue: TapQueue | None = None
         """Where the gate's taps wait for analysis (the service's, shared by its calls)."""
         path = _recording_path(recording_dir, facts)
-        self.recorder = StereoRecorder(path, latency_s=latency_s)
+        # the configured window is for the network's late packets; the gate's own delay on top
+        self.recorder = StereoRecorder(path, latency_s=latency_s + CAPTURE_DELAY_S)
         self.analyse = False
         """Queue the recording for analysis (the tenant's ``analysis.enabled``)."""
         self.keyring: Keyring | None = None

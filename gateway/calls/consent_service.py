@@ -192,8 +192,10 @@ class ConsentService:
             self._ticker = asyncio.ensure_future(self._tick())
 
     async def _tick(self) -> None:
+        due = monotonic()
         while True:
-            await asyncio.sleep(TICK_S)
+            due = next_tick_due(due, monotonic())
+            await asyncio.sleep(due - monotonic())
             now = monotonic()
             for flow in list(self.flows):
                 try:
@@ -204,6 +206,14 @@ class ConsentService:
                 self.tap_queue.run()
             except Exception:
                 log.exception("capture analysis failed")
+
+
+def next_tick_due(last_due: float, now: float) -> float:
+    """When a fixed-rate ticker's next tick is due: one :data:`TICK_S` after the last was due,
+    so a tick that ran late does not push every later one back; when the loop was busy for
+    longer than that, the tick runs at once and the missed ones are skipped."""
+    due = last_due + TICK_S
+    return due if due > now else now
 
 
 def _asserted_places(request: SipRequest, record_id: str) -> dict[str, Jurisdiction]:

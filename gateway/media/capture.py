@@ -10,7 +10,7 @@ conversation between the parties never waits on anything here. The tap:
   ``capture_allowed``, and whether the gate is closed), the single decision
   point. A refused packet is never kept for capture: it is not buffered
   "in case" consent comes later;
-- decodes audio in batches (:data:`BATCH_SAMPLES`, 200 ms) for the in-band
+- decodes audio in batches (:data:`BATCH_SAMPLES`, 400 ms) for the in-band
   DTMF receiver (:mod:`dsp.dtmf`, consent signalling). That receiver keeps
   no more than one analysis frame; the batch is dropped once analysed, and
   only admitted packets go on. A full batch waits in a :class:`TapQueue`
@@ -59,19 +59,28 @@ PCMA = 8  # and PCMU | PCMA == PCMA: one test admits both
 MIXED_LAWS = -1
 """A batch's ``batch_type`` when its packets do not all carry one G.711 law."""
 SAMPLE_RATE = 8000
-BATCH_SAMPLES = 1600
-"""Audio decoded and analysed together: 200 ms at 8 kHz (ten 20 ms packets). Each analysis
-has a fixed cost in NumPy calls, so fewer, larger batches leave the relay more of its core;
-a key press is still heard within a quarter of a second."""
+BATCH_SAMPLES = 3200
+"""Audio decoded and analysed together: 400 ms at 8 kHz (twenty 20 ms packets). Each batch
+has a fixed cost in Python and NumPy calls, so fewer, larger batches leave the relay more of
+its core; an in-band key press is still heard within half a second (RFC 4733 events and
+SIP INFO at once)."""
 MASK_HOLD_SAMPLES = 800
 """How far admitted audio trails the DTMF receiver, so a press is confirmed before it is kept."""
 MASK_GUARD_SAMPLES = 160
 """Silence added on each side of a press (20 ms): the tone's edges the frames do not count."""
-BATCH_MAX_AGE_S = 0.2
-"""A batch older than this is analysed on the next tick even when not full."""
+BATCH_MAX_AGE_S = 0.5
+"""A batch older than this is analysed on the next tick even when not full: a stream that
+stopped or slowed. Longer than a full batch takes to arrive, so a steady stream's batches
+are always analysed when full, never by a tick that came late."""
 QUEUE_TAPS = 64
 """Taps whose batches are analysed together as soon as this many wait (else at the tick):
 enough to share the fixed cost of each NumPy call, few enough to run between two packets."""
+
+CAPTURE_DELAY_S = BATCH_MAX_AGE_S + MASK_HOLD_SAMPLES / SAMPLE_RATE + 0.1
+"""The longest admitted audio waits between its arrival and the sink: the rest of its batch,
+the hold behind the receiver, and up to 100 ms in the queue (two ticks). A sink that keeps a
+window open for late packets adds this to it (:class:`~gateway.calls.consent_flow.CallConsent`
+does for the recorder), or audio this gate delays would count as late."""
 
 _RTP_HEADER = struct.Struct("!BBHII")
 """Version/flags, marker/payload type, sequence number, timestamp, SSRC (RFC 3550 5.1)."""
@@ -158,8 +167,9 @@ class PartyTap:
         self.malformed = 0
         self.queued = False
 
-    def __call__(self, data: bytes) -> None:
-        """One RTP packet from the party, already relayed (RFC 3550 5.1 header)."""
+    def __call__(self, data: bytes, arrival: float) -> None:
+        """One RTP packet from the party, already relayed (RFC 3550 5.1 header), that reached
+        the relay at ``arrival`` (:func:`time.monotonic` seconds)."""
         if not self.listening:
             return
         try:
@@ -177,25 +187,24 @@ class PartyTap:
         if payload_type in self.event_types:
             digit = self.events.feed(ssrc, timestamp, bool(second & 0x80), payload)
             if digit is not None:
-                self.gate.heard(self, digit, RFC4733, monotonic())
+                self.gate.heard(self, digit, RFC4733, arrival)
             return
         samples = len(payload)
         if payload_type | PCMA != PCMA or not samples:  # neither PCMU (0) nor PCMA (8)
             return
-        now = monotonic()
         gate = self.gate
         position = -1
         # gate.capture_open, inline: this runs for every packet
         if not gate.closed and gate.state.capture_allowed:
             gate.admitted += 1
             if gate.started_at is None:
-                gate.started_at = now
-            position = self.timeline.position(ssrc, timestamp, now - gate.started_at, samples)
+                gate.started_at = arrival
+            position = self.timeline.position(ssrc, timestamp, arrival - gate.started_at, samples)
         else:
             gate.refused += 1
         batch = self.batch
         if not batch:
-            self.batch_at = now
+            self.batch_at = arrival
             self.batch_type = payload_type
         elif payload_type != self.batch_type:
             self.batch_type = MIXED_LAWS

@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 Address = tuple[Any, ...]
 """A socket address as the event loop gives it: (host, port) or (host, port, flow, scope)."""
-Tap = Callable[[bytes], None]
+Tap = Callable[[bytes, float], None]
+"""Hears each RTP packet a party sends, after it is relayed: ``(packet, arrival)``, arrival in
+:func:`time.monotonic` seconds."""
 SendTo = Callable[[bytes, Address], None]
 
 
@@ -135,10 +137,11 @@ class RtpReceiver(Receiver):
                     out = self.out_stats
                     out.packets_out += 1
                     out.bytes_out += len(data)
-            self.update(data, monotonic())
+            arrival = monotonic()
+            self.update(data, arrival)
             tap = self.tap
             if tap is not None:
-                tap(data)
+                tap(data, arrival)
         except (IndexError, struct.error):
             return  # empty, or shorter than an RTP header: not accounted
         except Exception as exc:

@@ -286,7 +286,8 @@ class MediaSession:
         target.set_remote(RemoteMedia(host, rtp_port, rtcp_port, rtcp_mux))
 
     def set_tap(self, side: str, fn: Tap | None, index: int = 0) -> None:
-        """Call ``fn(packet)`` with each RTP packet received from ``side`` on stream ``index``.
+        """Call ``fn(packet, arrival)`` with each RTP packet received from ``side`` on stream
+        ``index`` (arrival: :func:`time.monotonic` when the relay received it).
 
         The packet is relayed before ``fn`` runs; ``fn`` must not block. None removes it.
         """

@@ -47,8 +47,9 @@ caller as the one required party, brought to ``granted`` the way a call is
 (``start``, ``notice_started``, ``notice_finished``); a
 :class:`~gateway.media.capture.CaptureGate` reading it (all gates share one
 :class:`~gateway.media.capture.TapQueue`, as the service's do), whose sink is a
-:class:`~gateway.analysis.recorder.StereoRecorder` (the product's 0.5 s
-latency window) and whose timelines are one
+:class:`~gateway.analysis.recorder.StereoRecorder` (the product's default
+window: 0.5 s for the network plus the gate's own delay,
+:data:`~gateway.media.capture.CAPTURE_DELAY_S`) and whose timelines are one
 :class:`~gateway.analysis.timeline.ChannelTimeline` per party, caller on
 channel 0 and callee on channel 1, telephone-event payload type 101 as the
 SDP would declare it; the parties' taps on the session's A and B sides
@@ -82,8 +83,11 @@ Figures per run:
   listener though it arrived (and was recorded);
 - loop lag: how late the 50 ms ticker woke (p99 and maximum; the ticker runs
   with no gates when capture is off), and "ticks run": how many ticks ran of
-  those due over the run. A saturated loop serves its sockets first and its
-  timers late, so the ticker (and every gate's writing) falls behind;
+  those due over the run. The ticker keeps a fixed rate as the service's does
+  (:func:`~gateway.calls.consent_service.next_tick_due`): a late tick does not
+  push the next back, and one more than a period late skips the missed ones.
+  A saturated loop serves its sockets first and its timers late, so the
+  ticker (and every gate's writing) falls behind;
 - RSS per call: the relay's VmRSS at the window's end less its VmRSS before
   the calls were set up, over the calls;
 - generator lag (p99 and maximum over its wake-ups: how late it sent against
@@ -304,13 +308,13 @@ class CallCapture:
     """One call's capture as :meth:`CallConsent.attach` builds it: machine, gate, recorder."""
 
     def __init__(self, session: Any, path: Path, now: float, queue: Any) -> None:
-        from gateway.analysis.recorder import StereoRecorder
+        from gateway.analysis.recorder import DEFAULT_LATENCY_S, StereoRecorder
         from gateway.analysis.timeline import ChannelTimeline
         from gateway.calls.call import CALLEE, CALLER
         from gateway.calls.consent_flow import CHANNEL_OF, SIDE_OF
         from gateway.consent.machine import ConsentMachine
         from gateway.consent.rule import Mode
-        from gateway.media.capture import CaptureGate
+        from gateway.media.capture import CAPTURE_DELAY_S, CaptureGate
 
         self.machine = ConsentMachine(Mode.NOTICE, (CALLER, CALLEE), (CALLER,), internal=(CALLEE,))
         self.machine.start(now)
@@ -318,7 +322,7 @@ class CallCapture:
         self.machine.notice_finished(now, CALLER)
         if not self.machine.capture_allowed:
             raise RuntimeError("the consent machine did not grant capture")
-        self.recorder = StereoRecorder(path)
+        self.recorder = StereoRecorder(path, latency_s=DEFAULT_LATENCY_S + CAPTURE_DELAY_S)
         self.digits: list[tuple[str, str, str]] = []
         self.timelines = (ChannelTimeline(), ChannelTimeline())
         self.gate = CaptureGate(
@@ -416,7 +420,7 @@ class RelayServer:
 
     async def pace(self) -> None:
         """The consent service's ticker: every gate's tick every 50 ms, its lateness noted."""
-        from gateway.calls.consent_service import TICK_S
+        from gateway.calls.consent_service import TICK_S, next_tick_due
 
         self.tick_s = TICK_S
         gates = [capture.gate for capture in self.captures]
@@ -424,9 +428,10 @@ class RelayServer:
         lags = self.lags
         ticks = self.ticks
         clock = time.monotonic
+        due = self.pace_started
         while True:
-            due = clock() + TICK_S
-            await asyncio.sleep(TICK_S)
+            due = next_tick_due(due, clock())
+            await asyncio.sleep(due - clock())
             now = clock()
             lags.append(now - due)
             for gate in gates:

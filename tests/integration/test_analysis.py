@@ -53,8 +53,10 @@ CARD_WORDS = "four one one one one one one one one one one one one one one one"
 SPEECH = f"my card number is {CARD_WORDS} thank you"
 LEAD_S = 2.5
 """Silence before the speech: the notice (0.6 s) plays and consent is implied first."""
-TAIL_S = 6.0
-"""Silence after it, so live transcript pieces (held back 4 s) are stored before the end."""
+TAIL_S = 8.0
+"""Silence after it, so live transcript pieces are stored before the end: a piece is held
+back 4 s, reaches the file after the recorder's window (0.5 s and the capture gate's own
+delay, 0.7 s) and is looked at every 2 s."""
 DIGIT_WORDS = {
     "zero",
     "oh",

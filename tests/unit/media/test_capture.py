@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from dsp import g711
 from dsp.tones import dtmf_tone, tone
-from gateway.media.capture import MASK_GUARD_SAMPLES, CaptureGate, TapQueue
+from gateway.media.capture import BATCH_SAMPLES, MASK_GUARD_SAMPLES, CaptureGate, TapQueue
 
 PT_EVENT = 101
 
@@ -98,10 +98,10 @@ def test_audio_before_consent_never_reaches_the_sink() -> None:
     before = packets(tone(1000, 1.0, amplitude_dbfs=-12))
     after = packets(tone(2000, 1.0, amplitude_dbfs=-12), first_seq=50, first_ts=8000)
     for packet in before:
-        tap(packet)
+        tap(packet, 0.0)
     state.capture_allowed = True
     for packet in after:
-        tap(packet)
+        tap(packet, 0.0)
     gate.finish()
     recorded = sink.channel(0)
     assert gate.refused == len(before) and gate.admitted == len(after)
@@ -123,7 +123,7 @@ def test_inband_dtmf_is_heard_once_and_silenced_in_capture() -> None:
         ]
     )
     for packet in packets(audio):
-        tap(packet)
+        tap(packet, 0.0)
     gate.finish()
     assert heard == [("callee", "5", "inband")]
     recorded = sink.channel(1)
@@ -143,7 +143,7 @@ def test_telephone_events_are_digits_and_never_captured() -> None:
     for index in range(8):
         end = index >= 5
         payload = struct.pack("!BBH", 1, (0x80 if end else 0) | 10, 160 * (index + 1))
-        tap(rtp(index, 4000, payload, pt=PT_EVENT, marker=index == 0))
+        tap(rtp(index, 4000, payload, pt=PT_EVENT, marker=index == 0), 0.0)
     gate.finish()
     assert heard == [("caller", "1", "rfc4733")]
     assert sink.writes == []
@@ -164,7 +164,7 @@ def test_a_pause_press_cuts_capture_from_its_start() -> None:
     speech = tone(2000, 0.6, amplitude_dbfs=-12)
     card = tone(1000, 1.0, amplitude_dbfs=-12)  # what must not be captured: after the press
     for packet in packets(np.concatenate([speech, dtmf_tone("*", 0.1), card])):
-        tap(packet)
+        tap(packet, 0.0)
     gate.finish()
     assert heard == [("callee", "*", "inband")]
     recorded = sink.channel(1)
@@ -177,9 +177,9 @@ def test_other_codecs_and_malformed_packets_are_ignored() -> None:
     state, sink, heard = State(capture_allowed=True), Sink(), []
     gate = make_gate(state, heard, sink)
     tap = gate.taps["caller"]
-    tap(rtp(1, 160, b"\x00" * 160, pt=9))  # G.722: relayed, not captured
-    tap(b"\x80")  # too short
-    tap(bytes([0x8F, 0]) + b"\x00" * 20)  # claims 15 CSRCs it does not have
+    tap(rtp(1, 160, b"\x00" * 160, pt=9), 0.0)  # G.722: relayed, not captured
+    tap(b"\x80", 0.0)  # too short
+    tap(bytes([0x8F, 0]) + b"\x00" * 20, 0.0)  # claims 15 CSRCs it does not have
     gate.finish()
     assert sink.writes == []
     assert tap.malformed == 2
@@ -190,7 +190,7 @@ def test_not_listening_takes_nothing() -> None:
     gate = make_gate(state, heard, sink)
     gate.set_listening(False)
     for packet in packets(np.concatenate([tone(2000, 0.2), dtmf_tone("9", 0.1)])):
-        gate.taps["caller"](packet)
+        gate.taps["caller"](packet, 0.0)
     gate.finish()
     assert sink.writes == [] and heard == []
 
@@ -201,11 +201,11 @@ def test_admission_is_decided_per_packet_at_arrival() -> None:
     gate = make_gate(state, heard, sink)
     tap = gate.taps["caller"]
     stream = packets(tone(2000, 0.2, amplitude_dbfs=-12))
-    tap(stream[0])
-    tap(stream[1])
+    tap(stream[0], 0.0)
+    tap(stream[1], 0.0)
     state.capture_allowed = False  # consent withdrawn before the batch is analysed
     for packet in stream[2:]:
-        tap(packet)
+        tap(packet, 0.0)
     gate.finish()
     recorded = sink.channel(0)
     assert len(recorded) == 320  # the first two packets, nothing after
@@ -221,7 +221,7 @@ def test_contiguous_packets_reach_the_sink_in_runs_split_at_the_hold() -> None:
     stream = packets(tone(2000, 1.0, amplitude_dbfs=-12))
     for index, packet in enumerate(stream):
         if index != 30:  # lost on the way
-            tap(packet)
+            tap(packet, 0.0)
     gate.finish()
     assert len(sink.writes) < len(stream) // 3
     recorded = sink.channel(0)
@@ -241,7 +241,7 @@ def test_a_codec_change_inside_a_batch_decodes_each_packet_by_its_law() -> None:
     for index in range(10):
         law = 0 if index < 5 else 8  # PCMU, then PCMA (a re-INVITE changed the codec)
         payload = g711.encode(sent[160 * index : 160 * (index + 1)], law)
-        tap(rtp(index, 160 * index, payload, pt=law))
+        tap(rtp(index, 160 * index, payload, pt=law), 0.0)
     gate.finish()
     expected = np.concatenate(
         [
@@ -267,14 +267,20 @@ def test_gates_sharing_a_queue_are_analysed_together_and_keep_their_own_presses(
         )
         for number, sink in enumerate(sinks)
     ]
-    first = packets(np.concatenate([dtmf_tone("4", 0.1), tone(2000, 0.3, amplitude_dbfs=-12)]))
-    second = packets(np.concatenate([tone(1000, 0.2, amplitude_dbfs=-12), dtmf_tone("8", 0.2)]))
+    batches_s = 2 * BATCH_SAMPLES / 8000  # two full batches of each stream
+    first = packets(
+        np.concatenate([dtmf_tone("4", 0.1), tone(2000, batches_s - 0.1, amplitude_dbfs=-12)])
+    )
+    second = packets(
+        np.concatenate([tone(1000, batches_s - 0.2, amplitude_dbfs=-12), dtmf_tone("8", 0.2)])
+    )
     for one, two in zip(first, second, strict=True):
-        gates[0].taps["caller"](one)
-        gates[1].taps["caller"](two)
+        gates[0].taps["caller"](one, 0.0)
+        gates[1].taps["caller"](two, 0.0)
     assert queue.runs == 2  # each time both taps had a full batch, not once per tap
     for gate in gates:
         gate.finish()
     assert sorted(heard) == [(0, "4"), (1, "8")]
     assert energy_at(sinks[0].channel(0)[1200:], 2000) > 0.9
-    assert not sinks[1].channel(0)[1600 - MASK_GUARD_SAMPLES // 2 :].any()  # the press, silenced
+    press_start = 2 * BATCH_SAMPLES - 1600
+    assert not sinks[1].channel(0)[press_start - MASK_GUARD_SAMPLES // 2 :].any()  # silenced

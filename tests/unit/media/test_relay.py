@@ -317,7 +317,7 @@ async def test_stats_of_a_multi_stream_session(relay: MediaRelay, phones: PhoneF
 async def test_tap_sees_rtp_from_its_side_only(relay: MediaRelay, phones: PhoneFactory) -> None:
     call = await make_call(relay, phones)
     tapped: list[bytes] = []
-    call.session.set_tap("a", tapped.append)
+    call.session.set_tap("a", lambda packet, arrival: tapped.append(packet))
     call.a.send(call.a_port, rtp(1, payload=b"caller"))
     call.b.send(call.b_port, rtp(1, payload=b"callee"))
     call.a.send(call.a_port, rtcp_rr())
@@ -335,7 +335,7 @@ async def test_tap_sees_rtp_from_its_side_only(relay: MediaRelay, phones: PhoneF
 async def test_failing_tap_does_not_stop_the_relay(relay: MediaRelay, phones: PhoneFactory) -> None:
     call = await make_call(relay, phones)
 
-    def broken(packet: bytes) -> None:
+    def broken(packet: bytes, arrival: float) -> None:
         raise RuntimeError("capture sink is gone")
 
     call.session.set_tap("a", broken)
