@@ -198,13 +198,6 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     return 0
 
 
-GC_THRESHOLDS = (20_000, 20, 20)
-"""The collector's thresholds while serving (CPython's are 700, 10, 10). Every relayed and
-captured packet allocates a few short-lived objects that reference counting frees at once;
-at CPython's thresholds that alone would start a young collection hundreds of times a second
-and a full one every few seconds, each scanning every live call's objects on the event loop."""
-
-
 def settle_for_serving() -> None:
     """What the gateway's process does once it has loaded, before it serves calls.
 
@@ -214,13 +207,11 @@ def settle_for_serving() -> None:
       the database).
     - Everything loaded so far (modules, ORM metadata, settings) lives as
       long as the process: it moves out of the collector's generations, so
-      full collections only scan objects of live calls and stall the loop
-      less; and collections run less often (:data:`GC_THRESHOLDS`).
+      full collections only scan objects of live calls and stall the loop less.
     """
     threadpool_limits(limits=1, user_api="blas")
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
