@@ -240,8 +240,8 @@ class PartyTap:
         """Hold the admitted audio of ``batch`` (decoded: ``pcm``) for the sink.
 
         Admitted packets that follow each other on the recording's clock are
-        held as one run, so the sink takes a batch in a few writes, not one
-        per packet.
+        held as one run (with what the last batch left held, when they continue
+        it), so the sink takes a batch in one write, not one per packet.
         """
         base = self.stream_pos
         self.stream_pos += len(pcm)
@@ -256,9 +256,19 @@ class PartyTap:
                 else:
                     runs.append([offset, position, count])
             offset += count
+        held = self.held
         for run_offset, position, count in runs:
-            self.held.append((base + run_offset, position, pcm[run_offset : run_offset + count]))
             self.admitted_samples += count
+            run = pcm[run_offset : run_offset + count]
+            stream_start = base + run_offset
+            if held:
+                last_start, last_position, last_pcm = held[-1]
+                size = len(last_pcm)
+                if last_start + size == stream_start and last_position + size == position:
+                    # continues what the last batch left held: one run, one write to the sink
+                    held[-1] = (last_start, last_position, np.concatenate([last_pcm, run]))
+                    continue
+            held.append((stream_start, position, run))
 
     def heard_presses(self, events: list[DtmfEvent]) -> None:
         """The in-band key presses the receiver found in the batch; then release what is due."""
