@@ -339,6 +339,17 @@ class _Hits:
     row_power: npt.NDArray[np.float64]  # fitted squared amplitudes (0 where no hit)
     column_power: npt.NDArray[np.float64]
 
+    def slice(self, first: int, count: int) -> _Hits:
+        """Frames ``first`` .. ``first + count - 1`` (views, not copies)."""
+        end = first + count
+        return _Hits(
+            self.digit[first:end],
+            self.row_phase[first:end],
+            self.column_phase[first:end],
+            self.row_power[first:end],
+            self.column_power[first:end],
+        )
+
     @classmethod
     def none(cls, count: int) -> _Hits:
         return cls(
@@ -680,11 +691,11 @@ def feed_many(
     """Feed each detector its chunk, ``detectors[i].feed(chunks[i])``, with one screen for all.
 
     Every stream's half-blocks are stacked into one matrix and screened by
-    one product, so many streams (the calls of a gateway) cost one pass
-    rather than a pass each; only streams with frames that pass the screen
-    are examined further, each on its own. The events per detector are the
-    ones :meth:`DtmfDetector.feed` would return. The detectors must share
-    one configuration.
+    one product, and the frames that pass are examined together, so many
+    streams (the calls of a gateway) cost one pass rather than a pass each;
+    only a stream with hits runs the press state machine over them. The
+    events per detector are the ones :meth:`DtmfDetector.feed` would return.
+    The detectors must share one configuration.
     """
     if len(detectors) != len(chunks):
         raise DtmfError(f"{len(detectors)} detectors but {len(chunks)} chunks of audio")
@@ -710,19 +721,28 @@ def feed_many(
     stacked = np.concatenate(pieces).reshape(rows, HOP_SAMPLES).astype(np.float64)
     screened, power = _screen(stacked, limits)
     # frame r pairs rows r and r + 1: a stream's frames are rows first + 1 .. first + count - 2
+    # (the frames that straddle two streams are screened too, and dropped here)
     firsts = np.array([first for _, first, _ in spans])
     counts = np.array([count for _, _, count in spans])
-    bounds_low = np.searchsorted(screened, firsts + 1).tolist()
-    bounds_high = np.searchsorted(screened, firsts + counts - 1).tolist()
-    for (number, first, count), low, high in zip(spans, bounds_low, bounds_high, strict=True):
+    span_of = np.searchsorted(firsts, screened, side="right") - 1
+    inside = (screened > firsts[span_of]) & (screened < firsts[span_of] + counts[span_of] - 1)
+    kept, kept_span = screened[inside], span_of[inside]
+    hits = None
+    if kept.size:
+        # one examination for every stream: frame r is _examine's index r - 1 (its rows r and
+        # r + 1, the frame before it rows r - 1 and r); a stream's frames are then hits
+        # first .. first + count - 3
+        hits = _Hits.none(rows)
+        _examine(stacked, kept - 1, power[:, kept].T, limits, hits)
+        heard = set(kept_span[hits.digit[kept - 1] != _NO_DIGIT].tolist())
+    else:
+        heard = set()
+    for span_number, (number, first, count) in enumerate(spans):
         frame_count = count - 2
-        hits = None
-        if high > low:
-            frames = screened[low:high]
-            hits = _Hits.none(frame_count)
-            extended = stacked[first : first + count]
-            _examine(extended, frames - (first + 1), power[:, frames].T, limits, hits)
-        results[number] = detectors[number]._step(hits, frame_count)
+        stream_hits = None
+        if hits is not None and span_number in heard:
+            stream_hits = hits.slice(first, frame_count)
+        results[number] = detectors[number]._step(stream_hits, frame_count)
     return results
 
 

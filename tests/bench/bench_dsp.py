@@ -23,8 +23,11 @@ Python 3.12) doing the same conversions in the same run: ``ulaw2lin`` /
 
 DTMF (:mod:`dsp.dtmf`): ``--seconds`` of speech-like audio with a DTMF digit
 every two seconds, run through :func:`dsp.dtmf.detect_dtmf` as one buffer and
-through a :class:`dsp.dtmf.DtmfDetector` fed 20 ms chunks; the digits found
-are checked. ``audioop`` has no DTMF detector, so the reference is the
+through a :class:`dsp.dtmf.DtmfDetector` fed 20 ms chunks; and, as the
+capture gate listens to many calls at once, :data:`STREAMS` two-second pieces
+of a longer programme (one digit each) as as many streams, fed together in
+400 ms chunks by :func:`dsp.dtmf.feed_many` (us/call: per stream and chunk).
+The digits found are checked. ``audioop`` has no DTMF detector, so the reference is the
 textbook one: a pure-Python Goertzel recurrence per sample over 102-sample
 blocks at the 8 DTMF frequencies, with a level, twist and relative-peak test
 per block (fewer tests than the vectorised detector runs).
@@ -45,12 +48,15 @@ from types import ModuleType
 import numpy as np
 
 from dsp import g711, tones
-from dsp.dtmf import DtmfDetector, detect_dtmf
+from dsp.dtmf import DtmfDetector, detect_dtmf, feed_many
 from tests.bench.common import format_table, machine_lines, print_title
 from tests.unit.dsp import signals
 
 RATE = 8000
 PACKET_SAMPLES = 160  # 20 ms of G.711
+STREAMS = 64
+"""Streams fed together in the many-streams case (the capture queue's size)."""
+STREAM_CHUNK_SAMPLES = 3200  # 400 ms: the capture gate's batch
 
 
 @dataclass(frozen=True)
@@ -255,6 +261,20 @@ def dtmf_results(seconds: float, repeat: int, naive_seconds: float) -> list[Resu
     for name, work in (("batch", batch), ("streamed", streamed)):
         if work() != dialled:
             raise SystemExit(f"DTMF {name} found {work()!r}, expected {dialled!r}")
+    many_pcm, many_dialled = dtmf_programme(STREAMS * 2.0)
+    pieces = many_pcm[: STREAMS * 2 * RATE].reshape(STREAMS, 2 * RATE)
+
+    def together() -> str:
+        detectors = [DtmfDetector() for _ in range(STREAMS)]
+        found: list[list[str]] = [[] for _ in range(STREAMS)]
+        for start in range(0, 2 * RATE, STREAM_CHUNK_SAMPLES):
+            chunks = [piece[start : start + STREAM_CHUNK_SAMPLES] for piece in pieces]
+            for number, events in enumerate(feed_many(detectors, chunks)):
+                found[number] += [event.digit for event in events if not event.ended]
+        return "".join("".join(digits) for digits in found)
+
+    if together() != many_dialled:
+        raise SystemExit(f"DTMF feed_many found {together()!r}, expected {many_dialled!r}")
     naive_pcm, naive_dialled = dtmf_programme(naive_seconds)
     naive_samples = naive_pcm.astype(int).tolist()
     naive_found = "".join(naive_goertzel_dtmf(naive_samples))
@@ -267,6 +287,14 @@ def dtmf_results(seconds: float, repeat: int, naive_seconds: float) -> list[Resu
             count,
             best_time(streamed, repeat),
             count // PACKET_SAMPLES,
+        ),
+        Result(
+            "dtmf detect",
+            "dsp.dtmf feed_many",
+            f"{STREAMS}x400 ms",
+            pieces.size,
+            best_time(together, repeat),
+            STREAMS * (2 * RATE // STREAM_CHUNK_SAMPLES),
         ),
         Result(
             "dtmf detect",
