@@ -406,9 +406,13 @@ def _two_tone_fit(
 
     Returns the fit's energy (k) and the two tones' squared amplitudes (k x 2).
     """
-    n = np.arange(FRAME_SAMPLES, dtype=np.float64)
-    angles = (2.0 * np.pi / SAMPLE_RATE) * tone_hz[:, :, None] * n
-    basis = np.concatenate([np.cos(angles), np.sin(angles)], axis=1)  # k x 4 x 102
+    # e^(j w n) for n = 0..101 as the running product of e^(j w): a third of the time of cos
+    # and sin of every angle, within 1e-14 of them over one frame
+    powers = np.empty((len(frames), 2, FRAME_SAMPLES), dtype=np.complex128)
+    powers[:, :, 0] = 1.0
+    powers[:, :, 1:] = np.exp(1j * (2.0 * np.pi / SAMPLE_RATE) * tone_hz)[:, :, None]
+    np.cumprod(powers, axis=2, out=powers)
+    basis = np.concatenate([powers.real, powers.imag], axis=1)  # k x 4 x 102: cos, cos, sin, sin
     gram = basis @ basis.transpose(0, 2, 1)
     projection = basis @ frames[:, :, None]
     weights = np.linalg.solve(gram, projection)[:, :, 0]  # cos row, cos col, sin row, sin col
