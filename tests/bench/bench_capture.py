@@ -29,9 +29,14 @@ one random SSRC per phone, the marker bit on the first packet) and 160
 octets of PCMU (RFC 3551 4.5.14) carrying a steady tone (caller 440 Hz,
 callee 550 Hz, -16 dBFS, starting at its peak, G.711 mu-law; a whole number
 of cycles a second, so the 50 payloads of one second repeat without a seam).
+A tone never passes the in-band DTMF receiver's screen; ``--audio speech``
+sends speech-like audio instead (:func:`tests.unit.dsp.signals.voiced_speech`,
+4 s looped, a different voice each way, peaks at -6 dBFS over a -60 dBFS
+noise floor), loud speech from both parties at once: the receiver's worst
+case, since loud voiced frames pass the screen and are examined further.
 The 2N phones' send times are spread evenly over the 20 ms period, and the
 calls' starts over 100 ms (call i starts i mod 5 packets late and ends as
-late), as calls that began at different times are: the gates' 200 ms batches
+late), as calls that began at different times are: the gates' 400 ms batches
 do not all fall due in the same 20 ms. At every wake-up the generator sends
 every packet that is due (non-blocking sockets, into a reused buffer, at
 most 256 in a row before it reads again) and sleeps in epoll until the next
@@ -105,11 +110,11 @@ Figures per run:
   its place was written to the file); "gaps"
   counts, in every channel of every file read back (:func:`dsp.wav.read_wav`),
   the runs of zero samples longer than one packet (160 samples) between the
-  channel's first and last non-zero sample: the tone has no such silence, so
+  channel's first and last non-zero sample: the audio sent has no such silence, so
   each is audio lost, dropped or masked; "cover" is the smallest share of the
   samples sent that a channel's audible span holds; "rec s" the shortest and
   longest recording against the sending time; "digits" the key presses the
-  gates heard (the tone holds none) and "re-anchors" the timelines'.
+  gates heard (the audio holds none) and "re-anchors" the timelines..
 
 The target: 500 calls with capture on, the relay on one core, with zero
 loss, zero late samples, zero gaps, every recording written, and a
@@ -180,6 +185,14 @@ RTP_HEADER = struct.Struct("!BBHII")
 TONE_HZ = (440.0, 550.0)
 """Caller's and callee's tones: whole cycles per second, so a second of payloads loops."""
 TONE_DBFS = -16.0
+SPEECH_S = 4.0
+"""Speech each phone loops with ``--audio speech`` (different for caller and callee)."""
+SPEECH_SEEDS = (11, 12)
+SPEECH_PEAK_DBFS = -6.0
+NOISE_DBFS = -60.0
+"""The noise floor under the speech (RMS): a line is never digital silence, so a run of zero
+samples in a recording is still audio lost."""
+FULL_SCALE = 32767
 GAP_SAMPLES = SAMPLES_PER_PACKET
 """A zero run longer than one packet inside a channel's audio is a gap."""
 MAX_BURST = 256
@@ -626,10 +639,26 @@ def tone_payloads(frequency_hz: float) -> list[bytes]:
     return [codes[index : index + step] for index in range(0, len(codes), step)]
 
 
+def speech_payloads(seed: int) -> list[bytes]:
+    """:data:`SPEECH_S` of speech-like audio (voiced syllables, fricatives, pauses; peaks at
+    :data:`SPEECH_PEAK_DBFS`) over a noise floor at :data:`NOISE_DBFS`, as PCMU payloads."""
+    from dsp import g711
+    from tests.unit.dsp import signals
+
+    speech = signals.voiced_speech(SPEECH_S, seed=seed)
+    speech *= FULL_SCALE * 10 ** (SPEECH_PEAK_DBFS / 20) / max(float(np.abs(speech).max()), 1.0)
+    noise = signals.white_noise(len(speech), FULL_SCALE * 10 ** (NOISE_DBFS / 20), seed=seed + 1)
+    pcm = np.clip(np.rint(speech + noise), -32768, 32767).astype(np.int16)
+    codes = g711.encode(pcm, PCMU)
+    step = SAMPLES_PER_PACKET
+    return [codes[index : index + step] for index in range(0, len(codes), step)]
+
+
 class Phones:
     """2N UDP sockets: phone 2i is call i's caller, phone 2i+1 its callee."""
 
-    def __init__(self, calls: int, seed: int) -> None:
+    def __init__(self, calls: int, seed: int, audio: str = "tone") -> None:
+        self.audio = audio
         self.socks: list[socket.socket] = []
         for _ in range(2 * calls):
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -680,11 +709,15 @@ class Phones:
             senders[sock.fileno()] = index ^ 1  # a phone hears its peer
         scratch = bytearray(RECV_BYTES)
         frames: list[list[bytearray]] = []
-        for frequency in TONE_HZ:
-            frames.append(
-                [bytearray(RTP_HEADER.size) + payload for payload in tone_payloads(frequency)]
+        for party in range(2):
+            payloads = (
+                tone_payloads(TONE_HZ[party])
+                if self.audio == "tone"
+                else speech_payloads(SPEECH_SEEDS[party])
             )
+            frames.append([bytearray(RTP_HEADER.size) + payload for payload in payloads])
         callers_frames, callees_frames = frames
+        loop_length = len(callers_frames)
         ssrcs = self.ssrcs
         first_seq = self.first_seq
         first_timestamp = self.first_timestamp
@@ -756,7 +789,7 @@ class Phones:
                             ended(end_sending)
                             break
                         round_start += PTIME_NS
-                        index = sequence % PACKETS_PER_S
+                        index = sequence % loop_length
                         pair = (callers_frames[index], callees_frames[index])
                     next_due = round_start + offsets[k]
                 now = clock()
@@ -807,7 +840,7 @@ def generator_main(conn: multiprocessing.connection.Connection, cpu: int) -> Non
         if name == "phones":
             if phones is not None:
                 phones.close()
-            phones = Phones(command[1], command[2])
+            phones = Phones(command[1], command[2], command[3])
             conn.send(phones.ports)
         elif name == "connect":
             assert phones is not None
@@ -1069,7 +1102,7 @@ class Bench:
         args = self.args
         self.runs += 1
         quiet = wait_for_quiet(args.quiet_cores, args.quiet_wait_s)
-        self.gen.send(("phones", calls, args.seed + self.runs))
+        self.gen.send(("phones", calls, args.seed + self.runs, args.audio))
         phone_ports: list[int] = _reply(self.gen, self.generator)
         record_dir = self.record_root / f"{calls}-{'on' if capture else 'off'}-{self.runs}"
         options = RelayOptions(
@@ -1417,6 +1450,13 @@ def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--record-dir", help="where recordings go (default: tmpfs if it has room)")
     parser.add_argument("--keep", action="store_true", help="keep the recordings")
     parser.add_argument("--seed", type=int, default=3550)
+    parser.add_argument(
+        "--audio",
+        choices=("tone", "speech"),
+        default="tone",
+        help="what the phones send: a steady tone each (never passes the DTMF screen) or "
+        "speech-like audio (loud voiced speech both ways, the DTMF receiver's worst case)",
+    )
     parser.add_argument("--quiet-cores", type=float, default=OTHERS_LIMIT)
     parser.add_argument(
         "--quiet-wait-s",
