@@ -384,6 +384,11 @@ def _recording_fk() -> Any:
     return ForeignKey("recordings.id", ondelete="CASCADE")
 
 
+def _recording_ref() -> Any:
+    """What outlives its recording (a transcript kept longer than the audio) forgets it."""
+    return ForeignKey("recordings.id", ondelete="SET NULL")
+
+
 class AnalysisJob(Base):
     """The analysis of one recording: queued with it, claimed by a worker, retried, finished."""
 
@@ -418,8 +423,9 @@ class TranscriptRow(Base):
 
     id: Mapped[str] = mapped_column(primary_key=True, default=new_record_id)
     call_record_id: Mapped[str] = mapped_column(_call_fk())
-    recording_id: Mapped[str | None] = mapped_column(_recording_fk())
-    """``None`` for a live piece, made while the call ran (before its recording existed)."""
+    recording_id: Mapped[str | None] = mapped_column(_recording_ref())
+    """``None`` for a live piece, made while the call ran (before its recording existed), and
+    once the recording was removed (retention keeps transcripts longer than audio)."""
     tenant: Mapped[str]
     party: Mapped[str]
     language: Mapped[str]
@@ -443,7 +449,7 @@ class RedactionRow(Base):
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
     )
     call_record_id: Mapped[str] = mapped_column(_call_fk())
-    recording_id: Mapped[str | None] = mapped_column(_recording_fk())
+    recording_id: Mapped[str | None] = mapped_column(_recording_ref())
     tenant: Mapped[str]
     party: Mapped[str]
     entity: Mapped[str]

@@ -345,7 +345,7 @@ class TenantView:
         return {"calls": calls, "transcripts": transcripts}
 
     async def erase_subject(self, numbers: Sequence[str], token: str) -> Erasure:
-        """Remove the number's recordings and put ``token`` where the number was.
+        """Remove the number's recordings and transcripts; put ``token`` where the number was.
 
         The records stay (counts and stats stay right), the consent trail stays
         (it holds no number); URIs that named the number name the token. The
@@ -376,6 +376,16 @@ class TenantView:
                     )
                 )
                 erasure.recordings = deleted.rowcount or 0
+                # what the subject said, even redacted (and the live pieces that never had a
+                # recording): transcripts outlive recordings in retention, not in erasure
+                for table in (REDACTIONS, TRANSCRIPTS):
+                    gone = await connection.execute(
+                        delete(table).where(
+                            table.c.tenant == self.tenant, table.c.call_record_id.in_(ids)
+                        )
+                    )
+                    if table is TRANSCRIPTS:
+                        erasure.transcripts = gone.rowcount or 0
                 for number_column, uri_column in (
                     (c.source_number, c.source_uri),
                     (c.destination_number, c.destination_uri),
@@ -394,7 +404,11 @@ class TenantView:
                 connection,
                 "subject.erase",
                 target=token,
-                detail={"calls": erasure.calls, "recordings": erasure.recordings},
+                detail={
+                    "calls": erasure.calls,
+                    "recordings": erasure.recordings,
+                    **({"transcripts": erasure.transcripts} if erasure.transcripts else {}),
+                },
             )
         return erasure
 
@@ -411,18 +425,7 @@ class TenantView:
         removed = Erasure()
         async with self.engine.begin() as connection:
             if transcripts_before is not None:
-                for table in (REDACTIONS, TRANSCRIPTS):
-                    stale = select(TRANSCRIPTS.c.recording_id).where(
-                        TRANSCRIPTS.c.tenant == self.tenant,
-                        TRANSCRIPTS.c.created_at < transcripts_before,
-                    )
-                    result = await connection.execute(
-                        delete(table).where(
-                            table.c.tenant == self.tenant, table.c.recording_id.in_(stale)
-                        )
-                    )
-                    if table is TRANSCRIPTS:
-                        removed.transcripts = result.rowcount or 0
+                removed.transcripts = await self._purge_transcripts(connection, transcripts_before)
             if recordings_before is not None:
                 due = and_(
                     RECORDINGS.c.tenant == self.tenant, RECORDINGS.c.started_at < recordings_before
@@ -461,6 +464,37 @@ class TenantView:
                     detail["transcripts"] = removed.transcripts
                 await self.audit(connection, "retention.purge", detail=detail)
         return removed
+
+
+    async def _purge_transcripts(self, connection: AsyncConnection, before: datetime) -> int:
+        """Remove the transcripts made before ``before`` (live pieces too, and whether or not
+        their recording is still kept), then the redaction spans of every call and party
+        left with no transcript; the number of transcripts removed."""
+        stale = and_(TRANSCRIPTS.c.tenant == self.tenant, TRANSCRIPTS.c.created_at < before)
+        calls = [
+            row[0]
+            for row in await connection.execute(
+                select(TRANSCRIPTS.c.call_record_id).where(stale).distinct()
+            )
+        ]
+        result = await connection.execute(delete(TRANSCRIPTS).where(stale))
+        left = (
+            select(TRANSCRIPTS.c.id)
+            .where(
+                TRANSCRIPTS.c.call_record_id == REDACTIONS.c.call_record_id,
+                TRANSCRIPTS.c.party == REDACTIONS.c.party,
+            )
+            .exists()
+        )
+        for start in range(0, len(calls), 500):
+            await connection.execute(
+                delete(REDACTIONS).where(
+                    REDACTIONS.c.tenant == self.tenant,
+                    REDACTIONS.c.call_record_id.in_(calls[start : start + 500]),
+                    ~left,
+                )
+            )
+        return result.rowcount or 0
 
 
 async def _with_trail(connection: AsyncConnection, call: dict[str, Any]) -> dict[str, Any]:

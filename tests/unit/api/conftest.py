@@ -8,21 +8,66 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.api.context import ApiContext
 from gateway.api.server import make_app
 from gateway.config import PeerSettings, Settings, TenantSettings
 from gateway.store.keys import create_key
+from gateway.store.models import RECORDINGS, REDACTIONS, TRANSCRIPTS, new_record_id
 from gateway.store.writer import RecordWriter
 
 HASH_KEY = "test-subject-hash-key-0123456789"
+
+
+async def add_transcript(
+    engine: AsyncEngine, call: str, created_at: datetime, *, live: bool = False
+) -> None:
+    """A redacted transcript of each party of ``call`` and one CARD span, as the analysis
+    stores them: of the call's recording, or, ``live``, a piece made while it ran."""
+    async with engine.begin() as connection:
+        recording_id = None
+        if not live:
+            found = select(RECORDINGS.c.id).where(RECORDINGS.c.call_record_id == call)
+            recording_id = (await connection.execute(found)).scalar_one()
+        for party in ("caller", "callee"):
+            await connection.execute(
+                insert(TRANSCRIPTS).values(
+                    id=new_record_id(),
+                    call_record_id=call,
+                    recording_id=recording_id,
+                    tenant="acme",
+                    party=party,
+                    language="en",
+                    backend="none",
+                    text="my card is [CARD]",
+                    words=[],
+                    created_at=created_at,
+                    live=live,
+                )
+            )
+        await connection.execute(
+            insert(REDACTIONS).values(
+                call_record_id=call,
+                recording_id=recording_id,
+                tenant="acme",
+                party="caller",
+                entity="CARD",
+                word_start=3,
+                word_end=19,
+                start_s=4.0,
+                end_s=9.5,
+                score=1.0,
+            )
+        )
 
 
 def api_settings(recording_dir: Path, **api: Any) -> Settings:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gateway.api.server import purge_due
 from gateway.store.audit import audit_entries
-from tests.unit.api.conftest import Api, api_settings
+from tests.unit.api.conftest import Api, add_transcript, api_settings
 from tests.unit.store.records import T0, consent_event, end, new_id, recording, start
 
 
@@ -63,3 +63,32 @@ async def test_due_recordings_then_records_go(api: Api, tmp_path: Path) -> None:
         {"calls": 1, "recordings": 1},
     ]
     assert purges[0]["key_id"] is None
+
+
+async def test_transcripts_outlive_their_recording_and_go_on_their_own_days(
+    api: Api, tmp_path: Path
+) -> None:
+    call = new_id()
+    audio = tmp_path / f"{call}.wav"
+    audio.write_bytes(b"RIFF")
+    await api.write(start(call), recording(call, path=str(audio)), end(call))
+    await add_transcript(api.engine, call, T0 + timedelta(minutes=5))
+    settings = api_settings(tmp_path)
+    settings.tenants[0].retention.recordings_days = 10
+    settings.tenants[0].retention.transcripts_days = 30
+    api.context.settings = settings
+
+    removed = await purge_due(api.context, T0 + timedelta(days=20))
+    assert removed == {"calls": 0, "recordings": 1, "files": 1, "transcripts": 0}
+    assert not audio.exists()
+    _, kept = await api.json("GET", f"/v1/calls/{call}/transcript")
+    assert [t["party"] for t in kept["transcripts"]] == ["callee", "caller"]
+    assert all(t["recording_id"] is None for t in kept["transcripts"])  # the audio is gone
+    assert [r["entity"] for r in kept["redactions"]] == ["CARD"]
+
+    removed = await purge_due(api.context, T0 + timedelta(days=31))
+    assert removed == {"calls": 0, "recordings": 0, "files": 0, "transcripts": 2}
+    _, gone = await api.json("GET", f"/v1/calls/{call}/transcript")
+    assert gone["transcripts"] == [] and gone["redactions"] == []
+    status, _ = await api.json("GET", f"/v1/calls/{call}")
+    assert status == 200  # the record has days of its own

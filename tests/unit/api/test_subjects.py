@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from gateway.store.audit import audit_entries
-from tests.unit.api.conftest import Api
+from tests.unit.api.conftest import Api, add_transcript
 from tests.unit.store.records import T0, consent_event, end, new_id, recording, start
 
 SUBJECT = "+14045550123"
@@ -52,6 +52,8 @@ async def test_erasure_removes_recordings_and_the_number_but_keeps_counts(
     api: Api, tmp_path: Path
 ) -> None:
     first, second, theirs, wav = await _subject_calls(api, tmp_path)
+    await add_transcript(api.engine, first, T0 + timedelta(minutes=5))
+    await add_transcript(api.engine, second, T0 + timedelta(hours=1), live=True)
     _, stats_before = await api.json(
         "GET", "/v1/stats?from=2026-03-01T00:00:00Z&to=2026-03-02T00:00:00Z"
     )
@@ -68,6 +70,9 @@ async def test_erasure_removes_recordings_and_the_number_but_keeps_counts(
     status, call = await api.json("GET", f"/v1/calls/{first}")
     assert call["source_number"] == token and call["source_uri"] == token
     assert call["recordings"] == []
+    for erased in (first, second):  # what the subject said goes, live pieces too
+        _, said = await api.json("GET", f"/v1/calls/{erased}/transcript")
+        assert said["transcripts"] == [] and said["redactions"] == []
     status, call = await api.json("GET", f"/v1/calls/{second}")
     assert call["destination_number"] == token and SUBJECT not in str(call)
     _, stats_after = await api.json(
