@@ -244,11 +244,15 @@ def document() -> dict[str, Any]:
                             },
                         },
                         "206": {
-                            "description": "a range of the WAV",
+                            "description": (
+                                "a range of the WAV (a Range header; with If-Range, only while "
+                                "it names the current ETag)"
+                            ),
                             "content": {
                                 "audio/wav": {"schema": {"type": "string", "format": "binary"}}
                             },
                         },
+                        "304": {"description": "unchanged since the ETag in If-None-Match"},
                         **_problem_responses(400, 401, 404, 409, 410, 416, 503),
                     },
                 }

@@ -2,7 +2,11 @@
 
 Only single ranges are served partially; a request for several gets the
 whole representation with 200, which RFC 9110 14.2 allows. A range that
-cannot be satisfied gets 416 with ``Content-Range: bytes */size``.
+cannot be satisfied gets 416 with ``Content-Range: bytes */size``. A range
+made conditional by ``If-Range`` (RFC 9110 13.1.5) is served only when the
+validator is the representation's current strong entity tag; otherwise (an
+older tag, a date) the whole representation is sent, so a client resuming a
+download never splices two versions together.
 """
 
 from __future__ import annotations
@@ -44,3 +48,23 @@ def _unsatisfiable(size: int) -> ApiProblem:
         f"the recording has {size} bytes",
         headers={"Content-Range": f"bytes */{size}"},
     )
+
+
+def range_applies(if_range: str | None, etag: str | None) -> bool:
+    """Whether a ``Range`` header counts, given the request's ``If-Range`` and the
+    representation's strong entity tag (RFC 9110 13.1.5: strong comparison; a date or a
+    weak tag never matches a representation served without Last-Modified)."""
+    if if_range is None:
+        return True
+    return etag is not None and if_range.strip() == etag
+
+
+def none_match(if_none_match: str | None, etag: str | None) -> bool:
+    """Whether ``If-None-Match`` names the representation (RFC 9110 13.1.2: weak comparison),
+    so a GET answers 304 Not Modified."""
+    if if_none_match is None or etag is None:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    opaque = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == opaque for tag in if_none_match.split(","))

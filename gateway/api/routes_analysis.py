@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -15,7 +16,7 @@ from gateway.api.auth import VIEW
 from gateway.api.context import context_of
 from gateway.api.params import QueryParams
 from gateway.api.problems import ApiProblem, json_response, not_found
-from gateway.api.ranges import byte_range
+from gateway.api.ranges import byte_range, none_match, range_applies
 from gateway.api.routes_calls import record_id_of
 
 PIECE = 65536
@@ -77,7 +78,14 @@ async def recording(request: web.Request) -> web.StreamResponse:
         ) from None
     try:
         size = reader.size
-        span = byte_range(request.headers.get("Range"), size)
+        etag = _etag(found)
+        if etag is not None:
+            headers["ETag"] = etag
+        if none_match(request.headers.get("If-None-Match"), etag):
+            return web.Response(status=304, headers={"ETag": etag or ""})
+        span = None
+        if range_applies(request.headers.get("If-Range"), etag):
+            span = byte_range(request.headers.get("Range"), size)
         start, end = span or (0, size)
         response = web.StreamResponse(status=206 if span else 200, headers=headers)
         response.headers["Accept-Ranges"] = "bytes"
@@ -94,6 +102,13 @@ async def recording(request: web.Request) -> web.StreamResponse:
         return response
     finally:
         reader.close()
+
+
+def _etag(found: dict[str, Any]) -> str | None:
+    """The strong entity tag of a recording as served (decrypted): its row and the SHA-256
+    of its audio, which the analysis updates when it mutes spans in it."""
+    digest = found.get("sha256")
+    return f'"{found["id"]}.{digest[:24]}"' if digest else None
 
 
 def _redaction_due(request: web.Request, tenant: str) -> bool:

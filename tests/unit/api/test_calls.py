@@ -177,3 +177,50 @@ async def test_a_recording_is_served_only_once_redacted(api: Api, tmp_path: Path
         await connection.execute(update(RECORDINGS).values(redacted_at=T0))
     response = await api.get(f"/v1/calls/{call}/recording", headers={"Range": "bytes=0-3"})
     assert response.status == 206 and await response.read() == b"RIFF"
+
+
+async def test_a_sealed_recording_has_an_etag_that_guards_ranges(api: Api, tmp_path: Path) -> None:
+    """RFC 9110 13.1.5: a resumed download gets the range only while its If-Range still names
+    the recording as served; 13.1.2: If-None-Match with the current tag is 304."""
+    import base64
+    import hashlib
+    import os
+
+    from sqlalchemy import update
+
+    from gateway.analysis.sealed import Keyring, seal_in_place
+    from gateway.store.models import RECORDINGS
+    from tests.unit.api.conftest import api_settings
+
+    call = new_id()
+    audio = b"RIFF" + bytes(range(200))
+    wav = tmp_path / "call.wav"
+    wav.write_bytes(audio)
+    keys = {"k1": base64.b64encode(os.urandom(32)).decode()}
+    sealed = seal_in_place(wav, Keyring.from_base64(keys))
+    await api.write(start(call), recording(call, path=str(sealed)), end(call, answered_after_s=5))
+    async with api.engine.begin() as connection:
+        await connection.execute(
+            update(RECORDINGS).values(
+                key_id="k1", redacted_at=T0, sha256=hashlib.sha256(audio).hexdigest()
+            )
+        )
+    settings = api_settings(tmp_path)
+    settings.tenants[0].sealing.keys = keys
+    api.context.settings = settings
+    path = f"/v1/calls/{call}/recording"
+
+    whole = await api.get(path)
+    assert whole.status == 200 and await whole.read() == audio
+    etag = whole.headers["ETag"]
+    assert etag.startswith('"') and etag.endswith('"')
+
+    resumed = await api.get(path, headers={"Range": "bytes=4-9", "If-Range": etag})
+    assert resumed.status == 206 and await resumed.read() == audio[4:10]
+    assert resumed.headers["Content-Range"] == f"bytes 4-9/{len(audio)}"
+
+    changed = await api.get(path, headers={"Range": "bytes=4-9", "If-Range": '"an-older-one"'})
+    assert changed.status == 200 and await changed.read() == audio  # the whole, new version
+
+    cached = await api.get(path, headers={"If-None-Match": f'"other", W/{etag}'})
+    assert cached.status == 304 and cached.headers["ETag"] == etag
