@@ -5,12 +5,13 @@
 #   kamailio         (package kamailio)    syntax check of deploy/kamailio/kamailio.cfg
 #   systemd-analyze  (package systemd)     check of deploy/callgate.service
 #   espeak-ng        (package espeak-ng)   real speech for the DTMF talk-off tests
+#   sqlite3          (package sqlite3)     the fast CSV export on SQLite (optional at run time)
 # Quick and silent when everything is there. Needs root or password-less sudo
 # to install; exits non-zero with the reason when the packages cannot be had.
 set -euo pipefail
 
-commands=(sipp baresip kamailio systemd-analyze espeak-ng)
-packages=(sip-tester baresip kamailio systemd espeak-ng)
+commands=(sipp baresip kamailio systemd-analyze espeak-ng sqlite3)
+packages=(sip-tester baresip kamailio systemd espeak-ng sqlite3)
 
 say() { printf 'install-test-deps: %s\n' "$*" >&2; }
 

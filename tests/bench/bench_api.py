@@ -86,6 +86,7 @@ import os
 import pstats
 import random
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -105,6 +106,7 @@ from gateway.api.server import ApiServer
 from gateway.app import new_event_loop
 from gateway.config import Settings
 from gateway.store.engine import make_engine, migrate
+from gateway.store.export import SQLITE_SHELL
 from gateway.store.keys import create_key
 from gateway.store.models import CALLS
 from tests.bench.api_seed import DAYS, DEFAULT_SEED, END, START, TENANT, external_numbers
@@ -988,6 +990,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print("CSV export of every call of acme (one client):")
         print(format_table(CSV_HEADERS, [csv_row(c) for c in exports]))
+        if any(c.backend == "sqlite" for c in exports):
+            shell = shutil.which(SQLITE_SHELL)
+            made_by = f"the {SQLITE_SHELL} shell ({shell})" if shell else "the driver and csv"
+            print(f"SQLite's CSV was made by {made_by}; PostgreSQL's by COPY")
     for (backend, name), lines in profiles.items():
         print()
         print(f"profile, {backend}, {name} (cProfile, server event-loop thread):")

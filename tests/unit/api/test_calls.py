@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
+import os
+import shutil
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
+from gateway.store import export
 from gateway.store.audit import audit_entries
 from tests.unit.api.conftest import Api
 from tests.unit.store.records import T0, answer, consent_event, end, new_id, recording, start
@@ -115,6 +120,21 @@ async def test_another_tenants_calls_are_invisible(api: Api) -> None:
     assert [row["id"] for row in body["calls"]] == [theirs]
 
 
+@pytest.fixture(params=["sqlite-shell", "driver"])
+def csv_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways SQLite's CSV is made: the ``sqlite3`` shell, and the driver and :mod:`csv`
+    where the shell is not installed (PostgreSQL runs COPY either way)."""
+    if request.param == "driver":
+        monkeypatch.setattr(export, "SQLITE_SHELL", "callgate-test-no-such-shell")
+    elif shutil.which(export.SQLITE_SHELL) is None:
+        message = "the sqlite3 shell is missing: scripts/install-test-deps.sh installs it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return str(request.param)
+
+
+@pytest.mark.usefixtures("csv_path")
 async def test_csv_streams_every_matching_call(api: Api) -> None:
     ids = await _calls(api, 30, source_uri='=HYPERLINK("x")')
     await _calls(api, 3, tenant="globex")
@@ -127,6 +147,43 @@ async def test_csv_streams_every_matching_call(api: Api) -> None:
         assert rows[0]["source_uri"].startswith("'=")  # not a formula in a spreadsheet
     status, _body = await api.json("GET", "/v1/calls?format=csv&limit=5")
     assert status == 400
+
+
+@pytest.mark.usefixtures("csv_path")
+async def test_csv_fields_hold_what_the_listing_holds_however_they_must_be_quoted(
+    api: Api,
+) -> None:
+    """RFC 4180: commas, quotes and line breaks inside fields survive, empty values are
+    empty fields, and every field reads back as the JSON listing gives it."""
+    tricky = {
+        "comma": "sip:a,b@x.example",
+        "quote": 'sip:"Bob" <b@x.example>',
+        "newline": "sip:line\nbreak@x.example",
+        "cr": "sip:carriage\rreturn@x.example",
+        "plain": "sip:plain@x.example",
+    }
+    ids = [(await _calls(api, 1, source_uri=uri))[0] for uri in tricky.values()]
+    await api.write(end(ids[0], answered_after_s=5))  # numbers and instants, some empty
+    response = await api.get("/v1/calls?format=csv")
+    assert response.status == 200
+    text = await response.text()
+    assert text.endswith("\n")  # LF from COPY and the shell, CRLF from the csv module
+    rows = {row["id"]: row for row in csv.DictReader(io.StringIO(text, newline=""))}
+    _, listing = await api.json("GET", "/v1/calls?limit=100")
+    assert len(rows) == len(listing["calls"]) == len(tricky)
+    for call in listing["calls"]:
+        row = rows[call["id"]]
+        assert list(row) == list(call)  # the same columns, in the same order
+        for name, value in call.items():
+            if value is None:
+                assert row[name] == "", name
+            elif name.endswith("_at"):
+                assert datetime.fromisoformat(row[name]) == datetime.fromisoformat(value), name
+            elif isinstance(value, float):
+                assert float(row[name]) == value, name
+            else:
+                assert row[name] == str(value), name
+    assert {rows[i]["source_uri"] for i in ids} == set(tricky.values())
 
 
 async def test_bad_queries_get_problem_details(api: Api) -> None:
