@@ -4,7 +4,7 @@ PostgreSQL writes the CSV (``COPY (SELECT ...) TO STDOUT``, RFC 4180 quoting)
 and the rows never become Python objects. SQLite has no COPY; its command
 line shell has (``sqlite3 -csv``, the Debian package ``sqlite3``): when it
 is installed the shell runs the query read-only and its output is streamed
-as it comes, some three times the speed of the fallback, which reads the
+as it comes, more than twice the speed of the fallback, which reads the
 rows with the standard library's driver in a worker thread, a batch at a
 time, straight into :mod:`csv`. Either way memory stays flat whatever the
 row count; lines end in LF (as COPY's) from the database programs and in
