@@ -77,6 +77,12 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     }
 
 
+SUBJECT_NUMBER = (
+    "E.164, or national in the tenant's region; digits that are no valid number (an "
+    "extension, a short code) are looked for in the parties' URIs"
+)
+
+
 def _path(name: str, description: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -329,7 +335,7 @@ def document() -> dict[str, Any]:
                 "get": {
                     "operationId": "exportSubject",
                     "summary": "Everything held about a number (GDPR art. 15)",
-                    "parameters": [_path("number", "E.164, or national in the tenant's region")],
+                    "parameters": [_path("number", SUBJECT_NUMBER)],
                     "responses": {
                         "200": {"description": "export", "content": _json("SubjectExport")},
                         **_problem_responses(400, 401, 403),
@@ -340,7 +346,7 @@ def document() -> dict[str, Any]:
                 "delete": {
                     "operationId": "eraseSubject",
                     "summary": "Erase a number: recordings deleted, number hashed",
-                    "parameters": [_path("number", "E.164, or national in the tenant's region")],
+                    "parameters": [_path("number", SUBJECT_NUMBER)],
                     "responses": {
                         "200": {"description": "erased", "content": _json("Erasure")},
                         **_problem_responses(400, 401, 403),

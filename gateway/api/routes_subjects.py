@@ -19,26 +19,47 @@ from aiohttp import web
 
 from gateway.api.auth import VIEW, admin_only
 from gateway.api.context import context_of
-from gateway.api.numbers import e164_of
+from gateway.api.numbers import tenant_region
 from gateway.api.params import QueryParams
-from gateway.api.problems import json_response
-from gateway.store.tenant_view import subject_token
+from gateway.api.problems import bad_request, json_response
+from gateway.calls.numbers import dialled_digits, to_e164
+from gateway.store.tenant_view import Subject, subject_token
 
 log = logging.getLogger(__name__)
 
 
-def _subject(request: web.Request) -> tuple[list[str], str, str]:
+def _subject(request: web.Request) -> tuple[Subject, str, str]:
+    """Whom the request is about, the number as it is shown back, and its erasure token.
+
+    A valid number is read as the records hold it (E.164, national numbers in the
+    tenant's region); digits that are no valid number (an extension, a short
+    code: the records hold no number for them) are looked for in the parties'
+    URIs as they are.
+    """
     context = context_of(request)
     view = request[VIEW]
-    number = e164_of(context.settings, view.tenant, request.match_info["number"])
-    return [number], number, subject_token(context.subject_hash_key, view.tenant, number)
+    typed = request.match_info["number"]
+    if len(typed) > 40:
+        raise bad_request("number is too long to be a telephone number")
+    number = to_e164(typed, tenant_region(context.settings, view.tenant))
+    if number is not None:
+        subject = Subject(numbers=(number,))
+    else:
+        number = dialled_digits(typed)
+        if number is None:
+            raise bad_request(
+                f"number={typed!r} is not a telephone number (E.164 such as +14045550100, "
+                "national in the tenant's region, or the digits of an extension)"
+            )
+        subject = Subject(dialled=(number,))
+    return subject, number, subject_token(context.subject_hash_key, view.tenant, number)
 
 
 @admin_only
 async def export_subject(request: web.Request) -> web.Response:
     QueryParams(request.query, ())
-    numbers, number, token = _subject(request)
-    found = await request[VIEW].subject_export(numbers, token)
+    subject, number, token = _subject(request)
+    found = await request[VIEW].subject_export(subject, token)
     for call in found["calls"]:
         for recording in call["recordings"]:
             recording["href"] = f"/v1/calls/{call['id']}/recording?id={recording['id']}"
@@ -55,8 +76,8 @@ async def export_subject(request: web.Request) -> web.Response:
 @admin_only
 async def erase_subject(request: web.Request) -> web.Response:
     QueryParams(request.query, ())
-    numbers, _, token = _subject(request)
-    erasure = await request[VIEW].erase_subject(numbers, token)
+    subject, _, token = _subject(request)
+    erasure = await request[VIEW].erase_subject(subject, token)
     removed = await asyncio.to_thread(remove_files, erasure.files)
     return json_response(
         {

@@ -25,10 +25,8 @@ def to_e164(dialled: str | None, default_region: str) -> str | None:
     ``+`` marks an international number; anything else is read as a national
     number of ``default_region``.
     """
-    if not dialled:
-        return None
-    digits = dialled.translate(_VISUAL_SEPARATORS)
-    if not digits or not all(c.isdigit() for c in digits.lstrip("+")):
+    digits = dialled_digits(dialled)
+    if digits is None:
         return None
     try:
         parsed = phonenumbers.parse(digits, default_region)
@@ -37,6 +35,18 @@ def to_e164(dialled: str | None, default_region: str) -> str | None:
     if not phonenumbers.is_valid_number(parsed):
         return None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def dialled_digits(dialled: str | None) -> str | None:
+    """``dialled`` without visual separators (RFC 3966 5.1.1): digits, maybe after a ``+``;
+    None when it holds anything else (or nothing)."""
+    if not dialled:
+        return None
+    digits = dialled.translate(_VISUAL_SEPARATORS)
+    rest = digits[1:] if digits.startswith("+") else digits
+    if not rest or not rest.isascii() or not rest.isdigit():
+        return None
+    return digits
 
 
 def uri_number(uri: SipUri) -> str | None:

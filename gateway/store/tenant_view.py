@@ -25,8 +25,10 @@ from sqlalchemy import (
     Select,
     and_,
     delete,
+    or_,
     select,
     tuple_,
+    union,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -91,8 +93,9 @@ class CallFilter:
         return found
 
 
-def _ids_of_numbers(tenant: str, numbers: Sequence[str]) -> Any:
-    """The ids of the tenant's calls where either party is one of ``numbers``.
+def _ids_of_numbers(tenant: str, numbers: Sequence[str], *more: Select[Any]) -> Any:
+    """The ids of the tenant's calls where either party is one of ``numbers`` (and those
+    ``more`` selects, too).
 
     Two index probes (``ix_calls_tenant_source_number``, ``..._destination_number``)
     joined by UNION: an ``OR`` of the two would leave SQLite without planner
@@ -101,7 +104,44 @@ def _ids_of_numbers(tenant: str, numbers: Sequence[str]) -> Any:
     c = CALLS.c
     by_source = select(c.id).where(c.tenant == tenant, c.source_number.in_(numbers))
     by_destination = select(c.id).where(c.tenant == tenant, c.destination_number.in_(numbers))
-    return by_source.union(by_destination)
+    return union(by_source, by_destination, *more)
+
+
+def _names_user(uri: Any, users: Sequence[str]) -> ColumnElement[bool]:
+    """Whether the SIP, SIPS or tel URI in column ``uri`` has one of ``users`` as its user
+    part (RFC 3261 19.1.1, RFC 3966 3). ``users`` are digits with maybe a ``+``, which
+    hold no LIKE wildcard."""
+    patterns = [
+        pattern
+        for user in users
+        for pattern in (
+            f"sip:{user}@%",
+            f"sip:{user};%",
+            f"sips:{user}@%",
+            f"sips:{user};%",
+            f"tel:{user}",
+            f"tel:{user};%",
+        )
+    ]
+    return or_(*(uri.like(pattern) for pattern in patterns))
+
+
+def _ids_of_uri_users(tenant: str, users: Sequence[str]) -> Any:
+    """The ids of the tenant's calls where either party's URI names one of ``users`` (a
+    scan of the tenant's calls: numbers that are no valid E.164 number are not indexed)."""
+    c = CALLS.c
+    named = or_(_names_user(c.source_uri, users), _names_user(c.destination_uri, users))
+    return select(c.id).where(c.tenant == tenant, named)
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Whom an export or erasure is about: valid numbers (E.164, as the records hold them),
+    and dialled strings that are no valid number (an extension, a short code), which only
+    the parties' URIs hold."""
+
+    numbers: tuple[str, ...] = ()
+    dialled: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,12 +360,13 @@ class TenantView:
 
     # -------------------------------------------------------------- subjects
 
-    def _of_subject(self, numbers: Sequence[str]) -> ColumnElement[bool]:
-        return CALLS.c.id.in_(_ids_of_numbers(self.tenant, numbers))
+    def _of_subject(self, subject: Subject) -> ColumnElement[bool]:
+        by_uri = [_ids_of_uri_users(self.tenant, subject.dialled)] if subject.dialled else []
+        return CALLS.c.id.in_(_ids_of_numbers(self.tenant, subject.numbers, *by_uri))
 
-    async def subject_export(self, numbers: Sequence[str], token: str) -> dict[str, Any]:
+    async def subject_export(self, subject: Subject, token: str) -> dict[str, Any]:
         """Every record, consent event and recording this tenant holds of the number."""
-        query = self._calls().where(self._of_subject(numbers)).order_by(CALLS.c.started_at)
+        query = self._calls().where(self._of_subject(subject)).order_by(CALLS.c.started_at)
         async with self.engine.begin() as connection:
             calls = [record_dict(row) for row in (await connection.execute(query)).mappings()]
             calls = [await _with_trail(connection, call) for call in calls]
@@ -344,7 +385,7 @@ class TenantView:
             )
         return {"calls": calls, "transcripts": transcripts}
 
-    async def erase_subject(self, numbers: Sequence[str], token: str) -> Erasure:
+    async def erase_subject(self, subject: Subject, token: str) -> Erasure:
         """Remove the number's recordings and transcripts; put ``token`` where the number was.
 
         The records stay (counts and stats stay right), the consent trail stays
@@ -356,14 +397,11 @@ class TenantView:
         erasure = Erasure()
         c = CALLS.c
         # the token too: a call still open at the first erasure may gain a recording later
-        numbers = [*numbers, token]
+        numbers = [*subject.numbers, token]
+        found = Subject(tuple(numbers), subject.dialled)
         async with self.engine.begin() as connection:
-            ids = [
-                row[0]
-                for row in await connection.execute(
-                    self._calls(c.id).where(self._of_subject(numbers))
-                )
-            ]
+            query = self._calls(c.id).where(self._of_subject(found))
+            ids = [row[0] for row in await connection.execute(query)]
             if ids:
                 recordings = select(RECORDINGS.c.id, RECORDINGS.c.path).where(
                     RECORDINGS.c.tenant == self.tenant, RECORDINGS.c.call_record_id.in_(ids)
@@ -390,13 +428,12 @@ class TenantView:
                     (c.source_number, c.source_uri),
                     (c.destination_number, c.destination_uri),
                 ):
+                    named = number_column.in_(numbers)
+                    if subject.dialled:
+                        named = or_(named, _names_user(uri_column, subject.dialled))
                     await connection.execute(
                         update(CALLS)
-                        .where(
-                            c.tenant == self.tenant,
-                            c.id.in_(ids),
-                            number_column.in_(numbers),
-                        )
+                        .where(c.tenant == self.tenant, c.id.in_(ids), named)
                         .values({number_column: token, uri_column: token})
                     )
                 erasure.calls = len(ids)
@@ -464,7 +501,6 @@ class TenantView:
                     detail["transcripts"] = removed.transcripts
                 await self.audit(connection, "retention.purge", detail=detail)
         return removed
-
 
     async def _purge_transcripts(self, connection: AsyncConnection, before: datetime) -> int:
         """Remove the transcripts made before ``before`` (live pieces too, and whether or not

@@ -96,3 +96,37 @@ async def test_erasure_removes_recordings_and_the_number_but_keeps_counts(
 async def test_a_subject_must_be_a_number(api: Api) -> None:
     status, body = await api.json("DELETE", "/v1/subjects/someone", who="acme-admin")
     assert status == 400 and "telephone number" in body["detail"]
+
+
+async def test_an_extension_no_valid_number_names_is_found_by_its_uri_and_erased(
+    api: Api,
+) -> None:
+    """An extension (or a short code) is no E.164 number: the records hold no number for
+    it, only the parties' URIs; export and erasure find it there, and no longer number."""
+    outgoing, incoming, longer = new_id(), new_id(), new_id()
+    await api.write(
+        start(outgoing, source_number=None, source_uri="sip:1234@pbx.example;user=phone"),
+        start(
+            incoming,
+            at=T0 + timedelta(minutes=5),
+            destination_number=None,
+            destination_uri="sip:1234;phone-context=pbx@pbx.example",
+        ),
+        start(longer, at=T0 + timedelta(minutes=9), source_uri="sip:12345@pbx.example"),
+    )
+    status, body = await api.json("GET", "/v1/subjects/12-34/export", who="acme-admin")
+    assert status == 200, body
+    assert body["number"] == "1234"
+    assert sorted(call["id"] for call in body["calls"]) == sorted([outgoing, incoming])
+
+    status, erased = await api.json("DELETE", "/v1/subjects/1234", who="acme-admin")
+    assert status == 200 and erased["calls"] == 2, erased
+    token = erased["erased_as"]
+    _, call = await api.json("GET", f"/v1/calls/{outgoing}")
+    assert call["source_uri"] == token and call["source_number"] == token
+    _, call = await api.json("GET", f"/v1/calls/{incoming}")
+    assert call["destination_uri"] == token and "1234" not in str(call)
+    _, call = await api.json("GET", f"/v1/calls/{longer}")
+    assert call["source_uri"] == "sip:12345@pbx.example"  # another extension: untouched
+    _, again = await api.json("GET", "/v1/subjects/1234/export", who="acme-admin")
+    assert again["calls"] == []
