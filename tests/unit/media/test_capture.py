@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from dsp import g711
 from dsp.tones import dtmf_tone, tone
-from gateway.media.capture import BATCH_SAMPLES, MASK_GUARD_SAMPLES, CaptureGate, TapQueue
+from dsp.wav import read_wav
+from gateway.analysis.recorder import StereoRecorder
+from gateway.calls.consent_service import TICK_S
+from gateway.media.capture import (
+    BATCH_SAMPLES,
+    CAPTURE_DELAY_S,
+    MASK_GUARD_SAMPLES,
+    CaptureGate,
+    TapQueue,
+)
 
 PT_EVENT = 101
 
@@ -284,3 +294,44 @@ def test_gates_sharing_a_queue_are_analysed_together_and_keep_their_own_presses(
     assert energy_at(sinks[0].channel(0)[1200:], 2000) > 0.9
     press_start = 2 * BATCH_SAMPLES - 1600
     assert not sinks[1].channel(0)[press_start - MASK_GUARD_SAMPLES // 2 :].any()  # silenced
+
+
+def test_the_gates_delay_fits_the_recorders_window(tmp_path: Path) -> None:
+    """Audio reaches the recorder at most CAPTURE_DELAY_S after it arrives (a batch, the
+    hold behind the DTMF receiver, a queue wait of two ticks), so a recorder that keeps
+    that window open loses nothing even with no allowance for the network (packets here
+    arrive on time); one with a shorter window loses audio."""
+    state, heard = State(capture_allowed=True), []
+    sent = tone(1000, 3.0, amplitude_dbfs=-12)
+    with_delay = StereoRecorder(tmp_path / "fits.wav", latency_s=CAPTURE_DELAY_S)
+    without = StereoRecorder(tmp_path / "late.wav", latency_s=0.3)
+    for recorder in (with_delay, without):
+        gate = CaptureGate(
+            state,
+            recorder,
+            {"caller": ArrivalTimeline()},
+            {"caller": 0},
+            lambda party, digit, method, at: heard.append(digit),
+        )
+        tap = gate.taps["caller"]
+        next_tick = TICK_S
+        for index, packet in enumerate(packets(sent)):
+            arrival = index * 0.02  # packets arrive on time; ticks come every TICK_S
+            while next_tick <= arrival:
+                gate.tick(next_tick)
+                next_tick += TICK_S
+            tap(packet, arrival)
+        gate.finish()
+        recorder.close()
+    assert with_delay.late_samples == 0
+    assert without.late_samples > 0  # the same audio, a window short of the gate's delay
+    recorded, _ = read_wav((tmp_path / "fits.wav").read_bytes())
+    assert np.array_equal(recorded[:, 0], g711.decode(g711.encode(sent, 0), 0))
+    assert heard == []
+
+
+class ArrivalTimeline:
+    """Positions by arrival, as the real timeline anchors a stream: sample = arrival x 8000."""
+
+    def position(self, ssrc: int, timestamp: int, arrival_s: float, samples: int) -> int:
+        return round(arrival_s * 8000)
