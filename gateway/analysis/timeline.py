@@ -127,10 +127,7 @@ class ChannelTimeline:
                 self.reanchors += 1
             self._ssrc = ssrc
             return self._anchor(timestamp, arrival_pos)
-        # timestamp_delta(timestamp, self._head_ts), inline: this runs for every packet
-        delta = ((timestamp - self._head_ts + _HALF_TIMESTAMP_SPACE) & _TIMESTAMP_MASK) - (
-            _HALF_TIMESTAMP_SPACE
-        )
+        delta = timestamp_delta(timestamp, self._head_ts)
         position = self._head_pos + delta
         if abs(position - arrival_pos) > self._max_drift:
             self.reanchors += 1

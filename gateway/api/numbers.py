@@ -14,11 +14,17 @@ def tenant_region(settings: Settings, tenant: str) -> str:
         return "US"
 
 
-def e164_of(settings: Settings, tenant: str, typed: str, name: str = "number") -> str:
-    """``typed`` in E.164, read against the tenant's region (``(404) 555-0100`` in the US)."""
+def read_number(settings: Settings, tenant: str, typed: str, name: str = "number") -> str | None:
+    """``typed`` in E.164, read against the tenant's region (``(404) 555-0100`` in the US);
+    None when it is no valid number. Too long to be one is a 400."""
     if len(typed) > 40:
         raise bad_request(f"{name} is too long to be a telephone number")
-    e164 = to_e164(typed, tenant_region(settings, tenant))
+    return to_e164(typed, tenant_region(settings, tenant))
+
+
+def e164_of(settings: Settings, tenant: str, typed: str, name: str = "number") -> str:
+    """``typed`` in E.164 (:func:`read_number`); a 400 when it is no valid number."""
+    e164 = read_number(settings, tenant, typed, name)
     if e164 is None:
         raise bad_request(
             f"{name}={typed!r} is not a valid telephone number (E.164 such as +14045550100, "

@@ -59,10 +59,10 @@ def range_applies(if_range: str | None, etag: str | None) -> bool:
     return etag is not None and if_range.strip() == etag
 
 
-def none_match(if_none_match: str | None, etag: str | None) -> bool:
+def none_match(if_none_match: str | None, etag: str) -> bool:
     """Whether ``If-None-Match`` names the representation (RFC 9110 13.1.2: weak comparison),
     so a GET answers 304 Not Modified."""
-    if if_none_match is None or etag is None:
+    if if_none_match is None:
         return False
     if if_none_match.strip() == "*":
         return True

@@ -81,8 +81,8 @@ async def recording(request: web.Request) -> web.StreamResponse:
         etag = _etag(found)
         if etag is not None:
             headers["ETag"] = etag
-        if none_match(request.headers.get("If-None-Match"), etag):
-            return web.Response(status=304, headers={"ETag": etag or ""})
+            if none_match(request.headers.get("If-None-Match"), etag):
+                return web.Response(status=304, headers={"ETag": etag})
         span = None
         if range_applies(request.headers.get("If-Range"), etag):
             span = byte_range(request.headers.get("Range"), size)

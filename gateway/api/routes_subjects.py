@@ -19,10 +19,10 @@ from aiohttp import web
 
 from gateway.api.auth import VIEW, admin_only
 from gateway.api.context import context_of
-from gateway.api.numbers import tenant_region
+from gateway.api.numbers import read_number
 from gateway.api.params import QueryParams
 from gateway.api.problems import bad_request, json_response
-from gateway.calls.numbers import dialled_digits, to_e164
+from gateway.calls.numbers import dialled_digits
 from gateway.store.tenant_view import Subject, subject_token
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,7 @@ def _subject(request: web.Request) -> tuple[Subject, str, str]:
     context = context_of(request)
     view = request[VIEW]
     typed = request.match_info["number"]
-    if len(typed) > 40:
-        raise bad_request("number is too long to be a telephone number")
-    number = to_e164(typed, tenant_region(context.settings, view.tenant))
+    number = read_number(context.settings, view.tenant, typed)
     if number is not None:
         subject = Subject(numbers=(number,))
     else:

@@ -194,8 +194,7 @@ class PartyTap:
             return
         gate = self.gate
         position = -1
-        # gate.capture_open, inline: this runs for every packet
-        if not gate.closed and gate.state.capture_allowed:
+        if gate.capture_open:
             gate.admitted += 1
             if gate.started_at is None:
                 gate.started_at = arrival
