@@ -86,7 +86,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if identity is None:
         raise _unauthorized("the API key is not valid (unknown or revoked)")
     request[IDENTITY] = identity
-    request[VIEW] = TenantView(context.engine, identity.tenant, identity.key_id, context.reads)
+    request[VIEW] = TenantView(
+        context.engine, identity.tenant, identity.key_id, context.reads, context.prepared
+    )
     return await handler(request)
 
 

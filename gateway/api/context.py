@@ -12,6 +12,7 @@ from gateway.calls.consent_service import ConsentService
 from gateway.config import Settings
 from gateway.store.audit import AuditBuffer
 from gateway.store.capture_bus import CaptureBus
+from gateway.store.prepared import PreparedReads
 
 
 class LiveGateway(Protocol):
@@ -36,6 +37,8 @@ class ApiContext:
     subject_hash_key: str = ""
     reads: AuditBuffer | None = None
     """Audit entries of reads, written in batches (set while the server runs)."""
+    prepared: PreparedReads | None = None
+    """Hot reads on the database driver (set while the server runs)."""
     bus: CaptureBus | None = None
     """Capture commands to other instances (PostgreSQL stores only)."""
     requests: dict[tuple[str, int], int] = field(default_factory=dict)

@@ -16,6 +16,7 @@ from sqlalchemy import JSON, Table
 
 from gateway.api.problems import json_response
 from gateway.config import VERSION
+from gateway.store.listing_rows import LIST_EXCLUDED
 from gateway.store.models import (
     ANALYSES,
     ANALYSIS_JOBS,
@@ -28,7 +29,6 @@ from gateway.store.models import (
     REDACTIONS,
     TRANSCRIPTS,
 )
-from gateway.store.tenant_view import LIST_EXCLUDED
 
 PROBLEM = {"$ref": "#/components/responses/Problem"}
 

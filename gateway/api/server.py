@@ -31,6 +31,7 @@ from gateway.config import Settings
 from gateway.store.audit import AuditBuffer
 from gateway.store.capture_bus import CaptureBus
 from gateway.store.engine import refresh_statistics
+from gateway.store.prepared import PreparedReads
 from gateway.store.secrets_store import SUBJECT_HASH_KEY, shared_secret
 from gateway.store.stats import settle
 from gateway.store.tenant_view import TenantView
@@ -128,6 +129,7 @@ class ApiServer:
             await bus.start(live.consent.capture_command if live is not None else None)
             self.context.bus = bus
         self.context.reads = AuditBuffer(self.context.engine)
+        self.context.prepared = PreparedReads(self.context.engine)
         self.runner = web.AppRunner(make_app(self.context), access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, api.host, api.port, reuse_address=True)
@@ -155,6 +157,9 @@ class ApiServer:
         if self.context.reads is not None:
             await self.context.reads.close()
             self.context.reads = None
+        if self.context.prepared is not None:
+            await self.context.prepared.close()
+            self.context.prepared = None
 
     async def _retention(self) -> None:
         while True:

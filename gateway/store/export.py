@@ -35,7 +35,8 @@ from sqlalchemy import ColumnElement, DateTime, case, func, literal
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.engine import asyncpg_dsn
-from gateway.store.tenant_view import LIST_COLUMNS, LIST_NAMES, CallFilter, Order, TenantView
+from gateway.store.listing_rows import LIST_COLUMNS, LIST_NAMES
+from gateway.store.tenant_view import CallFilter, Order, TenantView
 
 BATCH = 2_000
 FREE_TEXT = frozenset({"call_id", "b_call_id", "source_uri", "destination_uri", "end_reason"})

@@ -21,9 +21,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
+    Integer,
     Select,
     and_,
+    bindparam,
     delete,
     or_,
     select,
@@ -34,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.store.audit import AuditBuffer, write_audit
+from gateway.store.listing_rows import LIST_COLUMNS, LIST_NAMES, instant_of, listing_rows
 from gateway.store.models import (
     ANALYSES,
     ANALYSIS_JOBS,
@@ -43,18 +47,12 @@ from gateway.store.models import (
     REDACTIONS,
     TRANSCRIPTS,
 )
+from gateway.store.prepared import PreparedReads
 from gateway.store.queries import call_recordings, consent_trail, record_dict
 from gateway.store.stats import Bucket, tenant_stats
 
 Order = Literal["desc", "asc"]
 
-LIST_EXCLUDED = ("media_stats", "consent_rules")
-"""Columns a listing leaves out (the single call has them): the large JSON ones."""
-
-LIST_COLUMNS = tuple(column for column in CALLS.c if column.name not in LIST_EXCLUDED)
-LIST_NAMES = tuple(column.name for column in LIST_COLUMNS)
-LIST_STARTED = LIST_NAMES.index("started_at")
-LIST_ID = LIST_NAMES.index("id")
 
 ERASED_PREFIX = "erased:"
 """What an erased number becomes: this and a keyed hash (the same for the same number)."""
@@ -73,27 +71,56 @@ class CallFilter:
     consent_outcomes: tuple[str, ...] = ()
     min_duration_s: float | None = None
 
+    def values(self) -> dict[str, Any]:
+        """The filter's values by the names of the bind parameters that carry them; the
+        names (in order) are the filter's shape: one compiled statement serves every
+        filter of that shape."""
+        found: dict[str, Any] = {}
+        if self.since is not None:
+            found["since"] = self.since
+        if self.until is not None:
+            found["until"] = self.until
+        found.update((f"number_{i}", number) for i, number in enumerate(self.numbers))
+        if self.direction is not None:
+            found["direction"] = self.direction
+        found.update((f"disposition_{i}", value) for i, value in enumerate(self.dispositions))
+        found.update((f"consent_{i}", value) for i, value in enumerate(self.consent_outcomes))
+        if self.min_duration_s is not None:
+            found["min_duration"] = self.min_duration_s
+        return found
+
     def conditions(self, tenant: str) -> list[ColumnElement[bool]]:
+        """The filter as conditions on ``calls``, over the bind parameters of :meth:`values`."""
+        values = self.values()
+
+        def bound(name: str) -> BindParameter[Any]:
+            return bindparam(name, values[name])
+
+        def bound_all(prefix: str, count: int) -> list[BindParameter[Any]]:
+            return [bound(f"{prefix}_{i}") for i in range(count)]
+
         found: list[ColumnElement[bool]] = []
         c = CALLS.c
         if self.since is not None:
-            found.append(c.started_at >= self.since)
+            found.append(c.started_at >= bound("since"))
         if self.until is not None:
-            found.append(c.started_at < self.until)
+            found.append(c.started_at < bound("until"))
         if self.numbers:
-            found.append(c.id.in_(_ids_of_numbers(tenant, self.numbers)))
+            found.append(c.id.in_(_ids_of_numbers(tenant, bound_all("number", len(self.numbers)))))
         if self.direction is not None:
-            found.append(c.direction == self.direction)
+            found.append(c.direction == bound("direction"))
         if self.dispositions:
-            found.append(c.disposition.in_(self.dispositions))
+            found.append(c.disposition.in_(bound_all("disposition", len(self.dispositions))))
         if self.consent_outcomes:
-            found.append(c.consent_outcome.in_(self.consent_outcomes))
+            found.append(c.consent_outcome.in_(bound_all("consent", len(self.consent_outcomes))))
         if self.min_duration_s is not None:
-            found.append(c.duration_s >= self.min_duration_s)
+            found.append(c.duration_s >= bound("min_duration"))
         return found
 
 
-def _ids_of_numbers(tenant: str, numbers: Sequence[str], *more: Select[Any]) -> Any:
+def _ids_of_numbers(
+    tenant: str, numbers: Sequence[str | BindParameter[Any]], *more: Select[Any]
+) -> Any:
     """The ids of the tenant's calls where either party is one of ``numbers`` (and those
     ``more`` selects, too).
 
@@ -188,12 +215,16 @@ class TenantView:
         tenant: str,
         key_id: str | None = None,
         reads: AuditBuffer | None = None,
+        prepared: PreparedReads | None = None,
     ) -> None:
         self.engine = engine
         self.tenant = tenant
         self.key_id = key_id
         self.reads = reads
         """Where audit entries of reads go in batches; ``None``: in the read's transaction."""
+        self.prepared = prepared
+        """Hot reads on the driver (see :mod:`gateway.store.prepared`); ``None``: through
+        SQLAlchemy's connections."""
 
     # -------------------------------------------------------------- scoping
 
@@ -239,14 +270,24 @@ class TenantView:
     # -------------------------------------------------------------- calls
 
     def listing(self, where: CallFilter, order: Order, after: PageKey | None) -> Select[Any]:
+        """The listing's statement: ``where``, after ``after`` in ``order`` (the values as
+        bind parameters named as :meth:`_listing_values` names them)."""
         query = self._calls(*LIST_COLUMNS).where(*where.conditions(self.tenant))
         key = tuple_(CALLS.c.started_at, CALLS.c.id)
         if after is not None:
-            position = (after.started_at, after.record_id)
+            position = tuple_(
+                bindparam("after_at", after.started_at, type_=CALLS.c.started_at.type),
+                bindparam("after_id", after.record_id),
+            )
             query = query.where(key < position if order == "desc" else key > position)
         if order == "desc":
             return query.order_by(CALLS.c.started_at.desc(), CALLS.c.id.desc())
         return query.order_by(CALLS.c.started_at, CALLS.c.id)
+
+    def _page_statement(
+        self, where: CallFilter, order: Order, after: PageKey | None, rows: int
+    ) -> Select[Any]:
+        return self.listing(where, order, after).limit(bindparam("limit", rows, type_=Integer))
 
     async def list_calls(
         self,
@@ -256,17 +297,35 @@ class TenantView:
         order: Order = "desc",
         after: PageKey | None = None,
     ) -> Page:
-        """One page of calls; ``next_key`` is set when more may follow. Audited."""
-        query = self.listing(where, order, after).limit(limit + 1)
-        async with self.engine.connect() as connection:
-            rows = (await connection.execute(query)).all()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        await self.audit_read(None, "calls.list", detail={"rows": len(rows)})
-        # instants stay datetimes: the API's JSON encoder writes them as RFC 3339
-        found = [dict(zip(LIST_NAMES, row, strict=True)) for row in rows]
-        last = rows[-1] if more else None
-        next_key = PageKey(last[LIST_STARTED], last[LIST_ID]) if last is not None else None
+        """One page of calls; ``next_key`` is set when more may follow. Audited.
+
+        With :attr:`prepared` reads, the statement of the filter's shape is compiled
+        once and instants come as RFC 3339 text; without, as UTC datetimes (the API's
+        JSON encoder writes both the same)."""
+        if self.prepared is None:
+            query = self._page_statement(where, order, after, limit + 1)
+            async with self.engine.connect() as connection:
+                found = [
+                    dict(zip(LIST_NAMES, row, strict=True))
+                    for row in await connection.execute(query)
+                ]
+        else:
+            values = where.values()
+            if after is not None:
+                values["after_at"], values["after_id"] = after.started_at, after.record_id
+            values["limit"] = limit + 1
+            shape = ("calls.list", self.tenant, order, after is not None, *values)
+            statement = self.prepared.prepared(
+                shape, lambda: self._page_statement(where, order, after, limit + 1), values
+            )
+            found = await self.prepared.fetch(statement, values, listing_rows(self.engine))
+        more = len(found) > limit
+        found = found[:limit]
+        await self.audit_read(None, "calls.list", detail={"rows": len(found)})
+        next_key = None
+        if more:
+            last = found[-1]
+            next_key = PageKey(instant_of(last["started_at"]), last["id"])
         return Page(found, next_key)
 
     async def get_call(self, record_id: str) -> dict[str, Any] | None:

@@ -23,6 +23,7 @@ from gateway.api.server import make_app
 from gateway.config import PeerSettings, Settings, TenantSettings
 from gateway.store.keys import create_key
 from gateway.store.models import RECORDINGS, REDACTIONS, TRANSCRIPTS, new_record_id
+from gateway.store.prepared import PreparedReads
 from gateway.store.writer import RecordWriter
 
 HASH_KEY = "test-subject-hash-key-0123456789"
@@ -130,7 +131,12 @@ class Api:
 @pytest.fixture
 async def api(db_engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Api]:
     settings = api_settings(tmp_path / "recordings")
-    context = ApiContext(settings=settings, engine=db_engine, subject_hash_key=HASH_KEY)
+    context = ApiContext(
+        settings=settings,
+        engine=db_engine,
+        subject_hash_key=HASH_KEY,
+        prepared=PreparedReads(db_engine),
+    )
     server = TestServer(make_app(context), host="127.0.0.1")
     await server.start_server()
     async with aiohttp.ClientSession() as session:
@@ -142,3 +148,4 @@ async def api(db_engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Api]:
             yield found
         finally:
             await server.close()
+            await context.prepared.close()

@@ -1,0 +1,252 @@
+"""Hot reads run on the database driver itself: each statement shape compiled once.
+
+The API's listing runs a handful of statement shapes thousands of times a
+second. SQLAlchemy still writes every statement (one source of truth for the
+SQL of both dialects, its bind types and the tenant scoping of
+:class:`~gateway.store.tenant_view.TenantView`), but only once per shape: a
+:class:`Prepared` keeps the compiled SQL, the order of its parameters and
+their bind processors. Each request binds its values and runs the SQL on the
+driver, without SQLAlchemy's per-execution work (statement construction and
+cache keys, the greenlet bridge, result processing), which was most of a
+page's cost.
+
+- SQLite: a small pool of threads, each with its own ``sqlite3`` connection
+  (``query_only``, the engine's busy timeout). Executing, fetching and the
+  caller's row conversion all run in the thread: one hop from the event loop
+  per read, and the loop (which may also be relaying media) does none of it.
+  WAL lets these readers run beside the writer; each read sees the last
+  commit.
+- PostgreSQL: a few asyncpg connections of our own. asyncpg prepares each
+  statement once per connection (its statement cache) and decodes rows in C.
+- Anything else (an in-memory SQLite database, which another connection
+  could not see): the engine's own connection, through ``exec_driver_sql``.
+
+Anything a statement holds as a literal (the tenant of ``TenantView``'s
+scoping, say) is compiled into it: the key a statement is prepared under
+must name it. Values that change per request are bind parameters with
+explicit names, supplied on each call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql import ClauseElement
+
+from gateway.store.engine import DEFAULT_BUSY_TIMEOUT_MS, POSTGRES_DRIVER, SQLITE_DRIVER
+
+__all__ = ["Prepared", "PreparedReads", "prepare"]
+
+READ_CONNECTIONS = 2
+"""Connections (threads on SQLite) serving prepared reads at once."""
+
+_T = TypeVar("_T")
+Rows = Sequence[Sequence[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A compiled statement: its SQL for one dialect and how to order and convert its values.
+
+    ``fixed`` holds the values of parameters the statement was built with as
+    literals (the same on every call under its key).
+    """
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    fixed: dict[str, Any]
+
+    def arguments(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        """The positional arguments for ``values`` (by parameter name), processed for the
+        driver as SQLAlchemy would (an instant to UTC text on SQLite, say)."""
+        fixed = self.fixed
+        found = []
+        for name, process in zip(self.names, self.processors, strict=True):
+            value = values[name] if name in values else fixed[name]
+            found.append(value if process is None or value is None else process(value))
+        return tuple(found)
+
+
+def prepare(statement: ClauseElement, dialect: Dialect, values: dict[str, Any]) -> Prepared:
+    """Compile ``statement`` for ``dialect``; ``values`` are the per-call parameters (by
+    name); every other parameter keeps the value it was built with."""
+    compiled = statement.compile(dialect=dialect)
+    names = tuple(compiled.positiontup or ())
+    if dialect.paramstyle not in ("qmark", "numeric_dollar"):
+        raise ValueError(f"prepared reads need positional parameters, not {dialect.paramstyle}")
+    defaults = compiled.construct_params()
+    processors = tuple(
+        compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    )
+    fixed = {name: defaults[name] for name in names if name not in values}
+    return Prepared(compiled.string, names, processors, fixed)
+
+
+class _Backend(Protocol):
+    async def fetch(
+        self, prepared: Prepared, arguments: tuple[Any, ...], convert: Callable[[Rows], _T]
+    ) -> _T: ...
+
+    async def close(self) -> None: ...
+
+
+class PreparedReads:
+    """Prepared statements of one engine, and the connections that run them.
+
+    ``prepared(key, build, values)`` returns the statement compiled under
+    ``key`` (``build()`` is called once per key); ``fetch`` runs it.
+    """
+
+    def __init__(self, engine: AsyncEngine, connections: int = READ_CONNECTIONS) -> None:
+        self.engine = engine
+        self._statements: dict[Hashable, Prepared] = {}
+        self._backend = _backend_for(engine, connections)
+
+    def prepared(
+        self, key: Hashable, build: Callable[[], ClauseElement], values: dict[str, Any]
+    ) -> Prepared:
+        found = self._statements.get(key)
+        if found is None:
+            found = prepare(build(), self.engine.dialect, values)
+            self._statements[key] = found
+        return found
+
+    async def fetch(
+        self,
+        prepared: Prepared,
+        values: dict[str, Any],
+        convert: Callable[[Rows], _T],
+    ) -> _T:
+        """``convert`` of every row ``prepared`` gives for ``values`` (on SQLite, in the
+        reading thread)."""
+        return await self._backend.fetch(prepared, prepared.arguments(values), convert)
+
+    async def close(self) -> None:
+        await self._backend.close()
+
+
+def _backend_for(engine: AsyncEngine, connections: int) -> _Backend:
+    url = engine.url
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or "memory" in str(url.query.get("mode", ""))
+    if url.drivername == SQLITE_DRIVER and not in_memory:
+        return _SqliteThreads(database, connections, DEFAULT_BUSY_TIMEOUT_MS)
+    if url.drivername == POSTGRES_DRIVER:
+        return _PostgresConnections(engine, connections)
+    return _EngineConnection(engine)
+
+
+class _SqliteThreads:
+    """Reads on ``sqlite3`` connections, one per thread of a small pool."""
+
+    def __init__(self, path: str, threads: int, busy_timeout_ms: int) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="callgate-read")
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, cached_statements=256
+            )
+            connection.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            connection.execute("PRAGMA query_only=ON")
+            self._local.connection = connection
+            with self._lock:
+                self._opened.append(connection)
+        return connection
+
+    def _run(
+        self, prepared: Prepared, arguments: tuple[Any, ...], convert: Callable[[Rows], _T]
+    ) -> _T:
+        return convert(self._connection().execute(prepared.sql, arguments).fetchall())
+
+    async def fetch(
+        self, prepared: Prepared, arguments: tuple[Any, ...], convert: Callable[[Rows], _T]
+    ) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run, prepared, arguments, convert)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+        with self._lock:
+            for connection in self._opened:
+                connection.close()
+            self._opened.clear()
+
+
+class _PostgresConnections:
+    """Reads on a few asyncpg connections opened to the engine's server and database."""
+
+    def __init__(self, engine: AsyncEngine, size: int) -> None:
+        self.dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._idle: list[Any] = []
+        self._slots = asyncio.Semaphore(size)
+        self._closed = False
+
+    async def fetch(
+        self, prepared: Prepared, arguments: tuple[Any, ...], convert: Callable[[Rows], _T]
+    ) -> _T:
+        import asyncpg
+
+        async with self._slots:
+            connection = self._idle.pop() if self._idle else await asyncpg.connect(self.dsn)
+            try:
+                rows = await connection.fetch(prepared.sql, *arguments)
+            except asyncpg.PostgresError as error:
+                # a statement's error leaves the connection usable, a lost link does not
+                if isinstance(error, asyncpg.PostgresConnectionError) or connection.is_closed():
+                    connection.terminate()
+                else:
+                    self._release(connection)
+                raise
+            except BaseException:  # the link failed, or a cancellation cut the query short
+                connection.terminate()
+                raise
+            self._release(connection)
+        return convert(rows)
+
+    def _release(self, connection: Any) -> None:
+        if self._closed:
+            connection.terminate()
+        else:
+            self._idle.append(connection)
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=5)
+
+
+class _EngineConnection:
+    """Reads through the engine's own connections (databases no other connection sees)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def fetch(
+        self, prepared: Prepared, arguments: tuple[Any, ...], convert: Callable[[Rows], _T]
+    ) -> _T:
+        async with self.engine.connect() as connection:
+            result = await connection.exec_driver_sql(prepared.sql, arguments)
+            rows = [tuple(row) for row in result.all()]
+        return convert(rows)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,135 @@
+"""Prepared reads (statements compiled once, run on the driver) against SQLAlchemy's own path.
+
+The listing the API serves through :class:`~gateway.store.prepared.PreparedReads`
+must be the listing SQLAlchemy gives, byte for byte once encoded as the API
+encodes it, on SQLite and on PostgreSQL, for every filter shape and every
+page; and a statement prepared for one tenant must never answer for another.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.store.listing_rows import rfc3339_of_sqlite
+from gateway.store.models import CALLS
+from gateway.store.prepared import PreparedReads
+from gateway.store.tenant_view import CallFilter, PageKey, TenantView
+from tests.unit.store.records import new_id
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+NUMBERS = ("+14155550100", "+14155550101", "+493012345678")
+
+
+def call_row(rng: random.Random, tenant: str, index: int) -> dict[str, Any]:
+    # whole seconds (no fraction), milliseconds and microseconds: each is written differently
+    fraction = rng.choice((0, 261_000, 261_624, 7))
+    started = T0 + timedelta(minutes=index * 7, microseconds=fraction)
+    answered = rng.random() < 0.6
+    ended = rng.random() < 0.9
+    source, destination = rng.sample(NUMBERS, 2)
+    return {
+        "id": new_id(),
+        "tenant": tenant,
+        "call_id": f"c{index}@pbx.example",
+        "b_call_id": None if index % 5 == 0 else f"b{index}@gw.example",
+        "direction": rng.choice(("inbound", "outbound")),
+        "source_number": source,
+        "source_uri": f"sip:{source}@pbx.example",
+        "destination_number": destination if index % 4 else None,
+        "destination_uri": f"sip:{destination}@trunk.example",
+        "source_addr": "127.0.0.1:5070",
+        "destination_addr": "127.0.0.1:5080",
+        "started_at": started,
+        "answered_at": started + timedelta(seconds=4) if answered else None,
+        "ended_at": started + timedelta(seconds=65.5) if ended else None,
+        "duration_s": 65.5 if ended else None,
+        "billable_s": 61.5 if ended and answered else None,
+        "disposition": ("answered" if answered else "no_answer") if ended else None,
+        "final_status": 200 if answered else 480,
+        "gateway_instance": "gw-test-1",
+        "consent_outcome": rng.choice(("granted", "declined", "none")),
+        "capture_s": 12.25 if answered else None,
+    }
+
+
+@pytest.fixture
+async def store(db_engine: AsyncEngine) -> AsyncIterator[tuple[AsyncEngine, PreparedReads]]:
+    rng = random.Random(7)
+    rows = [call_row(rng, "acme", i) for i in range(60)]
+    rows += [call_row(rng, "globex", i) for i in range(60, 80)]
+    async with db_engine.begin() as connection:
+        await connection.execute(insert(CALLS), rows)
+    reads = PreparedReads(db_engine)
+    try:
+        yield db_engine, reads
+    finally:
+        await reads.close()
+
+
+FILTERS = [
+    CallFilter(),
+    CallFilter(since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=5)),
+    CallFilter(numbers=(NUMBERS[0],)),
+    CallFilter(numbers=NUMBERS[:2], direction="inbound"),
+    CallFilter(dispositions=("answered", "no_answer"), consent_outcomes=("granted",)),
+    CallFilter(min_duration_s=60.0),
+    CallFilter(since=T0 + timedelta(minutes=3, microseconds=261_624)),
+]
+
+
+async def all_pages(
+    view: TenantView, where: CallFilter, order: str, limit: int
+) -> list[tuple[bytes, PageKey | None]]:
+    pages = []
+    after = None
+    while True:
+        page = await view.list_calls(where, limit=limit, order=order, after=after)  # type: ignore[arg-type]
+        pages.append((orjson.dumps(page.rows), page.next_key))
+        if page.next_key is None or len(pages) > 100:
+            return pages
+        after = page.next_key
+
+
+@pytest.mark.parametrize("order", ["desc", "asc"])
+async def test_prepared_listing_is_sqlalchemys_listing(
+    store: tuple[AsyncEngine, PreparedReads], order: str
+) -> None:
+    engine, reads = store
+    plain = TenantView(engine, "acme")
+    prepared = TenantView(engine, "acme", prepared=reads)
+    for where in FILTERS:
+        for limit in (7, 100):
+            expected = await all_pages(plain, where, order, limit)
+            assert await all_pages(prepared, where, order, limit) == expected, where
+    assert len(expected) == 1  # the last filter's whole listing fits a page of 100
+    assert b'"tenant":"acme"' in expected[0][0]
+    assert b"globex" not in b"".join(page for page, _ in expected)
+
+
+async def test_a_statement_prepared_for_one_tenant_never_answers_another(
+    store: tuple[AsyncEngine, PreparedReads],
+) -> None:
+    engine, reads = store
+    for tenant, count in (("acme", 60), ("globex", 20), ("acme", 60), ("nobody", 0)):
+        page = await TenantView(engine, tenant, prepared=reads).list_calls(CallFilter(), limit=100)
+        assert len(page.rows) == count
+        assert {row["tenant"] for row in page.rows} <= {tenant}
+
+
+@pytest.mark.parametrize("microsecond", [0, 7, 261_000, 261_624, 999_999])
+def test_sqlite_instants_become_the_text_the_api_encoder_writes(microsecond: int) -> None:
+    instant = datetime(2026, 3, 1, 22, 48, 33, microsecond, tzinfo=UTC)
+    stored = instant.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite form
+    assert orjson.dumps(rfc3339_of_sqlite(stored)) == orjson.dumps(instant)
+    assert (
+        rfc3339_of_sqlite(instant.strftime("%Y-%m-%d %H:%M:%S"))
+        == instant.replace(microsecond=0).isoformat()
+    )
