@@ -84,7 +84,7 @@ def prepare(statement: ClauseElement, dialect: Dialect, values: dict[str, Any]) 
     names = tuple(compiled.positiontup or ())
     if dialect.paramstyle not in ("qmark", "numeric_dollar"):
         raise ValueError(f"prepared reads need positional parameters, not {dialect.paramstyle}")
-    defaults = compiled.construct_params()
+    defaults = compiled.construct_params(values)
     processors = tuple(
         compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
     )
@@ -105,12 +105,21 @@ class PreparedReads:
 
     ``prepared(key, build, values)`` returns the statement compiled under
     ``key`` (``build()`` is called once per key); ``fetch`` runs it.
+    ``through_engine``: run on the engine's own connections (nothing to close).
     """
 
-    def __init__(self, engine: AsyncEngine, connections: int = READ_CONNECTIONS) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        connections: int = READ_CONNECTIONS,
+        *,
+        through_engine: bool = False,
+    ) -> None:
         self.engine = engine
         self._statements: dict[Hashable, Prepared] = {}
-        self._backend = _backend_for(engine, connections)
+        self._backend: _Backend = (
+            _EngineConnection(engine) if through_engine else _backend_for(engine, connections)
+        )
 
     def prepared(
         self, key: Hashable, build: Callable[[], ClauseElement], values: dict[str, Any]

@@ -15,23 +15,33 @@ the stats of their hours still count them.
 from __future__ import annotations
 
 import asyncio
+import time
+import weakref
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import Select, bindparam, case, func, insert, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.models import CALL_STATS_HOURLY, CALL_STATS_MARKS, CALLS, CONSENT_OUTCOMES
+from gateway.store.prepared import PreparedReads, Rows
 
 Bucket = Literal["hour", "day", "week"]
 HOUR = timedelta(hours=1)
 SETTLE_AFTER = timedelta(hours=1)
 COUNTS = ("calls", "answered", "duration_s", "billable_s", *(f"o_{o}" for o in CONSENT_OUTCOMES))
 
+SETTLE_MEMO_S = 1.0
+"""How long a found mark is trusted before the store is asked again (see :func:`settle`)."""
+
 _locks: dict[tuple[int, str], asyncio.Lock] = {}
+_settled: weakref.WeakKeyDictionary[Engine, dict[str, tuple[datetime, float, datetime | None]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def floor_hour(instant: datetime) -> datetime:
@@ -56,13 +66,10 @@ def _hour_value(value: Any) -> datetime:
     return datetime.strptime(str(value), "%Y-%m-%d %H").replace(tzinfo=UTC)
 
 
-async def live_hours(
-    connection: AsyncConnection, tenant: str, since: datetime, until: datetime
-) -> list[dict[str, Any]]:
-    """Per hour of start in [since, until): the counts, aggregated from ``calls`` now."""
+def _live_hours_statement(dialect: str, tenant: str) -> Select[Any]:
     c = CALLS.c
-    hour = _hour_expression(connection.dialect.name).label("hour")
-    query = (
+    hour = _hour_expression(dialect).label("hour")
+    return (
         select(
             hour,
             func.count().label("calls"),
@@ -74,108 +81,162 @@ async def live_hours(
                 for outcome in CONSENT_OUTCOMES
             ),
         )
-        .where(c.tenant == tenant, c.started_at >= since, c.started_at < until)
+        .where(
+            c.tenant == tenant,
+            c.started_at >= bindparam("since", type_=c.started_at.type),
+            c.started_at < bindparam("until", type_=c.started_at.type),
+        )
         .group_by(hour)
     )
-    rows = (await connection.execute(query)).mappings().all()
+
+
+def _hour_rows(rows: Rows) -> list[dict[str, Any]]:
     return [
-        {"hour": _hour_value(row["hour"]), **{name: row[name] or 0 for name in COUNTS}}
+        {"hour": _hour_value(row[0]), **dict(zip(COUNTS, (v or 0 for v in row[1:]), strict=True))}
         for row in rows
     ]
 
 
+async def live_hours(
+    reads: PreparedReads, tenant: str, since: datetime, until: datetime
+) -> list[dict[str, Any]]:
+    """Per hour of start in [since, until): the counts, aggregated from ``calls`` now."""
+    dialect = reads.engine.dialect.name
+    values = {"since": since, "until": until}
+    statement = reads.prepared(
+        ("stats.live_hours", tenant), lambda: _live_hours_statement(dialect, tenant), values
+    )
+    return await reads.fetch(statement, values, _hour_rows)
+
+
 async def settle(engine: AsyncEngine, tenant: str, now: datetime) -> datetime | None:
-    """Aggregate the tenant's newly settled hours; the instant before which all are kept."""
+    """Aggregate the tenant's newly settled hours; the instant before which all are kept.
+
+    A mark this process found is trusted for :data:`SETTLE_MEMO_S` within the same
+    hour: the stored mark only moves forward, and an older mark costs more live
+    hours, never a wrong count."""
+    horizon = floor_hour(now - SETTLE_AFTER)
+    memo = _settled.setdefault(engine.sync_engine, {})
     lock = _locks.setdefault((id(engine), tenant), asyncio.Lock())
     async with lock:
-        async with engine.connect() as connection:
-            mark = (
-                await connection.execute(
-                    select(CALL_STATS_MARKS.c.settled_until).where(
-                        CALL_STATS_MARKS.c.tenant == tenant
-                    )
-                )
-            ).scalar()
-            first_open = (
-                await connection.execute(
-                    select(func.min(CALLS.c.started_at)).where(
-                        CALLS.c.tenant == tenant, CALLS.c.ended_at.is_(None)
-                    )
-                )
-            ).scalar()
-            horizon = floor_hour(now - SETTLE_AFTER)
-            if first_open is not None:
-                horizon = min(horizon, floor_hour(first_open))
-            if mark is not None and mark >= horizon:
-                return mark
-            start = mark
-            if start is None:
-                first = (
-                    await connection.execute(
-                        select(func.min(CALLS.c.started_at)).where(CALLS.c.tenant == tenant)
-                    )
-                ).scalar()
-                if first is None:
-                    return None
-                start = floor_hour(first)
-            if start >= horizon:
-                return mark
-            hours = await live_hours(connection, tenant, start, horizon)
-        try:
-            async with engine.begin() as connection:
-                if hours:
-                    await connection.execute(
-                        insert(CALL_STATS_HOURLY), [{"tenant": tenant, **row} for row in hours]
-                    )
-                if mark is None:
-                    await connection.execute(
-                        insert(CALL_STATS_MARKS).values(tenant=tenant, settled_until=horizon)
-                    )
-                else:
-                    moved = await connection.execute(
-                        update(CALL_STATS_MARKS)
-                        .where(
-                            CALL_STATS_MARKS.c.tenant == tenant,
-                            CALL_STATS_MARKS.c.settled_until == mark,
-                        )
-                        .values(settled_until=horizon)
-                    )
-                    if moved.rowcount != 1:
-                        raise IntegrityError("settled elsewhere", None, ValueError())
-        except IntegrityError:
-            return mark  # another instance settled these hours first: use what it kept
-        return horizon
+        checked = memo.get(tenant)
+        if checked is not None and checked[0] == horizon and time.monotonic() < checked[1]:
+            return checked[2]
+        mark = await _settle(engine, tenant, now)
+        memo[tenant] = (horizon, time.monotonic() + SETTLE_MEMO_S, mark)
+    return mark
 
 
-def _bucket_expression(dialect: str, bucket: Bucket) -> Any:
-    """The start of the bucket of each stored hour, as the API writes it (RFC 3339, UTC)."""
+async def _settle(engine: AsyncEngine, tenant: str, now: datetime) -> datetime | None:
+    """Aggregate the hours settled since the stored mark; the new mark."""
+    async with engine.connect() as connection:
+        mark = (
+            await connection.execute(
+                select(CALL_STATS_MARKS.c.settled_until).where(CALL_STATS_MARKS.c.tenant == tenant)
+            )
+        ).scalar()
+        first_open = (
+            await connection.execute(
+                select(func.min(CALLS.c.started_at)).where(
+                    CALLS.c.tenant == tenant, CALLS.c.ended_at.is_(None)
+                )
+            )
+        ).scalar()
+        horizon = floor_hour(now - SETTLE_AFTER)
+        if first_open is not None:
+            horizon = min(horizon, floor_hour(first_open))
+        if mark is not None and mark >= horizon:
+            return mark
+        start = mark
+        if start is None:
+            first = (
+                await connection.execute(
+                    select(func.min(CALLS.c.started_at)).where(CALLS.c.tenant == tenant)
+                )
+            ).scalar()
+            if first is None:
+                return None
+            start = floor_hour(first)
+        if start >= horizon:
+            return mark
+    hours = await live_hours(PreparedReads(engine, through_engine=True), tenant, start, horizon)
+    try:
+        async with engine.begin() as connection:
+            if hours:
+                await connection.execute(
+                    insert(CALL_STATS_HOURLY), [{"tenant": tenant, **row} for row in hours]
+                )
+            if mark is None:
+                await connection.execute(
+                    insert(CALL_STATS_MARKS).values(tenant=tenant, settled_until=horizon)
+                )
+            else:
+                moved = await connection.execute(
+                    update(CALL_STATS_MARKS)
+                    .where(
+                        CALL_STATS_MARKS.c.tenant == tenant,
+                        CALL_STATS_MARKS.c.settled_until == mark,
+                    )
+                    .values(settled_until=horizon)
+                )
+                if moved.rowcount != 1:
+                    raise IntegrityError("settled elsewhere", None, ValueError())
+    except IntegrityError:
+        return mark  # another instance settled these hours first: use what it kept
+    return horizon
+
+
+def _day_or_hour_expression(dialect: str, bucket: Bucket) -> Any:
+    """The start of the day (``bucket`` day) or hour of each stored hour, as the API
+    writes it (RFC 3339, UTC)."""
     hour = CALL_STATS_HOURLY.c.hour
     if dialect == "postgresql":
-        unit = "hour" if bucket == "hour" else bucket
         return func.to_char(
-            func.date_trunc(unit, func.timezone("UTC", hour)), 'YYYY-MM-DD"T"HH24:00:00"Z"'
+            func.date_trunc(bucket, func.timezone("UTC", hour)), 'YYYY-MM-DD"T"HH24:00:00"Z"'
         )
     if bucket == "hour":
         return func.substr(hour, 1, 10) + "T" + func.substr(hour, 12, 2) + ":00:00Z"
-    if bucket == "day":
-        return func.substr(hour, 1, 10) + "T00:00:00Z"
-    # the Monday on or before the day ('weekday 1' goes forward to the next Monday)
-    return func.date(hour, "-6 days", "weekday 1") + "T00:00:00Z"
+    return func.substr(hour, 1, 10) + "T00:00:00Z"
+
+
+def _stored_statement(dialect: str, tenant: str, bucket: Bucket) -> Select[Any]:
+    table = CALL_STATS_HOURLY
+    key = _day_or_hour_expression(dialect, bucket).label("bucket")
+    return (
+        select(key, *(func.sum(table.c[name]).label(name) for name in COUNTS))
+        .where(
+            table.c.tenant == tenant,
+            table.c.hour >= bindparam("since", type_=table.c.hour.type),
+            table.c.hour < bindparam("until", type_=table.c.hour.type),
+        )
+        .group_by(key)
+    )
+
+
+def _bucket_rows(rows: Rows) -> dict[str, dict[str, float]]:
+    return {row[0]: dict(zip(COUNTS, row[1:], strict=True)) for row in rows}
 
 
 async def stored_buckets(
-    connection: AsyncConnection, tenant: str, since: datetime, until: datetime, bucket: Bucket
+    reads: PreparedReads, tenant: str, since: datetime, until: datetime, bucket: Bucket
 ) -> dict[str, dict[str, float]]:
-    """The settled hours in [since, until), summed per bucket by the database."""
-    table = CALL_STATS_HOURLY
-    key = _bucket_expression(connection.dialect.name, bucket).label("bucket")
-    query = (
-        select(key, *(func.sum(table.c[name]).label(name) for name in COUNTS))
-        .where(table.c.tenant == tenant, table.c.hour >= since, table.c.hour < until)
-        .group_by(key)
+    """The settled hours in [since, until), summed per bucket: per hour or day by the
+    database, days into weeks here (a 90-day range is 90 rows)."""
+    dialect = reads.engine.dialect.name
+    grain: Bucket = "hour" if bucket == "hour" else "day"
+    values = {"since": since, "until": until}
+    statement = reads.prepared(
+        ("stats.stored", tenant, grain), lambda: _stored_statement(dialect, tenant, grain), values
     )
-    rows = (await connection.execute(query)).all()
-    return {row[0]: dict(zip(COUNTS, row[1:], strict=True)) for row in rows}
+    found = await reads.fetch(statement, values, _bucket_rows)
+    if bucket != "week":
+        return found
+    weeks: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(COUNTS, 0))
+    for day, row in found.items():
+        target = weeks[bucket_of(datetime.strptime(day, "%Y-%m-%dT%H:00:00Z"), "week")]
+        for name in COUNTS:
+            target[name] += row[name] or 0
+    return weeks
 
 
 def bucket_of(hour: datetime, bucket: Bucket) -> str:
@@ -242,20 +303,22 @@ async def tenant_stats(
     until: datetime,
     bucket: Bucket,
     now: datetime | None = None,
+    reads: PreparedReads | None = None,
 ) -> list[dict[str, Any]]:
-    """Per bucket over [since, until): settled hours from the aggregates, the rest live."""
+    """Per bucket over [since, until): settled hours from the aggregates, the rest live
+    (read through ``reads``, or the engine's own connections)."""
+    reads = reads or PreparedReads(engine, through_engine=True)
     settled = await settle(engine, tenant, now or datetime.now(UTC))
     inner_start, inner_end = ceil_hour(since), floor_hour(until)
     inner_end = inner_start if settled is None else min(inner_end, settled)
     summed: dict[str, dict[str, float]] = {}
-    async with engine.connect() as connection:
-        if inner_start < inner_end:
-            summed = await stored_buckets(connection, tenant, inner_start, inner_end, bucket)
-            hours = []
-            if since < inner_start:
-                hours += await live_hours(connection, tenant, since, inner_start)
-            if inner_end < until:
-                hours += await live_hours(connection, tenant, inner_end, until)
-        else:
-            hours = await live_hours(connection, tenant, since, until)
+    if inner_start < inner_end:
+        summed = await stored_buckets(reads, tenant, inner_start, inner_end, bucket)
+        hours = []
+        if since < inner_start:
+            hours += await live_hours(reads, tenant, since, inner_start)
+        if inner_end < until:
+            hours += await live_hours(reads, tenant, inner_end, until)
+    else:
+        hours = await live_hours(reads, tenant, since, until)
     return buckets(hours, bucket, summed)

@@ -415,7 +415,9 @@ class TenantView:
     async def stats(self, since: datetime, until: datetime, bucket: Bucket) -> list[dict[str, Any]]:
         """Per bucket: calls, answered, answer rate, total and mean duration, consent outcomes
         (:mod:`gateway.store.stats`)."""
-        return await tenant_stats(self.engine, self.tenant, since, until, bucket)
+        return await tenant_stats(
+            self.engine, self.tenant, since, until, bucket, reads=self.prepared
+        )
 
     # -------------------------------------------------------------- subjects
 

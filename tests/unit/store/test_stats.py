@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.models import CALL_STATS_HOURLY
+from gateway.store.prepared import PreparedReads
 from gateway.store.stats import buckets, live_hours, settle, tenant_stats
 from gateway.store.writer import RecordWriter
 from tests.unit.store.records import T0, end, new_id, start
@@ -37,8 +38,8 @@ async def _calls(engine: AsyncEngine, offsets_min: list[int], open_at: int | Non
 
 
 async def _all_live(engine: AsyncEngine, since: datetime, until: datetime, bucket: str) -> object:
-    async with engine.connect() as connection:
-        return buckets(await live_hours(connection, "acme", since, until), bucket)  # type: ignore[arg-type]
+    reads = PreparedReads(engine, through_engine=True)
+    return buckets(await live_hours(reads, "acme", since, until), bucket)  # type: ignore[arg-type]
 
 
 async def _stored(engine: AsyncEngine) -> int:
