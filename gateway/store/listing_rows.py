@@ -1,8 +1,8 @@
 """A call listing's columns, and its rows as the API serves them, made from the driver's rows.
 
 On SQLite an instant is stored as SQLAlchemy's UTC text
-(``2026-03-01 22:48:33.261624``); a listing turns it straight into the
-RFC 3339 text the API's JSON encoder (orjson) would write for the instant
+(``2026-03-01 22:48:33.261624``); a listing has SQLite turn it straight into
+the RFC 3339 text the API's JSON encoder (orjson) would write for the instant
 (``2026-03-01T22:48:33.261624+00:00``, no fraction when it is zero), with no
 datetime in between: three instants a row, a hundred rows a page. Every other
 column gets SQLAlchemy's own result processing for its type. asyncpg's rows
@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import ColumnElement, literal_column
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,8 +30,9 @@ __all__ = [
     "LIST_EXCLUDED",
     "LIST_NAMES",
     "instant_of",
+    "listed_columns",
     "listing_rows",
-    "rfc3339_of_sqlite",
+    "sqlite_rfc3339",
 ]
 
 LIST_EXCLUDED = ("media_stats", "consent_rules")
@@ -39,17 +42,34 @@ LIST_COLUMNS = tuple(column for column in CALLS.c if column.name not in LIST_EXC
 LIST_NAMES = tuple(column.name for column in LIST_COLUMNS)
 
 Rows = Sequence[Sequence[Any]]
-_ZERO_FRACTION = ".000000"
+
+# SQLAlchemy's SQLite text of a UTC instant, "2026-03-01 22:48:33.261624" (or without
+# the fraction), as RFC 3339 the way orjson writes the instant as a datetime: no
+# fraction when it is zero. Anything else (NULL among it) is left as it is.
+_SQLITE_RFC3339 = (
+    "CASE length({x}) "
+    "WHEN 26 THEN substr({x}, 1, 10) || 'T' || CASE WHEN substr({x}, 20) = '.000000' "
+    "THEN substr({x}, 12, 8) ELSE substr({x}, 12) END || '+00:00' "
+    "WHEN 19 THEN substr({x}, 1, 10) || 'T' || substr({x}, 12) || '+00:00' "
+    "ELSE {x} END"
+)
 
 
-def rfc3339_of_sqlite(text: str) -> str:
-    """A UTC instant as SQLAlchemy stores it in SQLite, as RFC 3339 text (the form
-    ``orjson`` gives the same instant as a datetime)."""
-    if len(text) == 26 and text[10] == " " and text[19] == ".":
-        if text.endswith(_ZERO_FRACTION):
-            return f"{text[:10]}T{text[11:19]}+00:00"
-        return f"{text[:10]}T{text[11:]}+00:00"
-    return datetime.fromisoformat(text).replace(tzinfo=UTC).isoformat()
+def sqlite_rfc3339(column: ColumnElement[Any], name: str) -> ColumnElement[Any]:
+    """``column`` (a UTC instant in SQLite) as RFC 3339 text, labelled ``name``."""
+    compiled = column.compile(dialect=sqlite.dialect())
+    return literal_column(_SQLITE_RFC3339.format(x=compiled)).label(name)
+
+
+def listed_columns(dialect: Dialect) -> tuple[ColumnElement[Any], ...]:
+    """What a listing selects on ``dialect``: :data:`LIST_COLUMNS`, instants as RFC 3339
+    text on SQLite (made by SQLite, three a row, no datetimes in between)."""
+    if dialect.name != "sqlite":
+        return LIST_COLUMNS
+    return tuple(
+        sqlite_rfc3339(column, column.name) if isinstance(column.type, UtcDateTime) else column
+        for column in LIST_COLUMNS
+    )
 
 
 def instant_of(value: datetime | str) -> datetime:
@@ -60,7 +80,7 @@ def instant_of(value: datetime | str) -> datetime:
 
 
 def listing_rows(engine: AsyncEngine) -> Callable[[Rows], list[dict[str, Any]]]:
-    """The conversion of driver rows of :data:`LIST_COLUMNS` to the listing's dicts."""
+    """The conversion of driver rows of :func:`listed_columns` to the listing's dicts."""
     return _converter(engine.dialect)
 
 
@@ -70,8 +90,7 @@ def _converter(dialect: Dialect) -> Callable[[Rows], list[dict[str, Any]]]:
     if dialect.name == "sqlite":
         for index, column in enumerate(LIST_COLUMNS):
             if isinstance(column.type, UtcDateTime):
-                processors.append((index, rfc3339_of_sqlite))
-                continue
+                continue  # RFC 3339 text already
             process = column.type.dialect_impl(dialect).result_processor(dialect, None)
             if process is not None:
                 processors.append((index, process))
@@ -80,6 +99,8 @@ def _converter(dialect: Dialect) -> Callable[[Rows], list[dict[str, Any]]]:
     names = LIST_NAMES
 
     def convert(rows: Rows) -> list[dict[str, Any]]:
+        if not processors:
+            return [dict(zip(names, row, strict=True)) for row in rows]
         found = []
         for row in rows:
             values = list(row)

@@ -37,7 +37,13 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.store.audit import AuditBuffer, write_audit
-from gateway.store.listing_rows import LIST_COLUMNS, LIST_NAMES, instant_of, listing_rows
+from gateway.store.listing_rows import (
+    LIST_COLUMNS,
+    LIST_NAMES,
+    instant_of,
+    listed_columns,
+    listing_rows,
+)
 from gateway.store.models import (
     ANALYSES,
     ANALYSIS_JOBS,
@@ -269,10 +275,17 @@ class TenantView:
 
     # -------------------------------------------------------------- calls
 
-    def listing(self, where: CallFilter, order: Order, after: PageKey | None) -> Select[Any]:
-        """The listing's statement: ``where``, after ``after`` in ``order`` (the values as
-        bind parameters named as :meth:`_listing_values` names them)."""
-        query = self._calls(*LIST_COLUMNS).where(*where.conditions(self.tenant))
+    def listing(
+        self,
+        where: CallFilter,
+        order: Order,
+        after: PageKey | None,
+        columns: Sequence[Any] = LIST_COLUMNS,
+    ) -> Select[Any]:
+        """The listing's statement of ``columns``: ``where``, after ``after`` in ``order``
+        (values as bind parameters named by :meth:`CallFilter.values`, ``after_at``,
+        ``after_id``)."""
+        query = self._calls(*columns).where(*where.conditions(self.tenant))
         key = tuple_(CALLS.c.started_at, CALLS.c.id)
         if after is not None:
             position = tuple_(
@@ -285,9 +298,15 @@ class TenantView:
         return query.order_by(CALLS.c.started_at, CALLS.c.id)
 
     def _page_statement(
-        self, where: CallFilter, order: Order, after: PageKey | None, rows: int
+        self,
+        where: CallFilter,
+        order: Order,
+        after: PageKey | None,
+        rows: int,
+        columns: Sequence[Any] = LIST_COLUMNS,
     ) -> Select[Any]:
-        return self.listing(where, order, after).limit(bindparam("limit", rows, type_=Integer))
+        query = self.listing(where, order, after, columns)
+        return query.limit(bindparam("limit", rows, type_=Integer))
 
     async def list_calls(
         self,
@@ -315,8 +334,9 @@ class TenantView:
                 values["after_at"], values["after_id"] = after.started_at, after.record_id
             values["limit"] = limit + 1
             shape = ("calls.list", self.tenant, order, after is not None, *values)
+            columns = listed_columns(self.engine.dialect)
             statement = self.prepared.prepared(
-                shape, lambda: self._page_statement(where, order, after, limit + 1), values
+                shape, lambda: self._page_statement(where, order, after, limit + 1, columns), values
             )
             found = await self.prepared.fetch(statement, values, listing_rows(self.engine))
         more = len(found) > limit

@@ -9,16 +9,18 @@ page; and a statement prepared for one tenant must never answer for another.
 from __future__ import annotations
 
 import random
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import column, insert, select, table
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.store.listing_rows import rfc3339_of_sqlite
+from gateway.store.listing_rows import sqlite_rfc3339
 from gateway.store.models import CALLS
 from gateway.store.prepared import PreparedReads
 from gateway.store.tenant_view import CallFilter, PageKey, TenantView
@@ -127,9 +129,20 @@ async def test_a_statement_prepared_for_one_tenant_never_answers_another(
 @pytest.mark.parametrize("microsecond", [0, 7, 261_000, 261_624, 999_999])
 def test_sqlite_instants_become_the_text_the_api_encoder_writes(microsecond: int) -> None:
     instant = datetime(2026, 3, 1, 22, 48, 33, microsecond, tzinfo=UTC)
-    stored = instant.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite form
-    assert orjson.dumps(rfc3339_of_sqlite(stored)) == orjson.dumps(instant)
-    assert (
-        rfc3339_of_sqlite(instant.strftime("%Y-%m-%d %H:%M:%S"))
-        == instant.replace(microsecond=0).isoformat()
-    )
+    expression = sqlite_rfc3339(column("at"), "at")
+    sql = select(expression).select_from(table("t")).compile(dialect=sqlite.dialect()).string
+    database = sqlite3.connect(":memory:")
+    database.execute("CREATE TABLE t (at TEXT)")
+    stored = [
+        instant.strftime("%Y-%m-%d %H:%M:%S.%f"),  # SQLAlchemy's SQLite form
+        instant.strftime("%Y-%m-%d %H:%M:%S"),  # the form without a fraction it also reads
+        None,
+    ]
+    database.executemany("INSERT INTO t VALUES (?)", [(value,) for value in stored])
+    made = [row[0] for row in database.execute(sql)]
+    whole = instant.replace(microsecond=0)
+    assert [orjson.dumps(value) for value in made] == [
+        orjson.dumps(instant),
+        orjson.dumps(whole),
+        b"null",
+    ]
