@@ -42,7 +42,12 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement
 
-from gateway.store.engine import DEFAULT_BUSY_TIMEOUT_MS, POSTGRES_DRIVER, SQLITE_DRIVER
+from gateway.store.engine import (
+    DEFAULT_BUSY_TIMEOUT_MS,
+    POSTGRES_DRIVER,
+    SQLITE_DRIVER,
+    asyncpg_dsn,
+)
 
 __all__ = ["Prepared", "PreparedReads", "prepare"]
 
@@ -202,7 +207,7 @@ class _PostgresConnections:
     """Reads on a few asyncpg connections opened to the engine's server and database."""
 
     def __init__(self, engine: AsyncEngine, size: int) -> None:
-        self.dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.dsn = asyncpg_dsn(engine.url)
         self._idle: list[Any] = []
         self._slots = asyncio.Semaphore(size)
         self._closed = False

@@ -149,6 +149,32 @@ async def test_csv_streams_every_matching_call(api: Api) -> None:
     assert status == 400
 
 
+async def test_sqlite_csv_reads_the_same_with_the_shell_or_without(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if api.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL has one CSV path (COPY)")
+    if shutil.which(export.SQLITE_SHELL) is None:
+        message = "the sqlite3 shell is missing: scripts/install-test-deps.sh installs it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    ids = await _calls(api, 4, source_uri='sip:"a,b"\r\n@x.example')
+    await api.write(end(ids[0], answered_after_s=5))
+    """The two paths quote differently (the shell quotes more) and end lines differently
+    (LF, CRLF); an RFC 4180 reader reads the same fields from both."""
+
+    async def read() -> list[list[str]]:
+        text = await (await api.get("/v1/calls?format=csv")).text()
+        return list(csv.reader(io.StringIO(text, newline="")))
+
+    by_shell = await read()
+    monkeypatch.setattr(export, "SQLITE_SHELL", "callgate-test-no-such-shell")
+    by_driver = await read()
+    assert len(by_shell) == 5 and by_shell[1][by_shell[0].index("id")] in ids
+    assert by_driver == by_shell
+
+
 @pytest.mark.usefixtures("csv_path")
 async def test_csv_fields_hold_what_the_listing_holds_however_they_must_be_quoted(
     api: Api,
