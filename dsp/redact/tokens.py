@@ -87,6 +87,28 @@ class TokenBatch:
         return len(self.offsets) - 1
 
 
+_WORD_KIND: Final = int(Kind.WORD)
+_EMAIL: Final = int(Kind.EMAIL)
+_ORDINAL: Final = int(Kind.ORDINAL)
+_ALNUM: Final = int(Kind.ALNUM)
+_NUMERAL: Final = int(Kind.NUMERAL)
+_PAUSE: Final = int(Flag.PAUSE)
+_STOP: Final = int(Flag.STOP)
+_PLUS: Final = int(Flag.PLUS)
+_MONEY: Final = int(Flag.MONEY)
+_TIME: Final = int(Flag.TIME)
+_DATE: Final = int(Flag.DATE)
+_IBAN: Final = int(Flag.IBAN_ANCHOR)
+
+Entry = tuple[int, bytes, bytes, int]
+"""A word the vocabulary lacks, read once: its kind, its digits as ASCII, a 1 before each
+digit that follows a separator, and its flags."""
+
+_ENTRIES: dict[str, Entry] = {}
+"""Words read before (written numerals, e-mail addresses...), by their written form: a
+number said in many calls is read once. Cleared when it reaches ``_MAX_REMEMBERED``."""
+
+
 class _Extra:
     """Entries this batch adds to the vocabulary: written numerals and the like."""
 
@@ -94,29 +116,24 @@ class _Extra:
         self.base = base
         self.first_id = len(base)
         self.kind: list[int] = []
-        self.ctx: list[int] = []
         self.flags: list[int] = []
         self.start: list[int] = []
         self.count: list[int] = []
-        self.pool: list[np.ndarray] = []
-        self.pool_break: list[np.ndarray] = []
+        self.digits = bytearray()  # ASCII, as written
+        self.breaks = bytearray()
         self.pool_size = len(base.pool)
         self.ids: dict[str, int] = {}
 
-    def add(
-        self, word: str, kind: Kind, digits: list[int], breaks: list[bool], flags: int
-    ) -> int:
+    def add(self, word: str, entry: Entry) -> int:
+        kind, digits, breaks, flags = entry
         index = self.first_id + len(self.kind)
         self.ids[word] = index
-        self.kind.append(int(kind))
-        self.ctx.append(0)
-        self.flags.append(int(flags))
-        self.start.append(self.pool_size)
+        self.kind.append(kind)
+        self.flags.append(flags)
+        self.start.append(self.pool_size + len(self.digits))
         self.count.append(len(digits))
-        if digits:
-            self.pool.append(np.array(digits, dtype=np.int8))
-            self.pool_break.append(np.array(breaks, dtype=np.bool_))
-            self.pool_size += len(digits)
+        self.digits += digits
+        self.breaks += breaks
         return index
 
     def add_digit_words(self, words: list[str]) -> list[int]:
@@ -126,15 +143,14 @@ class _Extra:
             lengths = np.fromiter(map(len, unique), np.int64, len(unique))
             first = self.first_id + len(self.kind)
             self.ids.update(zip(unique, range(first, first + len(unique)), strict=True))
-            self.kind += [int(Kind.NUMERAL)] * len(unique)
-            self.ctx += [0] * len(unique)
+            self.kind += [_NUMERAL] * len(unique)
             self.flags += [0] * len(unique)
-            self.start += (np.cumsum(lengths) - lengths + self.pool_size).tolist()
+            offset = self.pool_size + len(self.digits)
+            self.start += (np.cumsum(lengths) - lengths + offset).tolist()
             self.count += lengths.tolist()
-            digits = np.frombuffer("".join(unique).encode("ascii"), np.uint8) - ord("0")
-            self.pool.append(digits.astype(np.int8))
-            self.pool_break.append(np.zeros(len(digits), dtype=np.bool_))
-            self.pool_size += len(digits)
+            written = "".join(unique).encode("ascii")
+            self.digits += written
+            self.breaks += bytes(len(written))
         ids = self.ids
         return [ids[word] for word in words]
 
@@ -143,56 +159,49 @@ class _Extra:
         known = self.ids.get(written)
         if known is not None:
             return known
+        entry = _ENTRIES.get(written)
+        if entry is None:
+            found = self._read(written)
+            if isinstance(found, int):
+                return found
+            if len(_ENTRIES) >= _MAX_REMEMBERED:
+                _ENTRIES.clear()
+            entry = _ENTRIES[written] = found
+        return self.add(written, entry)
+
+    def _remember(self, written: str, found: int) -> int:
+        if len(self.base.ids) < _MAX_REMEMBERED:
+            self.base.ids[written] = found  # "The" as "the" from now on
+        return found
+
+    def _read(self, written: str) -> int | Entry:
+        """A base id for ``written``, or the entry this batch must add for it."""
         word = written.lower()
         if word != written:
             known = self.base.ids.get(word)
             if known is not None:
-                if len(self.base.ids) < _MAX_REMEMBERED:
-                    self.base.ids[written] = known  # "The" as "the" from now on
-                return known
-            known = self.ids.get(word)
-            if known is not None:
-                return known
+                return self._remember(written, known)
         core = word.rstrip(PUNCTUATION)
         flags = 0
         if core != word:
-            flags |= Flag.PAUSE if word[len(core)] in _PAUSE_MARKS else 0
-            flags |= Flag.STOP if word[-1] in ".?!" else 0
+            flags |= _PAUSE if word[len(core)] in _PAUSE_MARKS else 0
+            flags |= _STOP if word[-1] in ".?!" else 0
             base = self.base.ids.get(core + word[-1])
             if base is not None:
                 return base
         if "@" in core and "." in core.rpartition("@")[2]:
-            return self.add(word, Kind.EMAIL, [], [], flags)
+            return (_EMAIL, b"", b"", flags)
         if core.isalpha() or not any(c.isdigit() for c in core):
-            found = self.base.stop_id if flags & Flag.STOP else 0
-            if len(self.base.ids) < _MAX_REMEMBERED:
-                self.base.ids[written] = found
-            return found
+            return self._remember(written, self.base.stop_id if flags & _STOP else _WORD_KIND)
         if any(c.isalpha() for c in core):
             ordinal = _ORDINAL_NUMERAL.match(core)
             if ordinal:
-                digits = [int(c) for c in ordinal.group(1)]
-                return self.add(word, Kind.ORDINAL, digits, [False] * len(digits), flags)
+                digits = ordinal.group(1).encode("ascii")
+                return (_ORDINAL, digits, bytes(len(digits)), flags)
             if _IBAN_ANCHOR.match(core):
-                flags |= Flag.IBAN_ANCHOR
-            return self.add(word, Kind.ALNUM, [], [], flags)
-        return self._numeral(word, core, flags)
-
-    def _numeral(self, word: str, core: str, flags: int) -> int:
-        digits: list[int] = []
-        breaks: list[bool] = []
-        for group in _DIGIT_GROUPS.findall(core):
-            breaks += [bool(digits)] + [False] * (len(group) - 1)
-            digits += [ord(c) - 48 for c in group]
-        if core.startswith("+"):
-            flags |= Flag.PLUS
-        if core[0] in "$€£" or _DECIMAL_MONEY.match(core):
-            flags |= Flag.MONEY
-        if ":" in core:
-            flags |= Flag.TIME
-        if "/" in core:
-            flags |= Flag.DATE
-        return self.add(word, Kind.NUMERAL, digits, breaks, flags)
+                flags |= _IBAN
+            return (_ALNUM, b"", b"", flags)
+        return _numeral(core, flags)
 
     def tables(self) -> tuple[np.ndarray, ...]:
         base = self.base
@@ -206,15 +215,36 @@ class _Extra:
                 base.pool,
                 base.pool_break,
             )
+        digits = np.frombuffer(self.digits, np.uint8) - np.uint8(48)
         return (
             np.concatenate([base.kind, np.array(self.kind, dtype=np.int8)]),
-            np.concatenate([base.ctx, np.array(self.ctx, dtype=np.uint32)]),
+            np.concatenate([base.ctx, np.zeros(len(self.kind), dtype=np.uint32)]),
             np.concatenate([base.flags, np.array(self.flags, dtype=np.uint16)]),
             np.concatenate([base.digit_start, np.array(self.start, dtype=np.int32)]),
             np.concatenate([base.digit_count, np.array(self.count, dtype=np.int32)]),
-            np.concatenate([base.pool, *self.pool]),
-            np.concatenate([base.pool_break, *self.pool_break]),
+            np.concatenate([base.pool, digits.view(np.int8)]),
+            np.concatenate([base.pool_break, np.frombuffer(self.breaks, np.uint8) != 0]),
         )
+
+
+def _numeral(core: str, flags: int) -> Entry:
+    """A written number: its digits, a break where a separator stood, money/time/date."""
+    groups = _DIGIT_GROUPS.findall(core)
+    digits = "".join(groups).encode("ascii")
+    breaks = bytearray(len(digits))
+    position = 0
+    for group in groups[:-1]:
+        position += len(group)
+        breaks[position] = 1
+    if core.startswith("+"):
+        flags |= _PLUS
+    if core[0] in "$€£" or _DECIMAL_MONEY.match(core):
+        flags |= _MONEY
+    if ":" in core:
+        flags |= _TIME
+    if "/" in core:
+        flags |= _DATE
+    return (_NUMERAL, digits, bytes(breaks), flags)
 
 
 def tokenize(
