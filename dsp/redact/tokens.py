@@ -87,11 +87,7 @@ class TokenBatch:
         return len(self.offsets) - 1
 
 
-_WORD_KIND: Final = int(Kind.WORD)
-_EMAIL: Final = int(Kind.EMAIL)
-_ORDINAL: Final = int(Kind.ORDINAL)
-_ALNUM: Final = int(Kind.ALNUM)
-_NUMERAL: Final = int(Kind.NUMERAL)
+# flags as plain ints: an IntFlag's "|" makes a new enum member each time
 _PAUSE: Final = int(Flag.PAUSE)
 _STOP: Final = int(Flag.STOP)
 _PLUS: Final = int(Flag.PLUS)
@@ -143,7 +139,7 @@ class _Extra:
             lengths = np.fromiter(map(len, unique), np.int64, len(unique))
             first = self.first_id + len(self.kind)
             self.ids.update(zip(unique, range(first, first + len(unique)), strict=True))
-            self.kind += [_NUMERAL] * len(unique)
+            self.kind += [Kind.NUMERAL] * len(unique)
             self.flags += [0] * len(unique)
             offset = self.pool_size + len(self.digits)
             self.start += (np.cumsum(lengths) - lengths + offset).tolist()
@@ -190,17 +186,17 @@ class _Extra:
             if base is not None:
                 return base
         if "@" in core and "." in core.rpartition("@")[2]:
-            return (_EMAIL, b"", b"", flags)
+            return (Kind.EMAIL, b"", b"", flags)
         if core.isalpha() or not any(c.isdigit() for c in core):
-            return self._remember(written, self.base.stop_id if flags & _STOP else _WORD_KIND)
+            return self._remember(written, self.base.stop_id if flags & _STOP else 0)
         if any(c.isalpha() for c in core):
             ordinal = _ORDINAL_NUMERAL.match(core)
             if ordinal:
                 digits = ordinal.group(1).encode("ascii")
-                return (_ORDINAL, digits, bytes(len(digits)), flags)
+                return (Kind.ORDINAL, digits, bytes(len(digits)), flags)
             if _IBAN_ANCHOR.match(core):
                 flags |= _IBAN
-            return (_ALNUM, b"", b"", flags)
+            return (Kind.ALNUM, b"", b"", flags)
         return _numeral(core, flags)
 
     def tables(self) -> tuple[np.ndarray, ...]:
@@ -244,7 +240,7 @@ def _numeral(core: str, flags: int) -> Entry:
         flags |= _TIME
     if "/" in core:
         flags |= _DATE
-    return (_NUMERAL, digits, bytes(breaks), flags)
+    return (Kind.NUMERAL, digits, bytes(breaks), flags)
 
 
 def tokenize(
