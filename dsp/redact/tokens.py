@@ -37,10 +37,11 @@ from dsp.redact.vocab import PUNCTUATION, VOCABULARY, Flag, Kind, Vocabulary
 __all__ = ["TokenBatch", "Word", "tokenize"]
 
 _MAX_REMEMBERED: Final = 200_000  # words of no interest remembered, beyond the built-in ones
-_ORDINAL_NUMERAL: Final = re.compile(r"^(\d{1,2})(st|nd|rd|th)$")
-_IBAN_ANCHOR: Final = re.compile(r"^[a-z]{2}\d{2}[a-z0-9]*$")
-_DECIMAL_MONEY: Final = re.compile(r"^\$?\d+\.\d\d$")
-_DIGIT_GROUPS: Final = re.compile(r"\d+")
+# ASCII digits only: "\d" also matches other scripts' digits, which are no digits here
+_ORDINAL_NUMERAL: Final = re.compile(r"^([0-9]{1,2})(st|nd|rd|th)$")
+_IBAN_ANCHOR: Final = re.compile(r"^[a-z]{2}[0-9]{2}[a-z0-9]*$")
+_DECIMAL_MONEY: Final = re.compile(r"^\$?[0-9]+\.[0-9][0-9]$")
+_DIGIT_GROUPS: Final = re.compile(r"[0-9]+")
 _PAUSE_MARKS: Final = ",.;:"
 
 
@@ -97,12 +98,9 @@ _DATE: Final = int(Flag.DATE)
 _IBAN: Final = int(Flag.IBAN_ANCHOR)
 
 Entry = tuple[int, bytes, bytes, int]
-"""A word the vocabulary lacks, read once: its kind, its digits as ASCII, a 1 before each
-digit that follows a separator, and its flags."""
-
-_ENTRIES: dict[str, Entry] = {}
-"""Words read before (written numerals, e-mail addresses...), by their written form: a
-number said in many calls is read once. Cleared when it reaches ``_MAX_REMEMBERED``."""
+"""A word the vocabulary lacks, as read: its kind, its digits as ASCII, a 1 before each
+digit that follows a separator, and its flags. Entries live as long as their batch: they
+are numbers and addresses, which no memory outside the batch may keep."""
 
 
 class _Extra:
@@ -155,15 +153,10 @@ class _Extra:
         known = self.ids.get(written)
         if known is not None:
             return known
-        entry = _ENTRIES.get(written)
-        if entry is None:
-            found = self._read(written)
-            if isinstance(found, int):
-                return found
-            if len(_ENTRIES) >= _MAX_REMEMBERED:
-                _ENTRIES.clear()
-            entry = _ENTRIES[written] = found
-        return self.add(written, entry)
+        found = self._read(written)
+        if isinstance(found, int):
+            return found
+        return self.add(written, found)
 
     def _remember(self, written: str, found: int) -> int:
         if len(self.base.ids) < _MAX_REMEMBERED:

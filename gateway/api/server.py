@@ -83,7 +83,7 @@ async def purge_due(context: ApiContext, now: datetime | None = None) -> dict[st
             return now - timedelta(days=days) if days else None
 
         # the hours about to lose records are aggregated first, so the stats keep them
-        await settle(context.engine, tenant.name, now)
+        await settle(context.engine, tenant.name, now, fresh=True)
         view = TenantView(context.engine, tenant.name)
         removed = await view.purge(
             recordings_before=before(keep.recordings_days),

@@ -8,6 +8,7 @@ the newest Alembic revision at start-up by :func:`migrate`.
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -91,8 +92,18 @@ def make_engine(url: str | URL, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_M
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(resolved)
         _configure_sqlite(engine, busy_timeout_ms)
+        _busy_timeouts[engine.sync_engine] = busy_timeout_ms
         return engine
     return create_async_engine(resolved, pool_pre_ping=True)
+
+
+_busy_timeouts: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+
+
+def sqlite_busy_timeout_ms(engine: AsyncEngine) -> int:
+    """The busy timeout ``make_engine`` gave a SQLite engine's connections (for others
+    opened beside them)."""
+    return _busy_timeouts.get(engine.sync_engine, DEFAULT_BUSY_TIMEOUT_MS)
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:

@@ -38,21 +38,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import asyncpg
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement
 
 from gateway.store.engine import (
-    DEFAULT_BUSY_TIMEOUT_MS,
     POSTGRES_DRIVER,
     SQLITE_DRIVER,
     asyncpg_dsn,
+    sqlite_busy_timeout_ms,
 )
 
 __all__ = ["Prepared", "PreparedReads", "prepare"]
 
 READ_CONNECTIONS = 2
 """Connections (threads on SQLite) serving prepared reads at once."""
+
+STATEMENTS_KEPT = 4096
+"""Compiled statements kept per engine; all are dropped when more are asked for."""
 
 _T = TypeVar("_T")
 Rows = Sequence[Sequence[Any]]
@@ -132,6 +136,8 @@ class PreparedReads:
         found = self._statements.get(key)
         if found is None:
             found = prepare(build(), self.engine.dialect, values)
+            if len(self._statements) >= STATEMENTS_KEPT:
+                self._statements.clear()  # keys are tenants x filter shapes: few, unless probed
             self._statements[key] = found
         return found
 
@@ -154,7 +160,7 @@ def _backend_for(engine: AsyncEngine, connections: int) -> _Backend:
     database = url.database or ""
     in_memory = database in ("", ":memory:") or "memory" in str(url.query.get("mode", ""))
     if url.drivername == SQLITE_DRIVER and not in_memory:
-        return _SqliteThreads(database, connections, DEFAULT_BUSY_TIMEOUT_MS)
+        return _SqliteThreads(database, connections, sqlite_busy_timeout_ms(engine))
     if url.drivername == POSTGRES_DRIVER:
         return _PostgresConnections(engine, connections)
     return _EngineConnection(engine)
@@ -175,7 +181,11 @@ class _SqliteThreads:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
             connection = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, cached_statements=256
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=256,
+                uri=self.path.startswith("file:"),
             )
             connection.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
             connection.execute("PRAGMA query_only=ON")
@@ -203,8 +213,21 @@ class _SqliteThreads:
             self._opened.clear()
 
 
+_LINK_ERRORS = (
+    OSError,
+    asyncpg.InterfaceError,  # among them: the connection does not exist (any more)
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # the server shut down or restarted
+    asyncpg.exceptions.InternalClientError,  # its notice of that came while the link was idle
+)
+
+
 class _PostgresConnections:
-    """Reads on a few asyncpg connections opened to the engine's server and database."""
+    """Reads on a few asyncpg connections opened to the engine's server and database.
+
+    A connection is not pinged before each read (the engine's pool does that): a
+    read on an idle connection the server has dropped is made once more on a new one.
+    """
 
     def __init__(self, engine: AsyncEngine, size: int) -> None:
         self.dsn = asyncpg_dsn(engine.url)
@@ -215,24 +238,32 @@ class _PostgresConnections:
     async def fetch(
         self, prepared: Prepared, arguments: tuple[Any, ...], convert: Callable[[Rows], _T]
     ) -> _T:
-        import asyncpg
-
         async with self._slots:
-            connection = self._idle.pop() if self._idle else await asyncpg.connect(self.dsn)
-            try:
-                rows = await connection.fetch(prepared.sql, *arguments)
-            except asyncpg.PostgresError as error:
-                # a statement's error leaves the connection usable, a lost link does not
-                if isinstance(error, asyncpg.PostgresConnectionError) or connection.is_closed():
+            for attempt in (1, 2):
+                while self._idle and self._idle[-1].is_closed():
+                    self._idle.pop()
+                reused = bool(self._idle)
+                connection = self._idle.pop() if reused else await asyncpg.connect(self.dsn)
+                try:
+                    rows = await connection.fetch(prepared.sql, *arguments)
+                except _LINK_ERRORS:
                     connection.terminate()
-                else:
-                    self._release(connection)
-                raise
-            except BaseException:  # the link failed, or a cancellation cut the query short
-                connection.terminate()
-                raise
-            self._release(connection)
-        return convert(rows)
+                    if reused and attempt == 1:
+                        continue  # an idle link the server dropped (a restart): read anew
+                    raise
+                except asyncpg.PostgresError:
+                    # the statement's own error leaves the link usable, unless it closed it
+                    if connection.is_closed():
+                        connection.terminate()
+                    else:
+                        self._release(connection)
+                    raise
+                except BaseException:  # a cancellation cut the query short
+                    connection.terminate()
+                    raise
+                self._release(connection)
+                return convert(rows)
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _release(self, connection: Any) -> None:
         if self._closed:

@@ -109,17 +109,20 @@ async def live_hours(
     return await reads.fetch(statement, values, _hour_rows)
 
 
-async def settle(engine: AsyncEngine, tenant: str, now: datetime) -> datetime | None:
+async def settle(
+    engine: AsyncEngine, tenant: str, now: datetime, *, fresh: bool = False
+) -> datetime | None:
     """Aggregate the tenant's newly settled hours; the instant before which all are kept.
 
     A mark this process found is trusted for :data:`SETTLE_MEMO_S` within the same
     hour: the stored mark only moves forward, and an older mark costs more live
-    hours, never a wrong count."""
+    hours, never a wrong count. ``fresh`` settles whatever was found (retention
+    settles the hours it is about to remove records of)."""
     horizon = floor_hour(now - SETTLE_AFTER)
     memo = _settled.setdefault(engine.sync_engine, {})
     lock = _locks.setdefault((id(engine), tenant), asyncio.Lock())
     async with lock:
-        checked = memo.get(tenant)
+        checked = None if fresh else memo.get(tenant)
         if checked is not None and checked[0] == horizon and time.monotonic() < checked[1]:
             return checked[2]
         mark = await _settle(engine, tenant, now)

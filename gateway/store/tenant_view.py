@@ -99,28 +99,33 @@ class CallFilter:
         """The filter as conditions on ``calls``, over the bind parameters of :meth:`values`."""
         values = self.values()
 
-        def bound(name: str) -> BindParameter[Any]:
-            return bindparam(name, values[name])
+        def bound(name: str, column: Any) -> BindParameter[Any]:
+            # the column's type, not one guessed from the first value: an instant is
+            # made UTC (and a naive one refused) as the column's type does
+            return bindparam(name, values[name], type_=column.type)
 
-        def bound_all(prefix: str, count: int) -> list[BindParameter[Any]]:
-            return [bound(f"{prefix}_{i}") for i in range(count)]
+        def bound_all(prefix: str, count: int, column: Any) -> list[BindParameter[Any]]:
+            return [bound(f"{prefix}_{i}", column) for i in range(count)]
 
         found: list[ColumnElement[bool]] = []
         c = CALLS.c
         if self.since is not None:
-            found.append(c.started_at >= bound("since"))
+            found.append(c.started_at >= bound("since", c.started_at))
         if self.until is not None:
-            found.append(c.started_at < bound("until"))
+            found.append(c.started_at < bound("until", c.started_at))
         if self.numbers:
-            found.append(c.id.in_(_ids_of_numbers(tenant, bound_all("number", len(self.numbers)))))
+            numbers = bound_all("number", len(self.numbers), c.source_number)
+            found.append(c.id.in_(_ids_of_numbers(tenant, numbers)))
         if self.direction is not None:
-            found.append(c.direction == bound("direction"))
+            found.append(c.direction == bound("direction", c.direction))
         if self.dispositions:
-            found.append(c.disposition.in_(bound_all("disposition", len(self.dispositions))))
+            dispositions = bound_all("disposition", len(self.dispositions), c.disposition)
+            found.append(c.disposition.in_(dispositions))
         if self.consent_outcomes:
-            found.append(c.consent_outcome.in_(bound_all("consent", len(self.consent_outcomes))))
+            outcomes = bound_all("consent", len(self.consent_outcomes), c.consent_outcome)
+            found.append(c.consent_outcome.in_(outcomes))
         if self.min_duration_s is not None:
-            found.append(c.duration_s >= bound("min_duration"))
+            found.append(c.duration_s >= bound("min_duration", c.duration_s))
         return found
 
 

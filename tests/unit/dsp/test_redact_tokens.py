@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dsp.redact import Word, scan, tokenize
+from dsp.redact import Word, redact, scan, tokenize
 from dsp.redact.vocab import VOCABULARY, Flag, Kind
 from tests.support.spoken_corpus import words_of
 
@@ -124,3 +124,12 @@ def test_numerals_of_a_batch_do_not_stay_in_the_vocabulary() -> None:
     tokenize([words_of("4111111111111111 5500000000000004")])
     assert "4111111111111111" not in VOCABULARY.ids
     assert len(VOCABULARY.ids) == size
+
+
+def test_digits_of_other_scripts_are_read_without_failing_the_batch() -> None:
+    """ASR output is ASCII; a stray Arabic-Indic or full-width digit is no digit here, and
+    never stops the batch it is in (the card beside it is still found)."""
+    text = "\u0663rd \uff13rd \u0663\u0664-\u0665 my card is 4111 1111 1111 1111"
+    result = redact(words_of(text))
+    assert [span.entity for span in result.spans] == ["CARD"]
+    assert "4111" not in result.text and "\u0663rd" in result.text

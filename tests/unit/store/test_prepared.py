@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -20,7 +20,7 @@ from sqlalchemy import column, insert, select, table
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.store.listing_rows import sqlite_rfc3339
+from gateway.store.listing_rows import instant_of, sqlite_rfc3339
 from gateway.store.models import CALLS
 from gateway.store.prepared import PreparedReads
 from gateway.store.tenant_view import CallFilter, PageKey, TenantView
@@ -116,6 +116,29 @@ async def test_prepared_listing_is_sqlalchemys_listing(
     assert b"globex" not in b"".join(page for page, _ in expected)
 
 
+async def test_instants_in_any_zone_filter_as_the_instants_they_are(
+    store: tuple[AsyncEngine, PreparedReads],
+) -> None:
+    """A bound instant takes the column's type: made UTC before SQLite compares its text,
+    and refused without a zone, on the first request of a shape and on later ones."""
+    engine, reads = store
+    every = (await TenantView(engine, "acme").list_calls(CallFilter(), limit=100)).rows
+    cut = T0 + timedelta(hours=3)
+    expected = sorted(
+        row["id"]
+        for row in every
+        if instant_of(row["started_at"]) >= cut and row["duration_s"] is not None
+    )
+    assert 0 < len(expected) < len(every)
+    for zone in (timezone(timedelta(hours=2)), timezone(timedelta(hours=-7)), UTC):
+        where = CallFilter(since=cut.astimezone(zone), min_duration_s=0)  # an int for a float
+        for view in (TenantView(engine, "acme"), TenantView(engine, "acme", prepared=reads)):
+            page = await view.list_calls(where, limit=100)
+            assert sorted(row["id"] for row in page.rows) == expected
+            with pytest.raises(Exception, match="naive datetime"):
+                await view.list_calls(CallFilter(since=cut.replace(tzinfo=None)), limit=100)
+
+
 async def test_a_statement_prepared_for_one_tenant_never_answers_another(
     store: tuple[AsyncEngine, PreparedReads],
 ) -> None:
@@ -146,3 +169,31 @@ def test_sqlite_instants_become_the_text_the_api_encoder_writes(microsecond: int
         orjson.dumps(whole),
         b"null",
     ]
+
+
+async def test_a_read_on_a_link_the_server_dropped_is_made_again(
+    store: tuple[AsyncEngine, PreparedReads],
+) -> None:
+    """An idle connection PostgreSQL has closed (a restart, an idle timeout) costs no
+    failed request: the read is made once more on a new connection."""
+    engine, reads = store
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite reads open no server connection")
+    view = TenantView(engine, "acme", prepared=reads)
+    await view.list_calls(CallFilter(), limit=5)
+    async with engine.connect() as connection:
+        reader_pids = (
+            (
+                await connection.exec_driver_sql(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND query LIKE 'SELECT calls.id%'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        assert reader_pids  # the prepared read's own connection, idle now
+        for pid in reader_pids:
+            await connection.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+    page = await view.list_calls(CallFilter(), limit=5)
+    assert len(page.rows) == 5

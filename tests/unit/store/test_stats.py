@@ -64,6 +64,21 @@ async def test_stored_and_live_hours_give_the_same_buckets(db_engine: AsyncEngin
     assert total == 9  # the call at 45 h is after the range
 
 
+async def test_the_api_s_prepared_reads_give_the_same_buckets(db_engine: AsyncEngine) -> None:
+    """The API reads stats on the driver (SQLite threads, asyncpg connections)."""
+    await _calls(db_engine, [0, 5, 61, 62, 130, 600, 601, 1500, 2000, 2700, 10_000])
+    since, until = T0 - timedelta(minutes=30), T0 + timedelta(days=8, minutes=10)
+    reads = PreparedReads(db_engine)
+    try:
+        for bucket in ("hour", "day", "week"):
+            expected = await _all_live(db_engine, since, until, bucket)
+            found = await tenant_stats(db_engine, "acme", since, until, bucket, NOW, reads)
+            assert found == expected
+    finally:
+        await reads.close()
+    assert await _stored(db_engine) > 0
+
+
 async def test_an_open_call_holds_its_hour_and_later_ones_unsettled(db_engine: AsyncEngine) -> None:
     await _calls(db_engine, [0, 200, 400], open_at=180)
     mark = await settle(db_engine, "acme", NOW)
