@@ -211,6 +211,10 @@ def policy_version(consent: TenantConsentSettings, home: str, rules_data: bytes)
     return "p-" + digest.hexdigest()[:16]
 
 
+DECISIONS_KEPT = 4096
+"""Decisions a policy remembers, by the pair of places (cleared when full)."""
+
+
 @dataclass(frozen=True)
 class ConsentPolicy:
     """One tenant's consent policy, resolved and checked; immutable, shared by its calls."""
@@ -233,6 +237,9 @@ class ConsentPolicy:
     overrides: tuple[Rule, ...] = ()
     _group_of: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _floor: Rule = field(init=False, repr=False, compare=False)
+    _decisions: dict[tuple[Jurisdiction, Jurisdiction], Decision] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         group_of = {
@@ -249,9 +256,23 @@ class ConsentPolicy:
         )
         object.__setattr__(self, "_group_of", MappingProxyType(group_of))
         object.__setattr__(self, "_floor", floor)
+        object.__setattr__(self, "_decisions", {})
 
     def decide(self, caller: Jurisdiction, callee: Jurisdiction) -> Decision:
-        """The call's rule: the strictest of caller, callee and home, raised to the floor."""
+        """The call's rule: the strictest of caller, callee and home, raised to the floor.
+
+        The policy is immutable and so is a decision: the same two places get the
+        same decision object, worked out once (up to :data:`DECISIONS_KEPT` pairs)."""
+        key = (caller, callee)
+        found = self._decisions.get(key)
+        if found is None:
+            found = self._decide(caller, callee)
+            if len(self._decisions) >= DECISIONS_KEPT:
+                self._decisions.clear()
+            self._decisions[key] = found
+        return found
+
+    def _decide(self, caller: Jurisdiction, callee: Jurisdiction) -> Decision:
         decision = self.rules.strictest([("caller", caller), ("callee", callee)], self.home)
         floor = self._floor
         raises_mode = floor.mode.strictness > decision.mode.strictness

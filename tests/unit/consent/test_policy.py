@@ -192,6 +192,17 @@ def test_decide_without_overrides_is_the_rule_sets_strictest(tmp_path: Path) -> 
     assert (unknown.mode, unknown.parties) == (Mode.OPT_IN, Parties.ALL)
 
 
+def test_a_pair_of_places_is_decided_once_and_the_same_way(tmp_path: Path) -> None:
+    policy = policy_of(tmp_path, 'home = "US-NY"\nminimum_mode = "opt_out"\n')
+    pairs = [("US-NY", "US-TX"), ("FR", "US-NY"), ("US-NY", "FR"), ("DE", "US")]
+    first = [policy.decide(place(a), place(b)) for a, b in pairs]
+    again = [policy.decide(place(a), place(b)) for a, b in pairs]
+    assert all(x is y for x, y in zip(first, again, strict=True))  # remembered
+    fresh = dataclasses.replace(policy)  # a new policy object remembers nothing yet
+    assert [fresh.decide(place(a), place(b)) for a, b in pairs] == first
+    assert first[1] != first[2]  # caller and callee are not interchangeable in the record
+
+
 def test_home_takes_part_in_the_decision(tmp_path: Path) -> None:
     policy = policy_of(tmp_path, 'home = "DE"\n')
     decision = policy.decide(place("US-NY"), place("US-TX"))
