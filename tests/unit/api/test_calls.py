@@ -149,11 +149,10 @@ async def test_csv_streams_every_matching_call(api: Api) -> None:
     assert status == 400
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL has COPY alone
 async def test_sqlite_csv_reads_the_same_with_the_shell_or_without(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if api.engine.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL has one CSV path (COPY)")
     if shutil.which(export.SQLITE_SHELL) is None:
         message = "the sqlite3 shell is missing: scripts/install-test-deps.sh installs it"
         if os.environ.get("CI"):

@@ -171,14 +171,13 @@ def test_sqlite_instants_become_the_text_the_api_encoder_writes(microsecond: int
     ]
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite has no link
 async def test_a_read_on_a_link_the_server_dropped_is_made_again(
     store: tuple[AsyncEngine, PreparedReads],
 ) -> None:
     """An idle connection PostgreSQL has closed (a restart, an idle timeout) costs no
     failed request: the read is made once more on a new connection."""
     engine, reads = store
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite reads open no server connection")
     view = TenantView(engine, "acme", prepared=reads)
     await view.list_calls(CallFilter(), limit=5)
     async with engine.connect() as connection:
