@@ -234,6 +234,11 @@ class CallCore:
             closing = asyncio.ensure_future(self.relay.close_session(call.anchor.session))
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
+        # the call's SIP side lingers (its tags, a late 2xx from a fork, the transactions'
+        # absorbing states: up to 64*T1) and with it this object; its media and consent
+        # state, the larger part, are let go now
+        call.anchor = None
+        call.consent = None
         if not self.calls:
             self._all_ended.set()
         log.info(
