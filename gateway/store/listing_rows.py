@@ -13,7 +13,7 @@ returns.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.columns import UtcDateTime
 from gateway.store.models import CALLS
+from gateway.store.prepared import Rows
 
 __all__ = [
     "LIST_COLUMNS",
@@ -40,8 +41,6 @@ LIST_EXCLUDED = ("media_stats", "consent_rules")
 
 LIST_COLUMNS = tuple(column for column in CALLS.c if column.name not in LIST_EXCLUDED)
 LIST_NAMES = tuple(column.name for column in LIST_COLUMNS)
-
-Rows = Sequence[Sequence[Any]]
 
 # SQLAlchemy's SQLite text of a UTC instant, "2026-03-01 22:48:33.261624" (or without
 # the fraction), as RFC 3339 the way orjson writes the instant as a datetime: no

@@ -122,17 +122,11 @@ class PreparedReads:
     ``through_engine``: run on the engine's own connections (nothing to close).
     """
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        connections: int | None = None,
-        *,
-        through_engine: bool = False,
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, *, through_engine: bool = False) -> None:
         self.engine = engine
         self._statements: dict[Hashable, Prepared] = {}
         self._backend: _Backend = (
-            _EngineConnection(engine) if through_engine else _backend_for(engine, connections)
+            _EngineConnection(engine) if through_engine else _backend_for(engine)
         )
 
     def prepared(
@@ -160,15 +154,14 @@ class PreparedReads:
         await self._backend.close()
 
 
-def _backend_for(engine: AsyncEngine, connections: int | None) -> _Backend:
+def _backend_for(engine: AsyncEngine) -> _Backend:
     url = engine.url
     database = url.database or ""
     in_memory = database in ("", ":memory:") or "memory" in str(url.query.get("mode", ""))
     if url.drivername == SQLITE_DRIVER and not in_memory:
-        threads = connections or SQLITE_READ_THREADS
-        return _SqliteThreads(database, threads, sqlite_busy_timeout_ms(engine))
+        return _SqliteThreads(database, SQLITE_READ_THREADS, sqlite_busy_timeout_ms(engine))
     if url.drivername == POSTGRES_DRIVER:
-        return _PostgresConnections(engine, connections or READ_CONNECTIONS)
+        return _PostgresConnections(engine, READ_CONNECTIONS)
     return _EngineConnection(engine)
 
 

@@ -19,6 +19,7 @@ import time
 import weakref
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -38,10 +39,18 @@ COUNTS = ("calls", "answered", "duration_s", "billable_s", *(f"o_{o}" for o in C
 SETTLE_MEMO_S = 1.0
 """How long a found mark is trusted before the store is asked again (see :func:`settle`)."""
 
-_locks: dict[tuple[int, str], asyncio.Lock] = {}
-_settled: weakref.WeakKeyDictionary[Engine, dict[str, tuple[datetime, float, datetime | None]]] = (
-    weakref.WeakKeyDictionary()
-)
+
+@dataclass
+class _Settling:
+    """One tenant's settling on one engine: one at a time, and the mark last found."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    horizon: datetime | None = None
+    trusted_until: float = 0.0
+    mark: datetime | None = None
+
+
+_settling: weakref.WeakKeyDictionary[Engine, dict[str, _Settling]] = weakref.WeakKeyDictionary()
 
 
 def floor_hour(instant: datetime) -> datetime:
@@ -119,15 +128,13 @@ async def settle(
     hours, never a wrong count. ``fresh`` settles whatever was found (retention
     settles the hours it is about to remove records of)."""
     horizon = floor_hour(now - SETTLE_AFTER)
-    memo = _settled.setdefault(engine.sync_engine, {})
-    lock = _locks.setdefault((id(engine), tenant), asyncio.Lock())
-    async with lock:
-        checked = None if fresh else memo.get(tenant)
-        if checked is not None and checked[0] == horizon and time.monotonic() < checked[1]:
-            return checked[2]
-        mark = await _settle(engine, tenant, now)
-        memo[tenant] = (horizon, time.monotonic() + SETTLE_MEMO_S, mark)
-    return mark
+    state = _settling.setdefault(engine.sync_engine, {}).setdefault(tenant, _Settling())
+    async with state.lock:
+        if not fresh and state.horizon == horizon and time.monotonic() < state.trusted_until:
+            return state.mark
+        state.mark = await _settle(engine, tenant, now)
+        state.horizon, state.trusted_until = horizon, time.monotonic() + SETTLE_MEMO_S
+        return state.mark
 
 
 async def _settle(engine: AsyncEngine, tenant: str, now: datetime) -> datetime | None:
