@@ -339,9 +339,12 @@ class TenantView:
                 values["after_at"], values["after_id"] = after.started_at, after.record_id
             values["limit"] = limit + 1
             shape = ("calls.list", self.tenant, order, after is not None, *values)
-            columns = listed_columns(self.engine.dialect)
             statement = self.prepared.prepared(
-                shape, lambda: self._page_statement(where, order, after, limit + 1, columns), values
+                shape,
+                lambda: self._page_statement(
+                    where, order, after, limit + 1, listed_columns(self.engine.dialect)
+                ),
+                values,
             )
             found = await self.prepared.fetch(statement, values, listing_rows(self.engine))
         more = len(found) > limit

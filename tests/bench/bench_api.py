@@ -798,6 +798,8 @@ def run_backend(
         try:
             scenarios = base_scenarios(numbers)
             scenarios.insert(5, next_page_scenario(backend, scenarios))
+            if args.requests:
+                scenarios = [s for s in scenarios if s.name in args.requests]
             for scenario in scenarios:
                 sample = list(scenario.urls[:50])
                 rows, bad = rows_per_answer(
@@ -938,6 +940,11 @@ def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-csv", action="store_true", help="skip the CSV export")
     parser.add_argument(
+        "--requests",
+        type=lambda text: [item.strip() for item in text.split(",") if item.strip()],
+        help="measure only these requests, by name ('first page,stats 7 d/day'); default all",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="profile the first page and 7-day stats"
     )
     args = parser.parse_args(argv)
@@ -950,6 +957,9 @@ def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = set(args.backends) - {"sqlite", "postgresql"}
     if unknown or not args.backends:
         parser.error(f"--backends: sqlite and/or postgresql, not {','.join(sorted(unknown))}")
+    names = [scenario.name for scenario in base_scenarios(["+15550100"])] + ["next page"]
+    if args.requests and set(args.requests) - set(names):
+        parser.error(f"--requests: names among {', '.join(names)}")
     if args.rows < 1000 or args.clients < 1 or args.duration <= 0 or args.warmup < 0:
         parser.error("--rows >= 1000, --clients >= 1, --duration > 0, --warmup >= 0")
     return args
