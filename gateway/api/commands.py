@@ -20,6 +20,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 async def serve_api(settings: Settings) -> int:
     """Serve the API (and run retention) until SIGTERM/SIGINT; no SIP, no media."""
     from gateway.api.server import ApiServer
+    from gateway.app import settle_for_serving
     from gateway.store.engine import make_engine, migrate, refresh_statistics
 
     engine = make_engine(settings.store.url)
@@ -33,6 +34,7 @@ async def serve_api(settings: Settings) -> int:
         await migrate(engine)
         await refresh_statistics(engine)
         await server.start()
+        settle_for_serving()
         log.info("API ready (no SIP in this process)")
         await stop.wait()
     finally:

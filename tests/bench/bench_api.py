@@ -22,9 +22,10 @@ Three processes. The API server runs as ``callgate api`` does
 (:func:`gateway.api.commands.serve_api`: ``make_engine``, ``migrate``,
 :class:`gateway.api.server.ApiServer` on the gateway's event loop,
 :func:`gateway.app.new_event_loop`, uvloop when installed; default pools,
-the default key cache), on 127.0.0.1 with a free port, pinned to one core
-(``--server-cpu``). The load generator runs pinned to another core
-(``--client-cpu``): ``--clients`` concurrent clients on one
+the default key cache; :func:`gateway.app.settle_for_serving` once it is
+up), on 127.0.0.1 with a free port, pinned to one core (``--server-cpu``).
+The load generator runs pinned to another core (``--client-cpu``):
+``--clients`` concurrent clients on one
 ``aiohttp.ClientSession`` whose connection pool holds as many keep-alive
 connections, each sending its next request as soon as the previous answer
 has been read in full (a closed loop). The parent only orchestrates.
@@ -103,7 +104,7 @@ from sqlalchemy import func, select
 from yarl import URL
 
 from gateway.api.server import ApiServer
-from gateway.app import new_event_loop
+from gateway.app import new_event_loop, settle_for_serving
 from gateway.config import Settings
 from gateway.store.engine import make_engine, migrate
 from gateway.store.export import SQLITE_SHELL
@@ -265,6 +266,7 @@ async def _serve(conn: multiprocessing.connection.Connection, url: str, recordin
     try:
         await migrate(engine)
         await server.start()
+        settle_for_serving()
         conn.send(("ready", server.port))
         while True:
             message = await inbox.get()
