@@ -482,23 +482,41 @@ class AnalysisRow(Base):
 ANALYSES: Table = AnalysisRow.__table__  # type: ignore[assignment]
 
 
+def _stats_counts() -> list[Column[Any]]:
+    """The counts an aggregate row of the stats holds."""
+    return [
+        Column("calls", Integer(), nullable=False),
+        Column("answered", Integer(), nullable=False),
+        Column("duration_s", Float(), nullable=False),
+        Column("billable_s", Float(), nullable=False),
+        *(Column(f"o_{outcome}", Integer(), nullable=False) for outcome in CONSENT_OUTCOMES),
+    ]
+
+
 CALL_STATS_HOURLY: Table = Table(
     "call_stats_hourly",
     Base.metadata,
     Column("tenant", Text(), primary_key=True),
     Column("hour", UtcDateTime(), primary_key=True),
-    Column("calls", Integer(), nullable=False),
-    Column("answered", Integer(), nullable=False),
-    Column("duration_s", Float(), nullable=False),
-    Column("billable_s", Float(), nullable=False),
-    *(Column(f"o_{outcome}", Integer(), nullable=False) for outcome in CONSENT_OUTCOMES),
+    *_stats_counts(),
 )
 """Per tenant and UTC hour of start: the counts /v1/stats sums, for settled hours only."""
+
+CALL_STATS_DAILY: Table = Table(
+    "call_stats_daily",
+    Base.metadata,
+    Column("tenant", Text(), primary_key=True),
+    Column("day", UtcDateTime(), primary_key=True),
+    *_stats_counts(),
+)
+"""Per tenant and UTC day: the sums of the day's settled hours, once all 24 are settled."""
 
 CALL_STATS_MARKS: Table = Table(
     "call_stats_marks",
     Base.metadata,
     Column("tenant", Text(), primary_key=True),
     Column("settled_until", UtcDateTime(), nullable=False),
+    Column("days_until", UtcDateTime(), nullable=True),
 )
-"""Per tenant: ``call_stats_hourly`` holds every hour before this instant."""
+"""Per tenant: ``call_stats_hourly`` holds every hour before ``settled_until``,
+``call_stats_daily`` every day before ``days_until`` (null: no day yet)."""
