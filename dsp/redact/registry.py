@@ -163,9 +163,7 @@ class Registry:
         better = (typed == parts) & (mean > best_score + _SPLIT_MARGIN)
         return (parts > 0) & (covered == parts) & (typed > 0) & (~whole_typed | better)
 
-    def _span_candidates(
-        self, scan: Scan
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _span_candidates(self, scan: Scan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         found: list[tuple[int, int, float, int]] = []
         for index, detector in enumerate(self.detectors):
             if isinstance(detector, SpanDetector):

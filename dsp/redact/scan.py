@@ -78,9 +78,7 @@ _ALWAYS_DIGIT: Final = _kinds(Kind.UNIT, Kind.TEEN, Kind.TENS, Kind.NUMERAL, Kin
 _NUMBERISH: Final = _kinds(
     Kind.UNIT, Kind.TEEN, Kind.TENS, Kind.NUMERAL, Kind.SCALE, Kind.MULT, Kind.OH
 )
-_BEFORE_MONTH: Final = _kinds(
-    Kind.UNIT, Kind.TEEN, Kind.TENS, Kind.NUMERAL, Kind.ORDINAL, Kind.OH
-)
+_BEFORE_MONTH: Final = _kinds(Kind.UNIT, Kind.TEEN, Kind.TENS, Kind.NUMERAL, Kind.ORDINAL, Kind.OH)
 _BRIDGE: Final = _kinds(Kind.FILLER, Kind.CONNECTOR)
 _FOUR_IDS: Final = np.array([VOCABULARY.ids["four"], VOCABULARY.ids["4"]])
 _ONE_DIGIT_AFTER: Final = _kinds(Kind.UNIT, Kind.OH)
@@ -137,7 +135,6 @@ class Runs:
         index = np.minimum(self.offset[:, None] + np.arange(count), len(self.digits) - 1)
         matrix = self.digits[index].astype(np.int64)
         return matrix @ (10 ** np.arange(count - 1, -1, -1, dtype=np.int64))
-
 
 
 @dataclass

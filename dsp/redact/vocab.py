@@ -338,9 +338,7 @@ class Vocabulary:
 
     # ------------------------------------------------------------------ building
 
-    def _add(
-        self, word: str, kind: Kind, digits: str = "", ctx: int = 0, flags: int = 0
-    ) -> int:
+    def _add(self, word: str, kind: Kind, digits: str = "", ctx: int = 0, flags: int = 0) -> int:
         """Add ``word`` and its punctuated variants; returns the id of the bare form."""
         bare = self._entry(word, kind, digits, ctx, flags)
         if word:

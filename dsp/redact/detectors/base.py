@@ -107,9 +107,9 @@ class SpanDetector(Detector):
         """Spans of this entity in ``scan.batch``."""
 
 
-def closeness(scan: Scan, ctx: Ctx, before: int = NEAR_BEFORE, after: int = NEAR_AFTER) -> (
-    npt.NDArray[np.float64]
-):
+def closeness(
+    scan: Scan, ctx: Ctx, before: int = NEAR_BEFORE, after: int = NEAR_AFTER
+) -> npt.NDArray[np.float64]:
     """How strongly a keyword of ``ctx`` points at each number: 0 when none is within
     ``before`` tokens before it or ``after`` after it, else from 1 (right next to it)
     down to 0.05 with the :meth:`~dsp.redact.scan.Scan.effective` distance."""
@@ -133,9 +133,9 @@ def digit_count_in(scan: Scan, low: int, high: int) -> npt.NDArray[np.bool_]:
     return (ndigits >= low) & (ndigits <= high)
 
 
-def shared(feature: Callable[[Scan], npt.NDArray[np.bool_]]) -> Callable[
-    [Scan], npt.NDArray[np.bool_]
-]:
+def shared(
+    feature: Callable[[Scan], npt.NDArray[np.bool_]],
+) -> Callable[[Scan], npt.NDArray[np.bool_]]:
     """A feature of a scan's runs that several detectors read: computed once per scan."""
     name = feature.__name__
 

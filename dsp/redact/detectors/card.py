@@ -29,6 +29,7 @@ from dsp.redact.vocab import Ctx
 
 __all__ = ["CardDetector"]
 
+
 class CardDetector(RunDetector):
     """13-19 digits: in payment context always (0.72-0.98: nearer card words and Luhn
     raise it), else unless "order number" or the like is near (0.45, 0.55 with Luhn)."""

@@ -33,14 +33,16 @@ _LABEL: Final = frozenset(
     int(k) for k in (Kind.WORD, Kind.LETTER, Kind.ALNUM, Kind.KEYWORD, Kind.PUNCT)
 )
 _LOCAL_JOINERS: Final = frozenset({"dot", "underscore", "dash", "hyphen", ".", "_", "-"})
-_NUMBER: Final = frozenset(
-    int(k) for k in (Kind.UNIT, Kind.OH, Kind.TEEN, Kind.TENS, Kind.NUMERAL)
-)
+_NUMBER: Final = frozenset(int(k) for k in (Kind.UNIT, Kind.OH, Kind.TEEN, Kind.TENS, Kind.NUMERAL))
 _BRIDGES: Final = frozenset({int(Kind.FILLER)})
 _NUMBER_KINDS: Final = np.zeros(max(Kind) + 1, dtype=np.bool_)
 _NUMBER_KINDS[list(_NUMBER)] = True
 _AT, _DOT, _LETTER, _WORD, _ALNUM = (
-    int(Kind.AT), int(Kind.DOT), int(Kind.LETTER), int(Kind.WORD), int(Kind.ALNUM)
+    int(Kind.AT),
+    int(Kind.DOT),
+    int(Kind.LETTER),
+    int(Kind.WORD),
+    int(Kind.ALNUM),
 )
 _NOT_NAMES: Final = frozenset(
     {"is", "it's", "it", "me", "us", "you", "them", "him", "her", "are", "was", "be"}

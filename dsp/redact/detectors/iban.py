@@ -138,11 +138,13 @@ class _DigitText:
     """The digits a token id stands for, as text ("forty" before a unit is "4")."""
 
     def __init__(self, batch: TokenBatch) -> None:
-        self.pool = "".join(map(str, batch.pool.tolist()))
-        self.start = batch.digit_start.tolist()
-        self.count = batch.digit_count.tolist()
+        self.batch = batch
+        self._pool: str | None = None  # every digit of the pool as text, made on first use
 
     def of(self, tid: int, kind: int, next_kind: int) -> str:
-        start = self.start[tid]
-        count = 1 if kind == _TENS and next_kind == _UNIT else self.count[tid]
-        return self.pool[start : start + count]
+        batch = self.batch
+        if self._pool is None:  # the pool holds digits 0-9: as ASCII in one step
+            self._pool = (batch.pool.astype(np.uint8) + 48).tobytes().decode("ascii")
+        start = int(batch.digit_start[tid])
+        count = 1 if kind == _TENS and next_kind == _UNIT else int(batch.digit_count[tid])
+        return self._pool[start : start + count]
