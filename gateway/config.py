@@ -1003,7 +1003,8 @@ class ApiSettings(_Section):
     ``subject_hash_key`` keys the hash that replaces an erased number in call
     records (so the person cannot be found again while counts stay right); when
     unset, a random key is made once and kept in the store, shared by every
-    instance on it.
+    instance on it. ``read_timeout_s`` is the budget of one listing or stats
+    read: past it the read is stopped and the request gets a 503.
     """
 
     enabled: bool = True
@@ -1015,6 +1016,7 @@ class ApiSettings(_Section):
     subject_hash_key: str | None = Field(default=None, min_length=16)
     retention_interval_s: PositiveSeconds = 3600.0
     policy_poll_s: PositiveSeconds = 5.0
+    read_timeout_s: PositiveSeconds = 5.0
 
 
 class AnalysisSettings(_Section):

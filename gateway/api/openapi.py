@@ -203,7 +203,7 @@ def document() -> dict[str, Any]:
                                 )
                             },
                         },
-                        **_problem_responses(400, 401),
+                        **_problem_responses(400, 401, 503),
                     },
                 }
             },
@@ -300,7 +300,7 @@ def document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": {"description": "stats", "content": _json("Stats")},
-                        **_problem_responses(400, 401),
+                        **_problem_responses(400, 401, 503),
                     },
                 }
             },

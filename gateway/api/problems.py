@@ -18,6 +18,8 @@ from aiohttp import web
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SqlTimeout
 
+from gateway.store.prepared import ReadTimeout
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -99,6 +101,15 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             if name in error.headers:
                 problem.headers[name] = error.headers[name]
         return problem.response(request.path)
+    except ReadTimeout as error:
+        log.warning("API %s %s: %s", request.method, _route(request), error)
+        return ApiProblem(
+            503,
+            "read-timeout",
+            f"the read ran longer than the {error.timeout_s:g} s this API allows and was "
+            "stopped: narrow it (a shorter from/to range, a number) and ask again",
+            timeout_s=error.timeout_s,
+        ).response(request.path)
     except (SqlTimeout, OperationalError) as error:
         log.warning(
             "API %s %s: store busy or unreachable: %s", request.method, _route(request), error

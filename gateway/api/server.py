@@ -129,7 +129,9 @@ class ApiServer:
             await bus.start(live.consent.capture_command if live is not None else None)
             self.context.bus = bus
         self.context.reads = AuditBuffer(self.context.engine)
-        self.context.prepared = PreparedReads(self.context.engine)
+        self.context.prepared = PreparedReads(
+            self.context.engine, timeout_s=self.context.settings.api.read_timeout_s
+        )
         self.runner = web.AppRunner(make_app(self.context), access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, api.host, api.port, reuse_address=True)

@@ -25,6 +25,13 @@ Anything a statement holds as a literal (the tenant of ``TenantView``'s
 scoping, say) is compiled into it: the key a statement is prepared under
 must name it. Values that change per request are bind parameters with
 explicit names, supplied on each call.
+
+Every read has a time budget (``timeout_s``): the reads share one thread
+(SQLite) or two connections (PostgreSQL), so a read that runs on (a filter
+that matches almost nothing, over millions of calls and a cold page cache)
+would hold up every other. Past its budget a read is stopped where it runs
+(SQLite's progress handler; PostgreSQL's ``statement_timeout``) and
+:class:`ReadTimeout` raised.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,7 +58,7 @@ from gateway.store.engine import (
     sqlite_busy_timeout_ms,
 )
 
-__all__ = ["Prepared", "PreparedReads", "prepare"]
+__all__ = ["Prepared", "PreparedReads", "ReadTimeout", "prepare"]
 
 READ_CONNECTIONS = 2
 """PostgreSQL connections serving prepared reads at once."""
@@ -62,6 +70,18 @@ core (1M calls, 32 clients, alternating runs): a 100-row page 603-607 req/s with
 
 STATEMENTS_KEPT = 4096
 """Compiled statements kept per engine; all are dropped when more are asked for."""
+READ_TIMEOUT_S = 5.0
+"""A read's time budget unless one is given (seconds)."""
+_PROGRESS_STEPS = 20_000
+"""SQLite virtual-machine steps between two looks at a read's deadline (about a millisecond)."""
+
+
+class ReadTimeout(Exception):
+    """A read ran past its time budget and was stopped."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"the read ran past its budget of {timeout_s:g} s and was stopped")
+        self.timeout_s = timeout_s
 
 _T = TypeVar("_T")
 Rows = Sequence[Sequence[Any]]
@@ -119,14 +139,25 @@ class PreparedReads:
 
     ``prepared(key, build, values)`` returns the statement compiled under
     ``key`` (``build()`` is called once per key); ``fetch`` runs it.
-    ``through_engine``: run on the engine's own connections (nothing to close).
+    ``through_engine``: run on the engine's own connections (nothing to close,
+    and no time budget: those are the engine's, for its own callers).
+    ``timeout_s``: each read's time budget (:class:`ReadTimeout` past it).
     """
 
-    def __init__(self, engine: AsyncEngine, *, through_engine: bool = False) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        through_engine: bool = False,
+        timeout_s: float = READ_TIMEOUT_S,
+    ) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"a read's time budget must be positive, got {timeout_s}")
         self.engine = engine
+        self.timeout_s = timeout_s
         self._statements: dict[Hashable, Prepared] = {}
         self._backend: _Backend = (
-            _EngineConnection(engine) if through_engine else _backend_for(engine)
+            _EngineConnection(engine) if through_engine else _backend_for(engine, timeout_s)
         )
 
     def prepared(
@@ -154,23 +185,26 @@ class PreparedReads:
         await self._backend.close()
 
 
-def _backend_for(engine: AsyncEngine) -> _Backend:
+def _backend_for(engine: AsyncEngine, timeout_s: float) -> _Backend:
     url = engine.url
     database = url.database or ""
     in_memory = database in ("", ":memory:") or "memory" in str(url.query.get("mode", ""))
     if url.drivername == SQLITE_DRIVER and not in_memory:
-        return _SqliteThreads(database, SQLITE_READ_THREADS, sqlite_busy_timeout_ms(engine))
+        return _SqliteThreads(
+            database, SQLITE_READ_THREADS, sqlite_busy_timeout_ms(engine), timeout_s
+        )
     if url.drivername == POSTGRES_DRIVER:
-        return _PostgresConnections(engine, READ_CONNECTIONS)
+        return _PostgresConnections(engine, READ_CONNECTIONS, timeout_s)
     return _EngineConnection(engine)
 
 
 class _SqliteThreads:
     """Reads on ``sqlite3`` connections, one per thread of a pool."""
 
-    def __init__(self, path: str, threads: int, busy_timeout_ms: int) -> None:
+    def __init__(self, path: str, threads: int, busy_timeout_ms: int, timeout_s: float) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
+        self.timeout_s = timeout_s
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="callgate-read")
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
@@ -189,6 +223,12 @@ class _SqliteThreads:
             connection.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
             connection.execute("PRAGMA query_only=ON")
             self._local.connection = connection
+            self._local.deadline = float("inf")
+            local = self._local
+            # a non-zero answer stops the running statement ("interrupted")
+            connection.set_progress_handler(
+                lambda: time.monotonic() > local.deadline, _PROGRESS_STEPS
+            )
             with self._lock:
                 self._opened.append(connection)
         return connection
@@ -196,7 +236,17 @@ class _SqliteThreads:
     def _run(
         self, prepared: Prepared, arguments: tuple[Any, ...], convert: Callable[[Rows], _T]
     ) -> _T:
-        return convert(self._connection().execute(prepared.sql, arguments).fetchall())
+        connection = self._connection()
+        self._local.deadline = time.monotonic() + self.timeout_s
+        try:
+            rows = connection.execute(prepared.sql, arguments).fetchall()
+        except sqlite3.OperationalError as error:
+            if time.monotonic() > self._local.deadline and "interrupt" in str(error):
+                raise ReadTimeout(self.timeout_s) from None
+            raise
+        finally:
+            self._local.deadline = float("inf")
+        return convert(rows)
 
     async def fetch(
         self, prepared: Prepared, arguments: tuple[Any, ...], convert: Callable[[Rows], _T]
@@ -226,10 +276,13 @@ class _PostgresConnections:
 
     A connection is not pinged before each read (the engine's pool does that): a
     read on an idle connection the server has dropped is made once more on a new one.
+    The server stops a read past its budget (``statement_timeout``).
     """
 
-    def __init__(self, engine: AsyncEngine, size: int) -> None:
+    def __init__(self, engine: AsyncEngine, size: int, timeout_s: float) -> None:
         self.dsn = asyncpg_dsn(engine.url)
+        self.timeout_s = timeout_s
+        self._settings = {"statement_timeout": str(max(1, round(timeout_s * 1000)))}
         self._idle: list[Any] = []
         self._slots = asyncio.Semaphore(size)
         self._closed = False
@@ -242,9 +295,18 @@ class _PostgresConnections:
                 while self._idle and self._idle[-1].is_closed():
                     self._idle.pop()
                 reused = bool(self._idle)
-                connection = self._idle.pop() if reused else await asyncpg.connect(self.dsn)
+                connection = (
+                    self._idle.pop()
+                    if reused
+                    else await asyncpg.connect(self.dsn, server_settings=self._settings)
+                )
                 try:
                     rows = await connection.fetch(prepared.sql, *arguments)
+                except asyncpg.exceptions.QueryCanceledError as error:
+                    self._release(connection)  # the statement's own end: the link is fine
+                    if "statement timeout" in str(error):
+                        raise ReadTimeout(self.timeout_s) from None
+                    raise
                 except _LINK_ERRORS:
                     connection.terminate()
                     if reused and attempt == 1:

@@ -10,9 +10,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 
 from gateway.store import export
 from gateway.store.audit import audit_entries
+from gateway.store.models import CALLS
+from gateway.store.prepared import PreparedReads
 from tests.unit.api.conftest import Api
 from tests.unit.store.records import T0, answer, consent_event, end, new_id, recording, start
 
@@ -306,3 +309,31 @@ async def test_a_sealed_recording_has_an_etag_that_guards_ranges(api: Api, tmp_p
 
     cached = await api.get(path, headers={"If-None-Match": f'"other", W/{etag}'})
     assert cached.status == 304 and cached.headers["ETag"] == etag
+
+
+async def test_a_listing_past_its_read_budget_gets_a_503_that_says_why(api: Api) -> None:
+    """A filter that matches nothing makes the store walk every call of the tenant; past
+    the read budget the read is stopped (the reader is shared) and the client told."""
+    rows = [
+        {
+            "id": new_id(),
+            "tenant": "acme",
+            "call_id": f"c{n}@pbx.example",
+            "direction": "inbound",
+            "source_uri": "sip:a@pbx.example",
+            "destination_uri": "sip:b@trunk.example",
+            "source_addr": "127.0.0.1:5070",
+            "started_at": T0 + timedelta(seconds=n),
+            "duration_s": 30.0,
+            "gateway_instance": "gw-test-1",
+        }
+        for n in range(50_000)
+    ]
+    async with api.engine.begin() as connection:
+        await connection.execute(insert(CALLS), rows)
+    await api.context.prepared.close()
+    api.context.prepared = PreparedReads(api.engine, timeout_s=0.001)
+    status, body = await api.json("GET", "/v1/calls?limit=10&min_duration=1000000")
+    assert status == 503, body
+    assert body["type"] == "urn:callgate:problem:read-timeout"
+    assert "narrow it" in body["detail"] and body["timeout_s"] == 0.001

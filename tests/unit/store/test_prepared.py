@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import column, insert, select, table
+from sqlalchemy import column, insert, select, table, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.listing_rows import instant_of, sqlite_rfc3339
 from gateway.store.models import CALLS
-from gateway.store.prepared import PreparedReads
+from gateway.store.prepared import PreparedReads, ReadTimeout
 from gateway.store.tenant_view import CallFilter, PageKey, TenantView
 from tests.unit.store.records import new_id
 
@@ -196,3 +197,38 @@ async def test_a_read_on_a_link_the_server_dropped_is_made_again(
             await connection.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
     page = await view.list_calls(CallFilter(), limit=5)
     assert len(page.rows) == 5
+
+
+def _slow_statement(dialect: str) -> Any:
+    """A read that runs for many seconds unless stopped."""
+    if dialect == "postgresql":
+        return text("SELECT pg_sleep(30)")
+    return text(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) "
+        "SELECT count(*) FROM c"
+    )
+
+
+async def test_a_read_past_its_budget_is_stopped_and_the_next_one_runs(
+    store: tuple[AsyncEngine, PreparedReads],
+) -> None:
+    """One slow read must not hold the shared reader: it is stopped where it runs
+    (SQLite's progress handler, PostgreSQL's statement_timeout) and the reader serves on."""
+    engine, _ = store
+    reads = PreparedReads(engine, timeout_s=0.3)
+    try:
+        view = TenantView(engine, "acme", prepared=reads)
+        slow = reads.prepared(("slow",), lambda: _slow_statement(engine.dialect.name), {})
+        began = time.monotonic()
+        with pytest.raises(ReadTimeout, match=r"budget of 0\.3 s"):
+            await reads.fetch(slow, {}, list)
+        assert time.monotonic() - began < 10  # stopped, not run to its end (~30 s or more)
+        page = await view.list_calls(CallFilter(), limit=100)
+        assert len(page.rows) == 60
+    finally:
+        await reads.close()
+
+
+def test_a_read_budget_must_be_positive(db_engine: AsyncEngine) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        PreparedReads(db_engine, timeout_s=0)
