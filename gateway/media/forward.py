@@ -75,6 +75,20 @@ class Receiver(asyncio.DatagramProtocol):
         if self.closed is not None and not self.closed.done():
             self.closed.set_result(None)
 
+    def release(self) -> None:
+        """Let go of the transport, the side and the routes once the socket is closed.
+
+        The receiver and its transport, and the receiver and its side, refer to
+        each other: left as they are, every ended call would leave those cycles
+        (sockets, transports, futures, statistics) for the cyclic collector, whose
+        full passes then stall the event loop for tens of milliseconds.
+        """
+        self.transport = None
+        self.closed = None
+        self.side = None  # type: ignore[assignment]  # nothing reads it once closed
+        self.send = discard
+        self.dest = None
+
     def error_received(self, exc: Exception) -> None:
         """A receive error reported by the socket (ICMP unreachable and the like)."""
         self.errors += 1
@@ -146,6 +160,12 @@ class RtpReceiver(Receiver):
             return  # empty, or shorter than an RTP header: not accounted
         except Exception as exc:
             self.fault(exc)
+
+    def release(self) -> None:
+        super().release()
+        self.rtcp_send = discard
+        self.rtcp_dest = None
+        self.tap = None
 
     def rtcp(self, data: bytes) -> None:
         """RTCP multiplexed on the RTP port (RFC 5761 4): onward on the other side's RTCP route."""

@@ -191,6 +191,7 @@ class MediaRelay:
             side.rtp_sock.close()
             side.rtcp_sock.close()
             self.pool.release(side.rtp_port)
+            side.release()
 
     async def close(self) -> None:
         """Stop idle watchers and close every session."""

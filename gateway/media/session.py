@@ -101,7 +101,8 @@ class MediaSide:
         self.remote: RemoteMedia | None = None
         self.rtp = RtpReceiver(self, rtp_sock)
         self.rtcp = RtcpReceiver(self, rtcp_sock)
-        self.peer: MediaSide = self
+        self.peer: MediaSide | None = self
+        """The side facing the other party (None once the session is closed)."""
         self.open = True
         self.announcing: bool = False
 
@@ -184,6 +185,8 @@ class MediaSide:
     def refresh_routes(self) -> None:
         """Recompute, on the other side's receivers, how packets reach this party."""
         other = self.peer
+        if other is None:
+            return  # closed: nothing is relayed any more
         other.rtp.send = self._sender(self.rtp_sock)
         other.rtp.dest = None if self.announcing else self.rtp_destination()
         rtcp_send, rtcp_dest = self.rtcp_route()
@@ -194,6 +197,13 @@ class MediaSide:
 
     def receivers(self) -> tuple[RtpReceiver, RtcpReceiver]:
         return self.rtp, self.rtcp
+
+    def release(self) -> None:
+        """Break the references between the closed side, its peer and its receivers, so
+        reference counting frees them (see :meth:`Receiver.release`)."""
+        self.peer = None
+        for receiver in self.receivers():
+            receiver.release()
 
 
 class MediaStream:

@@ -9,7 +9,9 @@ happens after its send, so the receiving socket's queue is final by then.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -397,6 +399,25 @@ async def test_close_session_releases_ports_and_is_idempotent(
     for port in ports:  # the sockets are really gone
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.bind(("127.0.0.1", port))
+
+
+async def test_a_closed_session_is_freed_without_the_cyclic_collector(
+    relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    """Ended calls must not leave reference cycles (sockets, transports, receivers,
+    statistics) for the cyclic collector: its passes over them stall the event loop."""
+    call = await make_call(relay, phones)
+    call.a.send(call.a_port, rtp(1))  # latched, relayed: routes set both ways
+    await wait_until(lambda latched=call: latched.stats("a")["packets_in"] == 1)
+    session = call.session
+    sides = [weakref.ref(side) for side in session.sides()]
+    gc.disable()
+    try:
+        await relay.close_session(session)
+        del call, session
+        assert [side() for side in sides] == [None, None]
+    finally:
+        gc.enable()
 
 
 async def test_exhaustion_raises_and_leaks_no_ports(phones: PhoneFactory) -> None:
