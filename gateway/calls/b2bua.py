@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from gateway.calls import disposition as dispositions
 from gateway.calls.anchor import SDP_TYPE, MediaAnchor, SdpBody, SdpParseError, find_sdp
-from gateway.calls.call import CALLEE, CALLER, GATEWAY, Call, CallState, Leg
+from gateway.calls.call import CALLEE, CALLER, GATEWAY, BInviteView, Call, CallState, Leg
 from gateway.calls.codecs import restrict_to_g711
 from gateway.calls.consent_flow import CallFacts
 from gateway.calls.consent_service import ConsentService
@@ -343,11 +343,33 @@ class CallManager(InDialogRelay):
         call.b_invite = invite
         call.state = CallState.CALLING
         transaction = self.stack.send_request(invite, call.b.peer, call.b.transport)
+        view = BInviteView(call, invite)
+        call.b_invite_view = view
         transaction.user_data = (
-            lambda response: self._on_b_invite_response(call, response),
-            lambda: self._on_b_invite_timeout(call),
+            lambda response: self._on_b_invite_response_to(view, response),
+            lambda: self._on_b_invite_timeout_to(view),
         )
         self._arm_no_answer(call)
+
+    def _on_b_invite_response_to(self, view: BInviteView, response: SipResponse) -> None:
+        call = view.call
+        if call is None:
+            self._late_b_response(view, response)
+            return
+        self._on_b_invite_response(call, response)
+        self._release_b_invite(call)
+
+    def _on_b_invite_timeout_to(self, view: BInviteView) -> None:
+        if view.call is not None:
+            self._on_b_invite_timeout(view.call)
+
+    def _late_b_response(self, view: BInviteView, response: SipResponse) -> None:
+        """A response to the INVITE of a call that has ended: a 2xx (a fork, or one that
+        crossed our CANCEL) is confirmed and its dialog ended (RFC 3261 9.1 note, 13.2.2.4)."""
+        if 200 <= response.status < 300:
+            dialog = Dialog.from_uac(view.invite, response)
+            self._ack_dialog(dialog, view.leg, response.cseq.seq)
+            self._send_bye_dialog(dialog, view.leg)
 
     def _media_address(self) -> str:
         media = self.settings.media

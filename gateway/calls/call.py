@@ -56,6 +56,20 @@ class Leg:
         return CALLER if self.side == "a" else CALLEE
 
 
+class BInviteView:
+    """What the callee's INVITE transaction answers to: the whole call while it may still
+    need it, then (once the call has ended and no CANCEL waits for a provisional) only
+    what a late 2xx takes, the INVITE and the leg: that transaction lingers 64*T1 after
+    its final response (RFC 6026 7.2), and must not keep the ended call alive with it."""
+
+    __slots__ = ("call", "invite", "leg")
+
+    def __init__(self, call: Call, invite: SipRequest) -> None:
+        self.call: Call | None = call
+        self.invite = invite
+        self.leg = call.b
+
+
 @dataclass(slots=True)
 class Call:
     """Everything the gateway knows about one call."""
@@ -70,6 +84,7 @@ class Call:
     source_addr: Address
     state: CallState = CallState.PLACING
     b_invite: SipRequest | None = None
+    b_invite_view: BInviteView | None = None
     anchor: MediaAnchor | None = None
     consent: CallConsent | None = None
     # the SDP answer the gateway gave the caller itself with an early notice (183); the

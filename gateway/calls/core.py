@@ -14,6 +14,7 @@ import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from gateway.calls import disposition as dispositions
@@ -145,6 +146,21 @@ class CallCore:
         response = make_response(request, status, reason, to_tag=to_tag or new_tag())
         self.stack.send_response(transaction, response)
 
+    @staticmethod
+    def _release_b_invite(call: Call) -> None:
+        """Once the call has ended, its callee INVITE transaction keeps only what a late
+        2xx needs (:class:`~gateway.calls.call.BInviteView`); not while a CANCEL still
+        waits for a provisional response (RFC 3261 9.1)."""
+        view = call.b_invite_view
+        if view is None or call.state is not CallState.ENDED:
+            return
+        if call.cancel_requested and not call.cancel_sent:
+            return
+        view.call = None
+        # the leg's address and tags, not its dialog: a late 2xx makes a dialog of its own
+        view.leg = replace(view.leg, dialog=None, incoming_offer=None, outgoing_offer=None)
+        call.b_invite_view = None
+
     def _send_cancel_if_due(self, call: Call) -> None:
         """RFC 3261 9.1: CANCEL only once a provisional response has arrived."""
         if call.cancel_sent or call.b_invite is None or not call.got_provisional:
@@ -239,6 +255,7 @@ class CallCore:
         # state, the larger part, are let go now
         call.anchor = None
         call.consent = None
+        self._release_b_invite(call)
         if not self.calls:
             self._all_ended.set()
         log.info(

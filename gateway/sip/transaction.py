@@ -13,6 +13,14 @@ are pure retransmission bookkeeping, so the TU sees every message once:
 the 100 Trying for a new INVITE (17.2.1), the answer to CANCEL (9.2), the
 UAS's 2xx retransmissions until the ACK (13.3.1.4) and the UAC's ACK
 re-sent on each 2xx retransmission (13.2.2.4).
+
+A final response, and an ACK, is only ever sent again as it was: the layer
+keeps it as its bytes (:class:`Wire`), not as a parsed message, and a
+transaction lets go of its request once it has its final response. Transactions
+outlive their calls by up to 64*T1 (Timers J, L, M, D and the ACK memory):
+at a few hundred calls a second, parsed messages kept that long were most of
+the process's objects, and every pass of Python's cyclic collector walked
+them all, stalling the event loop.
 """
 
 from __future__ import annotations
@@ -38,6 +46,25 @@ DEFAULT_TIMERS = TimerConfig()
 _INVITE = "INVITE"
 _ACK = "ACK"
 _CANCEL = "CANCEL"
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """A message kept only to be sent again: its bytes, and the To tag matching reads."""
+
+    data: bytes
+    to_tag: str | None
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+    @classmethod
+    def of(cls, message: SipRequest | SipResponse) -> Wire:
+        return cls(bytes(message), message.to.tag)
+
+
+def _to_tag(message: SipRequest | SipResponse | Wire) -> str | None:
+    return message.to_tag if isinstance(message, Wire) else message.to.tag
 
 
 def new_branch() -> str:
@@ -74,6 +101,7 @@ class ServerTransaction:
     """A request received and the responses sent to it (RFC 3261 17.2)."""
 
     __slots__ = (
+        "_accept_base",
         "_accepted_keys",
         "_timers",
         "acked",
@@ -92,7 +120,8 @@ class ServerTransaction:
     def __init__(
         self, request: SipRequest, key: tuple, source: Address, dest: Address, reliable: bool
     ) -> None:
-        self.request = request
+        self.request: SipRequest | None = request
+        """The request; None once a final response has been sent."""
         self.method = request.method
         self.key = key
         self.source = source
@@ -102,13 +131,15 @@ class ServerTransaction:
         self.state = (
             TransactionState.PROCEEDING if self.method == _INVITE else TransactionState.TRYING
         )
-        self.last_response: SipResponse | None = None
+        self.last_response: SipResponse | Wire | None = None
+        """The last response sent; a final one as its bytes."""
         self.acked = False
         """For an INVITE answered 2xx: whether its ACK has arrived."""
         self.interval = 0.0
         self.user_data: Any = None
         self._timers: dict[str, float] = {}
         self._accepted_keys: list[tuple] = []
+        self._accept_base: tuple | None = None
 
     def __repr__(self) -> str:
         return f"<ServerTransaction {self.method} {self.state.value} {self.key!r}>"
@@ -119,11 +150,11 @@ class ClientTransaction:
 
     __slots__ = (
         "_answered_tags",
+        "_invite_key",
         "_seen",
         "_timers",
         "ack",
         "dest",
-        "final_response",
         "interval",
         "key",
         "method",
@@ -134,20 +165,24 @@ class ClientTransaction:
     )
 
     def __init__(self, request: SipRequest, key: tuple, dest: Address, reliable: bool) -> None:
-        self.request = request
+        self.request: SipRequest | None = request
+        """The request; None once a final response has come (nothing resends it then)."""
         self.method = request.method
         self.key = key
         self.dest = dest
         self.reliable = reliable
         self.state = TransactionState.CALLING if self.method == _INVITE else TransactionState.TRYING
-        self.final_response: SipResponse | None = None
-        self.ack: SipRequest | None = None
+        self.ack: Wire | None = None
         """The ACK this INVITE transaction sent for a non-2xx final response (17.1.1.3)."""
         self.interval = 0.0
         self.user_data: Any = None
         self._timers: dict[str, float] = {}
-        self._seen: set[tuple] = set()
-        self._answered_tags: set[str | None] = set()
+        # made on first use: most transactions never see a provisional or a second 2xx
+        self._seen: set[tuple] | None = None
+        self._answered_tags: set[str | None] | None = None
+        self._invite_key: tuple | None = (
+            (request.call_id, request.cseq.seq) if self.method == _INVITE else None
+        )
 
     def __repr__(self) -> str:
         return f"<ClientTransaction {self.method} {self.state.value} {self.key!r}>"
@@ -158,7 +193,7 @@ class _AckRecord:
 
     __slots__ = ("_timers", "ack", "dest", "key", "reliable")
 
-    def __init__(self, ack: SipRequest, dest: Address, reliable: bool, key: tuple) -> None:
+    def __init__(self, ack: Wire, dest: Address, reliable: bool, key: tuple) -> None:
         self.ack = ack
         self.dest = dest
         self.reliable = reliable
@@ -174,9 +209,9 @@ _TimerOwner: TypeAlias = ServerTransaction | ClientTransaction | _AckRecord
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """A message for the transport: serialize it and send it to ``dest``."""
+    """A message for the transport: serialize it (``bytes()``) and send it to ``dest``."""
 
-    message: SipRequest | SipResponse
+    message: SipRequest | SipResponse | Wire
     dest: Address
     reliable: bool
 
@@ -514,7 +549,7 @@ class TransactionLayer:
             return False
         if transaction.key[0] != "2543" or transaction.last_response is None:
             return True
-        return ack.to.tag == transaction.last_response.to.tag
+        return ack.to.tag == _to_tag(transaction.last_response)
 
     def _ack_for_2xx(
         self, transaction: ServerTransaction, ack: SipRequest, source: Address
@@ -537,7 +572,7 @@ class TransactionLayer:
                 transaction, make_response(cancel, 481, to_tag=new_tag()), now
             )
         previous = target.last_response
-        to_tag = previous.to.tag if previous is not None else None
+        to_tag = _to_tag(previous) if previous is not None else None
         events = self.send_response(
             transaction, make_response(cancel, 200, to_tag=to_tag or new_tag()), now
         )
@@ -588,23 +623,27 @@ class TransactionLayer:
             to_tag = response.to.tag
             if pending:
                 transaction.state = TransactionState.ACCEPTED
-                transaction.final_response = response
+                transaction.request = None
                 self._cancel(transaction, "A")
                 self._cancel(transaction, "B")
                 self._set(transaction, "M", now + self.timers.timer_m)
             elif state is not TransactionState.ACCEPTED:
                 return []  # a 2xx after a non-2xx final: nothing left to deliver it to
-            if to_tag in transaction._answered_tags:
+            answered = transaction._answered_tags
+            if answered is None:
+                answered = transaction._answered_tags = set()
+            elif to_tag in answered:
                 return self._resend_ack(response)
-            transaction._answered_tags.add(to_tag)
+            answered.add(to_tag)
             return [ResponseReceived(response, transaction)]
         if pending:
             transaction.state = TransactionState.COMPLETED
-            transaction.final_response = response
             self._cancel(transaction, "A")
             self._cancel(transaction, "B")
-            ack = build_non2xx_ack(transaction.request, response)
+            assert transaction.request is not None  # let go of only here
+            ack = Wire.of(build_non2xx_ack(transaction.request, response))
             transaction.ack = ack
+            transaction.request = None
             events: list[Event] = [
                 Send(ack, transaction.dest, transaction.reliable),
                 ResponseReceived(response, transaction),
@@ -625,7 +664,7 @@ class TransactionLayer:
             transaction.state = TransactionState.PROCEEDING
             return self._provisional_up(transaction, response)
         transaction.state = TransactionState.COMPLETED
-        transaction.final_response = response
+        transaction.request = None
         self._cancel(transaction, "E")
         self._cancel(transaction, "F")
         self._linger(
@@ -639,9 +678,12 @@ class TransactionLayer:
     @staticmethod
     def _provisional_up(transaction: ClientTransaction, response: SipResponse) -> list[Event]:
         fingerprint = _fingerprint(response)
-        if fingerprint in transaction._seen:
+        seen = transaction._seen
+        if seen is None:
+            seen = transaction._seen = set()
+        elif fingerprint in seen:
             return []
-        transaction._seen.add(fingerprint)
+        seen.add(fingerprint)
         return [ResponseReceived(response, transaction)]
 
     def _resend_ack(self, response: SipResponse) -> list[Event]:
@@ -699,46 +741,65 @@ class TransactionLayer:
         status = response.status
         state = transaction.state
         timers = self.timers
-        send: list[Event] = [Send(response, transaction.dest, transaction.reliable)]
         if transaction.method != _INVITE:
             if state not in (TransactionState.TRYING, TransactionState.PROCEEDING):
                 return []
-            transaction.last_response = response
             if status < 200:
+                transaction.last_response = response
                 transaction.state = TransactionState.PROCEEDING
-                return send
-            transaction.state = TransactionState.COMPLETED
-            self._linger(
-                transaction, "J", timers.for_transport(timers.timer_j, transaction.reliable), now
-            )
-            return send
+                return [Send(response, transaction.dest, transaction.reliable)]
+            return self._send_final(transaction, response, TransactionState.COMPLETED, now)
         if state is TransactionState.ACCEPTED and 200 <= status < 300:
-            transaction.last_response = response  # RFC 6026 7.1: the TU's 2xx goes out
+            # RFC 6026 7.1: the TU's 2xx goes out
             self._index_accepted(transaction, response)
-            return send
+            return self._send_final(transaction, response, TransactionState.ACCEPTED, now)
         if state is not TransactionState.PROCEEDING:
             return []
-        transaction.last_response = response
         if status < 200:
-            return send
+            transaction.last_response = response
+            return [Send(response, transaction.dest, transaction.reliable)]
         if status < 300:
             # 13.3.1.4: the 2xx is retransmitted until the ACK; RFC 6026 Accepted state
-            transaction.state = TransactionState.ACCEPTED
             self._index_accepted(transaction, response)
             transaction.interval = timers.t1
             self._set(transaction, "2xx", now + timers.t1)
             self._set(transaction, "L", now + timers.timer_l)
-            return send
-        transaction.state = TransactionState.COMPLETED
+            return self._send_final(transaction, response, TransactionState.ACCEPTED, now)
+        send = self._send_final(transaction, response, TransactionState.COMPLETED, now)
         if not transaction.reliable:
             transaction.interval = timers.timer_g
             self._set(transaction, "G", now + timers.timer_g)
         self._set(transaction, "H", now + timers.timer_h)
         return send
 
+    def _send_final(
+        self,
+        transaction: ServerTransaction,
+        response: SipResponse,
+        state: TransactionState,
+        now: float,
+    ) -> list[Event]:
+        """Send a final response, kept as its bytes to be sent again; a non-INVITE
+        transaction then waits out Timer J (17.2.2)."""
+        wire = Wire.of(response)
+        transaction.last_response = wire
+        transaction.state = state
+        transaction.request = None
+        send: list[Event] = [Send(wire, transaction.dest, transaction.reliable)]
+        if transaction.method != _INVITE:
+            timers = self.timers
+            self._linger(
+                transaction, "J", timers.for_transport(timers.timer_j, transaction.reliable), now
+            )
+        return send
+
     def _index_accepted(self, transaction: ServerTransaction, response: SipResponse) -> None:
-        request = transaction.request
-        key = (request.call_id, request.cseq.seq, request.from_.tag, response.to.tag)
+        base = transaction._accept_base
+        if base is None:
+            request = transaction.request
+            assert request is not None  # the first 2xx: the request is still there
+            base = transaction._accept_base = (request.call_id, request.cseq.seq, request.from_.tag)
+        key = (*base, response.to.tag)
         if key not in self._accepted:
             self._accepted[key] = transaction
             transaction._accepted_keys.append(key)
@@ -757,10 +818,10 @@ class TransactionLayer:
         previous = self._acks.get(key)
         if previous is not None:
             previous._timers.clear()
-        record = _AckRecord(ack, dest, reliable, key)
+        record = _AckRecord(Wire.of(ack), dest, reliable, key)
         self._acks[key] = record
         self._set(record, "expire", now + self.timers.ack_memory)
-        return [Send(ack, dest, reliable)]
+        return [Send(record.ack, dest, reliable)]
 
     def send_stateless(
         self, message: SipMessage, dest: Address, reliable: bool = False
@@ -818,6 +879,7 @@ class TransactionLayer:
             # 17.1.1.2: timer A doubles with no cap while Calling
             transaction.interval *= 2
             self._set(transaction, "A", now + transaction.interval)
+            assert transaction.request is not None  # Calling: no final response yet
             return [Send(transaction.request, transaction.dest, transaction.reliable)]
         if name == "E":
             # 17.1.2.2: doubling up to T2 while Trying, T2 once Proceeding
@@ -826,6 +888,7 @@ class TransactionLayer:
             else:
                 transaction.interval = timers.next_interval(transaction.interval)
             self._set(transaction, "E", now + transaction.interval)
+            assert transaction.request is not None  # Trying/Proceeding: no final response yet
             return [Send(transaction.request, transaction.dest, transaction.reliable)]
         events: list[Event] = []
         if name in ("B", "F"):
@@ -877,11 +940,9 @@ class TransactionLayer:
         transaction._timers.clear()
         if self._clients.get(transaction.key) is transaction:
             del self._clients[transaction.key]
-        if transaction.method == _INVITE:
-            request = transaction.request
-            invite_key = (request.call_id, request.cseq.seq)
-            if self._invites.get(invite_key) is transaction:
-                del self._invites[invite_key]
+        invite_key = transaction._invite_key
+        if invite_key is not None and self._invites.get(invite_key) is transaction:
+            del self._invites[invite_key]
 
     def _forget_ack(self, record: _AckRecord) -> None:
         if self._acks.get(record.key) is record:

@@ -83,6 +83,7 @@ class ReadTimeout(Exception):
         super().__init__(f"the read ran past its budget of {timeout_s:g} s and was stopped")
         self.timeout_s = timeout_s
 
+
 _T = TypeVar("_T")
 Rows = Sequence[Sequence[Any]]
 

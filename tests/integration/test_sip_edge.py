@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from gateway.sip.message import SipRequest, make_response, parse_message
 from tests.support.gateway import (
     GATEWAY_HOST,
     PBX_HOST,
@@ -737,3 +738,64 @@ def test_ipv6_caller(sipp_factory: SippFactory, gateway: GatewayProcess, tmp_pat
     assert record["direction"] == "inbound"
     assert record["source_addr"] == f"[{V6_HOST}]:{caller_port}", record["source_addr"]
     assert record["destination_addr"] == f"{tenant.pbx[0]}:{tenant.pbx[1]}"
+
+
+# ------------------------------------------------------------ 8. a 2xx crossing a CANCEL
+
+
+def _answer(request: SipRequest, status: int, to_tag: str, pbx: SipClient) -> bytes:
+    response = make_response(request, status, to_tag=to_tag)
+    if status == 200 and request.method == "INVITE":
+        host, port = pbx.local_address
+        response.headers.set("Contact", f"<sip:pbx@{host}:{port}>")
+        response.headers.set("Content-Type", "application/sdp")
+        response.body = sdp_offer(host, 40010)
+    return bytes(response)
+
+
+def _next_request(client: SipClient, method: str) -> SipRequest:
+    """The next request ``method`` the gateway sends ``client`` (retransmissions skipped)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        data = client.receive(timeout=max(0.0, deadline - time.monotonic()))
+        assert data is not None, f"no {method} from the gateway"
+        message = parse_message(data)
+        if isinstance(message, SipRequest) and message.method == method:
+            return message
+    raise AssertionError(f"no {method} from the gateway within 5 s")
+
+
+def test_a_2xx_that_crossed_the_cancel_is_acked_and_ended(
+    gateway: GatewayProcess, trunk: SipClient
+) -> None:
+    """RFC 3261 9.1: the callee answers 200 just as our CANCEL reaches it. The call has
+    ended (the caller cancelled); the gateway must still confirm that dialog with an ACK
+    and end it with a BYE, or the callee's phone stays off-hook."""
+    before = gateway.record_ids()
+    with SipClient(PBX_HOST, gateway.address, local_port=gateway.pbx_port) as pbx:
+        spec = invite(trunk, gateway)
+        trunk.send(spec.render())
+        b_invite = _next_request(pbx, "INVITE")
+        pbx.send(_answer(b_invite, 180, "pbx-leg", pbx))
+        assert trunk.reply_to(spec.call_id, final=False).status in (100, 180)
+        cancel = replace(spec, method="CANCEL", body=b"", content_type=None)
+        trunk.send(cancel.render())
+        b_cancel = _next_request(pbx, "CANCEL")
+        pbx.send(_answer(b_cancel, 200, "pbx-leg", pbx))
+        pbx.send(_answer(b_invite, 200, "pbx-leg", pbx))  # crossed the CANCEL
+        ack = _next_request(pbx, "ACK")
+        assert ack.to.tag == "pbx-leg" and ack.cseq.seq == b_invite.cseq.seq
+        bye = _next_request(pbx, "BYE")
+        assert bye.to.tag == "pbx-leg" and bye.call_id == b_invite.call_id
+        pbx.send(_answer(bye, 200, "pbx-leg", pbx))
+        finals = [
+            reply
+            for reply in (parse_reply(data) for data in iter(lambda: trunk.receive(1.0), None))
+            if reply.status >= 200
+        ]
+        invite_final = [r for r in finals if r.first("cseq") == f"{spec.cseq} INVITE"]
+        assert invite_final and invite_final[0].status == 487, finals
+        trunk.send(spec.ack_for(invite_final[0]))
+    record = one_record(gateway, before)
+    assert record["disposition"] == "cancelled", record
+    assert_alive(gateway)

@@ -21,6 +21,7 @@ from gateway.sip.transaction import (
     TransactionLayer,
     TransactionState,
     TransactionTimeout,
+    Wire,
     build_cancel,
     new_branch,
     new_call_id,
@@ -83,6 +84,12 @@ def response(req: SipRequest, status: int, to_tag: str | None = "callee-tag") ->
 
 def sends(events: list[Event]) -> list[Send]:
     return [event for event in events if isinstance(event, Send)]
+
+
+def parsed(event: Event) -> SipRequest | SipResponse:
+    """The message a Send event carries, parsed (a final response is kept as its bytes)."""
+    assert isinstance(event, Send)
+    return parse_message(bytes(event.message))
 
 
 def only(events: list[Event], kind: type) -> list:
@@ -194,7 +201,7 @@ def test_non_2xx_final_is_retransmitted_by_timer_g_until_timer_h() -> None:
     _, events = receive_invite(layer)
     transaction = events[1].transaction
     busy = make_response(transaction.request, 486, to_tag="uas-tag")
-    assert sends(layer.send_response(transaction, busy, 0.0))[0].message is busy
+    assert bytes(sends(layer.send_response(transaction, busy, 0.0))[0].message) == bytes(busy)
     assert transaction.state is TransactionState.COMPLETED
     fired = run_until(layer, 100.0)
     # G: T1, 2T1, 4T1, then capped at T2 (17.2.1); H at 64*T1 ends it
@@ -202,7 +209,7 @@ def test_non_2xx_final_is_retransmitted_by_timer_g_until_timer_h() -> None:
     assert times[:5] == [0.5, 1.5, 3.5, 7.5, 11.5]
     assert all(later - earlier == 4.0 for earlier, later in itertools.pairwise(times[3:]))
     assert times[-1] < 32.0
-    assert all(event.message is busy for _, event in fired if isinstance(event, Send))
+    assert all(bytes(event.message) == bytes(busy) for _, event in fired if isinstance(event, Send))
     assert not [event for _, event in fired if not isinstance(event, Send)]
     assert transaction.state is TransactionState.TERMINATED
     assert layer.server_count == 0
@@ -252,7 +259,7 @@ def answer_invite(layer: TransactionLayer) -> tuple[ServerTransaction, SipRespon
     _, events = receive_invite(layer)
     transaction = events[1].transaction
     ok = make_response(transaction.request, 200, to_tag="uas-tag")
-    assert sends(layer.send_response(transaction, ok, 0.0))[0].message is ok
+    assert bytes(sends(layer.send_response(transaction, ok, 0.0))[0].message) == bytes(ok)
     return transaction, ok
 
 
@@ -262,7 +269,7 @@ def test_2xx_is_retransmitted_until_the_ack_which_goes_to_the_tu() -> None:
     assert transaction.state is TransactionState.ACCEPTED
     fired = run_until(layer, 4.0)
     assert send_times(fired) == [0.5, 1.5, 3.5]
-    assert all(event.message is ok for _, event in fired)
+    assert all(bytes(event.message) == bytes(ok) for _, event in fired)
     # the ACK for a 2xx is a new transaction: new branch, matched by its dialog
     ack = request("ACK", branch="z9hG4bKack2xx", to_tag="uas-tag")
     events = layer.receive(ack, PEER, 4.2)
@@ -279,7 +286,7 @@ def test_invite_retransmission_before_the_ack_gets_the_2xx_again() -> None:
     layer = TransactionLayer(TIMERS)
     _, ok = answer_invite(layer)
     events = layer.receive(request("INVITE"), PEER, 0.1)
-    assert [send.message for send in sends(events)] == [ok]
+    assert [bytes(send.message) for send in sends(events)] == [bytes(ok)]
     assert not only(events, RequestReceived)
 
 
@@ -332,10 +339,14 @@ def test_2xx_is_retransmitted_end_to_end_even_over_a_reliable_transport() -> Non
 
 def test_second_final_response_is_dropped() -> None:
     layer = TransactionLayer(TIMERS)
-    transaction, _ = answer_invite(layer)
-    late = make_response(transaction.request, 500, to_tag="uas-tag")
+    _, events = receive_invite(layer)
+    transaction = events[1].transaction
+    invite = transaction.request
+    layer.send_response(transaction, make_response(invite, 200, to_tag="uas-tag"), 0.0)
+    late = make_response(invite, 500, to_tag="uas-tag")
     assert layer.send_response(transaction, late, 0.1) == []
-    assert transaction.last_response.status == 200
+    assert transaction.last_response is not None
+    assert parse_message(bytes(transaction.last_response)).status == 200
 
 
 # ------------------------------------------------------------------- CANCEL
@@ -350,9 +361,9 @@ def test_cancel_for_a_pending_invite_is_answered_and_reported() -> None:
     events = layer.receive(cancel, PEER, 0.2)
     assert len(events) == 2
     ok, reported = events
-    assert isinstance(ok, Send) and ok.message.status == 200
-    assert ok.message.cseq.method == "CANCEL" and ok.message.cseq.seq == 1
-    assert ok.message.to.tag == "uas-tag"  # 9.2: same To tag as the INVITE's responses
+    assert isinstance(ok, Send) and parsed(ok).status == 200
+    assert parsed(ok).cseq.method == "CANCEL" and parsed(ok).cseq.seq == 1
+    assert parsed(ok).to.tag == "uas-tag"  # 9.2: same To tag as the INVITE's responses
     assert reported == CancelReceived(cancel, invite_transaction)
     # the CANCEL is its own transaction: a retransmission gets the 200 again, no event
     again = layer.receive(request("CANCEL"), PEER, 0.3)
@@ -371,8 +382,8 @@ def test_cancel_matching_nothing_gets_481() -> None:
     cancel = request("CANCEL", branch="z9hG4bKother")
     events = layer.receive(cancel, PEER, 0.0)
     assert len(events) == 1
-    assert events[0].message.status == 481
-    assert events[0].message.cseq.method == "CANCEL"
+    assert parsed(events[0]).status == 481
+    assert parsed(events[0]).cseq.method == "CANCEL"
 
 
 def test_cancel_after_the_final_response_is_answered_without_event() -> None:
@@ -380,7 +391,7 @@ def test_cancel_after_the_final_response_is_answered_without_event() -> None:
     invite, events = receive_invite(layer)
     layer.send_response(events[1].transaction, make_response(invite, 486, to_tag="t"), 0.0)
     events = layer.receive(request("CANCEL"), PEER, 0.1)
-    assert [send.message.status for send in sends(events)] == [200]
+    assert [parsed(send).status for send in sends(events)] == [200]
     assert not only(events, CancelReceived)
 
 
@@ -388,7 +399,7 @@ def test_cancel_from_another_sent_by_does_not_match() -> None:
     layer = TransactionLayer(TIMERS)
     receive_invite(layer)
     events = layer.receive(request("CANCEL", via_host="192.0.2.77"), PEER, 0.0)
-    assert [send.message.status for send in sends(events)] == [481]
+    assert [parsed(send).status for send in sends(events)] == [481]
 
 
 # ------------------------------------------------------- non-INVITE server
@@ -404,10 +415,10 @@ def test_non_invite_server_transaction() -> None:
     # Trying: retransmissions absorbed, no automatic 100
     assert layer.receive(request("OPTIONS", branch="z9hG4bKopt"), PEER, 0.5) == []
     ok = make_response(options, 200, to_tag="uas")
-    assert sends(layer.send_response(transaction, ok, 1.0))[0].message is ok
+    assert bytes(sends(layer.send_response(transaction, ok, 1.0))[0].message) == bytes(ok)
     assert transaction.state is TransactionState.COMPLETED
     again = layer.receive(request("OPTIONS", branch="z9hG4bKopt"), PEER, 2.0)
-    assert [send.message for send in sends(again)] == [ok]
+    assert [bytes(send.message) for send in sends(again)] == [bytes(ok)]
     # timer J = 64*T1 on UDP, no retransmissions of its own
     assert run_until(layer, 1.0 + 64 * TIMERS.t1 - 0.01) == []
     assert layer.server_count == 1
@@ -566,21 +577,23 @@ def test_non_2xx_final_is_acked_by_the_transaction() -> None:
     assert ack.headers.get_all("Route") == invite.headers.get_all("Route")
     assert ack.body == b""
     assert transaction.state is TransactionState.COMPLETED
-    assert transaction.final_response is busy
+    assert transaction.request is None  # the ACK is kept as sent; nothing resends the INVITE
 
 
 def test_retransmitted_non_2xx_gets_the_ack_again_until_timer_d() -> None:
     layer = TransactionLayer(TIMERS)
     transaction, _ = send_invite(layer)
-    events = layer.receive(response(transaction.request, 404), PEER, 1.0)
+    sent = transaction.request
+    assert sent is not None
+    events = layer.receive(response(sent, 404), PEER, 1.0)
     ack = sends(events)[0].message
-    again = layer.receive(response(transaction.request, 404), PEER, 2.0)
+    again = layer.receive(response(sent, 404), PEER, 2.0)
     assert again == [Send(ack, PEER, False)]
     assert layer.next_deadline() == pytest.approx(1.0 + 32.0)
     assert run_until(layer, 33.0) == []
     assert layer.client_count == 0
     # after timer D the response is a stray
-    assert layer.receive(response(transaction.request, 404), PEER, 34.0) == []
+    assert layer.receive(response(sent, 404), PEER, 34.0) == []
 
 
 def test_non_2xx_on_reliable_transport_ends_the_transaction_at_once() -> None:
@@ -606,43 +619,48 @@ def ack_for(invite: SipRequest, to_tag: str, branch: str = "z9hG4bKack") -> SipR
 def test_2xx_goes_up_once_and_retransmissions_resend_the_registered_ack() -> None:
     layer = TransactionLayer(TIMERS)
     transaction, _ = send_invite(layer)
-    ok = response(transaction.request, 200, to_tag="uas")
+    sent = transaction.request
+    assert sent is not None
+    ok = response(sent, 200, to_tag="uas")
     assert layer.receive(ok, PEER, 0.1) == [ResponseReceived(ok, transaction)]
     assert transaction.state is TransactionState.ACCEPTED
-    assert transaction.final_response is ok
+    assert transaction.request is None  # lingering for 64*T1, it keeps no parsed message
     # before the TU sent its ACK, a retransmission is absorbed silently
-    assert layer.receive(response(transaction.request, 200, to_tag="uas"), PEER, 0.2) == []
-    ack = ack_for(transaction.request, "uas")
+    assert layer.receive(response(sent, 200, to_tag="uas"), PEER, 0.2) == []
+    ack = ack_for(sent, "uas")
     target = ("192.0.2.20", 5060)
-    assert layer.send_ack(ack, target, 0.3) == [Send(ack, target, False)]
-    assert layer.receive(response(transaction.request, 200, to_tag="uas"), PEER, 0.6) == [
-        Send(ack, target, False)
+    kept = Wire(bytes(ack), "uas")  # an ACK is only ever sent again as it was
+    assert layer.send_ack(ack, target, 0.3) == [Send(kept, target, False)]
+    assert layer.receive(response(sent, 200, to_tag="uas"), PEER, 0.6) == [
+        Send(kept, target, False)
     ]
     # timer M ends the transaction; the remembered ACK still answers 2xx retransmissions
     run_until(layer, 0.1 + 64 * TIMERS.t1)
     assert layer.client_count == 0
-    assert layer.receive(response(transaction.request, 200, to_tag="uas"), PEER, 32.2) == [
-        Send(ack, target, False)
+    assert layer.receive(response(sent, 200, to_tag="uas"), PEER, 32.2) == [
+        Send(kept, target, False)
     ]
     # until 64*T1 after the ACK was sent
     run_until(layer, 0.3 + 64 * TIMERS.t1)
     assert layer.ack_count == 0
-    assert layer.receive(response(transaction.request, 200, to_tag="uas"), PEER, 33.0) == []
+    assert layer.receive(response(sent, 200, to_tag="uas"), PEER, 33.0) == []
 
 
 def test_forked_2xx_with_another_tag_goes_up_too() -> None:
     layer = TransactionLayer(TIMERS)
     transaction, _ = send_invite(layer)
-    first = response(transaction.request, 200, to_tag="fork-1")
-    second = response(transaction.request, 200, to_tag="fork-2")
+    sent = transaction.request
+    assert sent is not None
+    first = response(sent, 200, to_tag="fork-1")
+    second = response(sent, 200, to_tag="fork-2")
     assert layer.receive(first, PEER, 0.1) == [ResponseReceived(first, transaction)]
     assert layer.receive(second, PEER, 0.2) == [ResponseReceived(second, transaction)]
-    ack_1 = ack_for(transaction.request, "fork-1", "z9hG4bKa1")
-    ack_2 = ack_for(transaction.request, "fork-2", "z9hG4bKa2")
+    ack_1 = ack_for(sent, "fork-1", "z9hG4bKa1")
+    ack_2 = ack_for(sent, "fork-2", "z9hG4bKa2")
     layer.send_ack(ack_1, PEER, 0.3)
     layer.send_ack(ack_2, PEER, 0.3)
-    assert layer.receive(response(transaction.request, 200, to_tag="fork-2"), PEER, 0.5) == [
-        Send(ack_2, PEER, False)
+    assert layer.receive(response(sent, 200, to_tag="fork-2"), PEER, 0.5) == [
+        Send(Wire(bytes(ack_2), "fork-2"), PEER, False)
     ]
 
 
@@ -658,8 +676,10 @@ def test_2xx_with_another_branch_matched_by_call_id_and_cseq() -> None:
 def test_2xx_after_a_non_2xx_final_is_dropped() -> None:
     layer = TransactionLayer(TIMERS)
     transaction, _ = send_invite(layer)
-    layer.receive(response(transaction.request, 486, to_tag="a"), PEER, 0.1)
-    assert layer.receive(response(transaction.request, 200, to_tag="b"), PEER, 0.2) == []
+    sent = transaction.request
+    assert sent is not None
+    layer.receive(response(sent, 486, to_tag="a"), PEER, 0.1)
+    assert layer.receive(response(sent, 200, to_tag="b"), PEER, 0.2) == []
 
 
 def test_stray_responses_are_dropped() -> None:
@@ -712,12 +732,14 @@ def test_non_invite_client_retransmits_at_t2_once_proceeding() -> None:
 def test_non_invite_final_then_timer_k() -> None:
     layer = TransactionLayer(TIMERS)
     transaction, _ = layer.send_request(request("BYE", to_tag="x"), PEER, 0.0)
-    ok = response(transaction.request, 200)
+    sent = transaction.request
+    assert sent is not None
+    ok = response(sent, 200)
     assert layer.receive(ok, PEER, 0.2) == [ResponseReceived(ok, transaction)]
-    assert transaction.final_response is ok
+    assert transaction.request is None
     assert layer.next_deadline() == pytest.approx(0.2 + TIMERS.t4)
     # retransmissions of the final are absorbed; no more request retransmissions
-    assert layer.receive(response(transaction.request, 200), PEER, 1.0) == []
+    assert layer.receive(response(sent, 200), PEER, 1.0) == []
     assert run_until(layer, 100.0) == []
     assert layer.client_count == 0
 
@@ -783,7 +805,7 @@ def test_cancel_and_invite_are_separate_client_transactions() -> None:
     terminated = response(invite_transaction.request, 487)
     events = layer.receive(terminated, PEER, 0.4)
     assert only(events, ResponseReceived) == [ResponseReceived(terminated, invite_transaction)]
-    assert sends(events)[0].message.method == "ACK"
+    assert parsed(sends(events)[0]).method == "ACK"
 
 
 def test_build_cancel_only_for_invite() -> None:
