@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from gateway.api.context import context_of
 from gateway.api.problems import json_response
+from gateway.collector_pauses import PAUSES
 
 STORE_TIMEOUT_S = 2.0
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -84,9 +85,27 @@ async def metrics(request: web.Request) -> web.Response:
                 lines.append(f"{name}{_labels(labels)} {number:g}")
         else:
             lines.append(f"{name} {value:g}")
+    if PAUSES.watching:
+        lines += _pause_histogram()
     return web.Response(
         body=("\n".join(lines) + "\n").encode(), headers={"Content-Type": PROMETHEUS_TYPE}
     )
+
+
+def _pause_histogram() -> list[str]:
+    """The collector's pauses (:mod:`gateway.collector_pauses`) as a Prometheus histogram."""
+    name = "callgate_gc_pause_seconds"
+    lines = [
+        f"# HELP {name} How long each collection of Python's cyclic garbage collector "
+        "stopped the process (the event loop, SIP and the relay with it), by generation.",
+        f"# TYPE {name} histogram",
+    ]
+    for labels, number in PAUSES.histogram().items():
+        lines.append(f"{name}_bucket{_labels(labels)} {number:g}")
+    for generation, (total, count) in enumerate(zip(PAUSES.seconds, PAUSES.count, strict=True)):
+        lines.append(f'{name}_sum{{generation="{generation}"}} {total:g}')
+        lines.append(f'{name}_count{{generation="{generation}"}} {count:g}')
+    return lines
 
 
 STARTED: web.AppKey[float] = web.AppKey("started", float)

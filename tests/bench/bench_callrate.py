@@ -103,6 +103,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -367,6 +368,36 @@ def setup_times_ms(path: Path | None, rtd: str = "setup") -> list[float]:
     return values
 
 
+LONG_PAUSE_S = 0.025
+"""A collector pause longer than this is counted apart (see :func:`collector_pauses`)."""
+_PAUSE_SAMPLE = re.compile(
+    r'^callgate_gc_pause_seconds_(count|bucket)\{generation="(\d)"(?:,le="([^"]+)")?\} (\S+)$',
+    re.MULTILINE,
+)
+
+
+def collector_pauses(api_port: int) -> tuple[int, int]:
+    """(full collections, pauses over :data:`LONG_PAUSE_S`) of the gateway so far, read from
+    its ``/metrics`` (``callgate_gc_pause_seconds``); (-1, -1) when it cannot be read."""
+    url = f"http://{GATEWAY_HOST}:{api_port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return -1, -1
+    full = 0
+    total = 0
+    short = 0
+    for kind, generation, le, value in _PAUSE_SAMPLE.findall(text):
+        if kind == "count":
+            total += int(float(value))
+            if generation == "2":
+                full = int(float(value))
+        elif le == f"{LONG_PAUSE_S:g}":
+            short += int(float(value))
+    return full, total - short
+
+
 def percentile(values: Sequence[float], share: float) -> float:
     """The nearest-rank percentile (``share`` in 0..1); NaN for no values."""
     if not values:
@@ -554,6 +585,8 @@ class StepResult:
     peak_concurrent: int = 0
     gateway_cpu: float = math.nan
     gateway_rss_peak: int = 0
+    gc_full: int = -1
+    gc_long: int = -1
     sipp_cpu: float = math.nan
     softirq_cpu: float = math.nan
     store_cpu: float | None = None
@@ -663,6 +696,7 @@ class StepResult:
             str(self.peak_concurrent),
             f"{self.gateway_cpu:.0f}",
             f"{self.gateway_rss_peak / 2**20:.0f}",
+            "-" if self.gc_full < 0 else f"{self.gc_full}/{self.gc_long}",
             f"{self.sipp_cpu:.0f}",
             "-" if self.store_cpu is None else f"{self.store_cpu:.0f}",
             f"{self.softirq_cpu:.0f}",
@@ -686,6 +720,7 @@ TABLE_HEADERS = [
     "peak calls",
     "gw CPU%",
     "gw RSS MiB",
+    "GC full/>25ms",
     "sipp CPU%",
     "PG CPU%",
     "softirq%",
@@ -799,6 +834,7 @@ class CallRateBench:
             ).start(step_dir, self.sipp)
             stack.callback(callee.close)
             self._pin_sipp(callee)
+            pauses_before = collector_pauses(self.gateway.api_port)
             since = datetime.now(UTC)
             datagrams_before = callee_port.datagrams()
             caller = SippScenario(
@@ -874,6 +910,10 @@ class CallRateBench:
                 self.gateway.db_url, since, result.created, RECORD_WAIT_S
             )
         result.gateway_problems = self.gateway.problem_lines() - problems_before
+        pauses_after = collector_pauses(self.gateway.api_port)
+        if min(*pauses_before, *pauses_after) >= 0:
+            result.gc_full = pauses_after[0] - pauses_before[0]
+            result.gc_long = pauses_after[1] - pauses_before[1]
         return result
 
     def _watch(
@@ -1116,6 +1156,8 @@ def _legend() -> list[str]:
         "setup = INVITE sent to 200 received at the caller; OPTIONS = round trip of an OPTIONS "
         "sent to the gateway every 20 ms during the step (its event loop's delay);",
         "peak calls = sipp's most simultaneous calls;",
+        "GC full/>25ms = the gateway's full collections in the step, and its collector "
+        f"pauses over {LONG_PAUSE_S * 1000:g} ms (any generation), from its /metrics;",
         "CPU% = % of one core over the step's load; PG = the PostgreSQL server (--db "
         "postgresql); softirq = kernel deferred work (loopback delivery); others = the rest "
         "of the machine's busy time (this script, other processes);",
