@@ -378,17 +378,20 @@ _PAUSE_SAMPLE = re.compile(
 
 def collector_pauses(api_port: int) -> tuple[int, int]:
     """(full collections, pauses over :data:`LONG_PAUSE_S`) of the gateway so far, read from
-    its ``/metrics`` (``callgate_gc_pause_seconds``); (-1, -1) when it cannot be read."""
+    its ``/metrics`` (``callgate_gc_pause_seconds``); (-1, -1) when it has none to read."""
     url = f"http://{GATEWAY_HOST}:{api_port}/metrics"
     try:
         with urllib.request.urlopen(url, timeout=5) as answer:
             text = answer.read().decode()
     except OSError:
         return -1, -1
+    samples = _PAUSE_SAMPLE.findall(text)
+    if not samples:
+        return -1, -1  # a gateway that does not time its collector
     full = 0
     total = 0
     short = 0
-    for kind, generation, le, value in _PAUSE_SAMPLE.findall(text):
+    for kind, generation, le, value in samples:
         if kind == "count":
             total += int(float(value))
             if generation == "2":
