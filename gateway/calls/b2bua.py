@@ -339,6 +339,9 @@ class CallManager(InDialogRelay):
         if offer is not None and call.anchor is not None:
             call.anchor.accept("a", offer.sdp)
             body, content_type = offer.replace(call.anchor.render("b", offer.sdp))
+        previous = call.b_invite_view
+        if previous is not None:  # a retry after a challenge: that INVITE has its final
+            previous.call = None
         invite = self._build_b_invite(call, body, content_type)
         call.b_invite = invite
         call.state = CallState.CALLING
@@ -357,7 +360,7 @@ class CallManager(InDialogRelay):
             self._late_b_response(view, response)
             return
         self._on_b_invite_response(call, response)
-        self._release_b_invite(call)
+        self._release_b_invite(call, answered=response.status >= 200)
 
     def _on_b_invite_timeout_to(self, view: BInviteView) -> None:
         if view.call is not None:

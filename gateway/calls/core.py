@@ -147,14 +147,15 @@ class CallCore:
         self.stack.send_response(transaction, response)
 
     @staticmethod
-    def _release_b_invite(call: Call) -> None:
+    def _release_b_invite(call: Call, *, answered: bool = False) -> None:
         """Once the call has ended, its callee INVITE transaction keeps only what a late
         2xx needs (:class:`~gateway.calls.call.BInviteView`); not while a CANCEL still
-        waits for a provisional response (RFC 3261 9.1)."""
+        waits for a provisional response (RFC 3261 9.1), unless the INVITE got its final
+        response (``answered``) and needs no CANCEL any more."""
         view = call.b_invite_view
         if view is None or call.state is not CallState.ENDED:
             return
-        if call.cancel_requested and not call.cancel_sent:
+        if call.cancel_requested and not call.cancel_sent and not answered:
             return
         view.call = None
         # the leg's address and tags, not its dialog: a late 2xx makes a dialog of its own

@@ -109,7 +109,10 @@ class InDialogRelay(CallCore):
         if call.state is CallState.ENDED:
             return
         if call.state is not CallState.ANSWERED and leg.side == "b":
-            # RFC 3261 15: a callee may not BYE an early dialog; take it as a refusal
+            # RFC 3261 15: a callee may not BYE an early dialog; take it as a refusal, and
+            # CANCEL its INVITE, which would otherwise ring on (15.1.1 for the caller's side)
+            call.cancel_requested = True
+            self._send_cancel_if_due(call)
             self._fail_a(call, 480, "Callee Ended Early Dialog")
             self._finish(call, dispositions.FAILED, CALLEE, "callee sent BYE before answering", 480)
             return

@@ -61,7 +61,8 @@ class Receiver(asyncio.DatagramProtocol):
     )
 
     def __init__(self, side: MediaSide, sock: socket.socket) -> None:
-        self.side = side
+        self.side: MediaSide | None = side
+        """The side this socket faces; None once released."""
         self.sock = sock
         self.source: Address | None = None
         self.dest: Address | None = None
@@ -85,19 +86,20 @@ class Receiver(asyncio.DatagramProtocol):
         """
         self.transport = None
         self.closed = None
-        self.side = None  # type: ignore[assignment]  # nothing reads it once closed
+        self.side = None
         self.send = discard
         self.dest = None
 
     def error_received(self, exc: Exception) -> None:
         """A receive error reported by the socket (ICMP unreachable and the like)."""
         self.errors += 1
-        log.debug("media socket %s: %s", self.side.describe(), exc)
+        if self.side is not None:  # None once released
+            log.debug("media socket %s: %s", self.side.describe(), exc)
 
     def admit(self, addr: Address) -> bool:
         """First packet from ``addr`` on this socket: latch it, or count it as foreign."""
         side = self.side
-        if side.rejected:
+        if side is None or side.rejected:  # released, or a rejected stream
             return False
         if self.source is None:
             self.source = addr
@@ -109,7 +111,7 @@ class Receiver(asyncio.DatagramProtocol):
     def fault(self, exc: Exception) -> None:
         """A packet this socket could not handle; the socket and the call carry on."""
         self.errors += 1
-        if self.errors == 1 or self.errors % 10000 == 0:
+        if self.side is not None and (self.errors == 1 or self.errors % 10000 == 0):
             log.warning(
                 "media socket %s: packet not relayed (%d so far): %r",
                 self.side.describe(),

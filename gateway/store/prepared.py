@@ -272,6 +272,13 @@ _LINK_ERRORS = (
 )
 
 
+def _timed_out(error: BaseException) -> bool:
+    """Whether PostgreSQL stopped the statement for its ``statement_timeout``."""
+    return isinstance(error, asyncpg.exceptions.QueryCanceledError) and (
+        "statement timeout" in str(error)
+    )
+
+
 class _PostgresConnections:
     """Reads on a few asyncpg connections opened to the engine's server and database.
 
@@ -283,7 +290,8 @@ class _PostgresConnections:
     def __init__(self, engine: AsyncEngine, size: int, timeout_s: float) -> None:
         self.dsn = asyncpg_dsn(engine.url)
         self.timeout_s = timeout_s
-        self._settings = {"statement_timeout": str(max(1, round(timeout_s * 1000)))}
+        # set after connecting, not in the startup packet: PgBouncer refuses unknown ones
+        self._set_timeout = f"SET statement_timeout = {max(1, round(timeout_s * 1000))}"
         self._idle: list[Any] = []
         self._slots = asyncio.Semaphore(size)
         self._closed = False
@@ -296,19 +304,15 @@ class _PostgresConnections:
                 while self._idle and self._idle[-1].is_closed():
                     self._idle.pop()
                 reused = bool(self._idle)
-                connection = (
-                    self._idle.pop()
-                    if reused
-                    else await asyncpg.connect(self.dsn, server_settings=self._settings)
-                )
+                connection = self._idle.pop() if reused else await self._connect()
                 try:
                     rows = await connection.fetch(prepared.sql, *arguments)
-                except asyncpg.exceptions.QueryCanceledError as error:
-                    self._release(connection)  # the statement's own end: the link is fine
-                    if "statement timeout" in str(error):
+                except _LINK_ERRORS as error:
+                    # a statement past its budget leaves the link usable; anything else here
+                    # (a restart, an operator's cancel) is taken as a dropped link
+                    if _timed_out(error):
+                        self._release(connection)
                         raise ReadTimeout(self.timeout_s) from None
-                    raise
-                except _LINK_ERRORS:
                     connection.terminate()
                     if reused and attempt == 1:
                         continue  # an idle link the server dropped (a restart): read anew
@@ -326,6 +330,15 @@ class _PostgresConnections:
                 self._release(connection)
                 return convert(rows)
         raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def _connect(self) -> Any:
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            await connection.execute(self._set_timeout)
+        except BaseException:
+            connection.terminate()
+            raise
+        return connection
 
     def _release(self, connection: Any) -> None:
         if self._closed:

@@ -799,3 +799,37 @@ def test_a_2xx_that_crossed_the_cancel_is_acked_and_ended(
     record = one_record(gateway, before)
     assert record["disposition"] == "cancelled", record
     assert_alive(gateway)
+
+
+def test_a_callee_bye_on_an_early_dialog_cancels_its_invite(
+    gateway: GatewayProcess, trunk: SipClient
+) -> None:
+    """RFC 3261 15: a callee may not BYE an early dialog. The gateway takes it as a refusal
+    (480 to the caller) and CANCELs the callee's INVITE, which would otherwise ring on."""
+    before = gateway.record_ids()
+    with SipClient(PBX_HOST, gateway.address, local_port=gateway.pbx_port) as pbx:
+        spec = invite(trunk, gateway)
+        trunk.send(spec.render())
+        b_invite = _next_request(pbx, "INVITE")
+        pbx.send(_answer(b_invite, 180, "pbx-early", pbx))
+        host, port = pbx.local_address
+        bye = (
+            f"BYE {b_invite.contacts[0].uri} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {host}:{port};branch={new_branch()}\r\n"
+            f"From: {b_invite.headers.get('To')};tag=pbx-early\r\n"
+            f"To: {b_invite.headers.get('From')}\r\n"
+            f"Call-ID: {b_invite.call_id}\r\nCSeq: 1 BYE\r\nMax-Forwards: 70\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        pbx.send(bye)
+        cancel = _next_request(pbx, "CANCEL")
+        assert cancel.top_via.branch == b_invite.top_via.branch  # RFC 3261 9.1
+        assert cancel.cseq.seq == b_invite.cseq.seq
+        pbx.send(_answer(cancel, 200, "pbx-early", pbx))
+        pbx.send(_answer(b_invite, 487, "pbx-early", pbx))
+        assert _next_request(pbx, "ACK").to.tag == "pbx-early"
+        final = trunk.reply_to(spec.call_id)
+        assert final.status == 480, final.raw
+        trunk.send(spec.ack_for(final))
+    record = one_record(gateway, before)
+    assert record["disposition"] == "failed" and record["hangup_by"] == "callee", record
