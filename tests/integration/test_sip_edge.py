@@ -765,6 +765,18 @@ def _next_request(client: SipClient, method: str) -> SipRequest:
     raise AssertionError(f"no {method} from the gateway within 5 s")
 
 
+def _ringing(
+    gateway: GatewayProcess, trunk: SipClient, pbx: SipClient, tag: str
+) -> tuple[RequestSpec, SipRequest]:
+    """A call from the trunk that rings at ``pbx`` (180 with To tag ``tag``): the caller's
+    INVITE and the one the gateway sent the callee."""
+    spec = invite(trunk, gateway)
+    trunk.send(spec.render())
+    b_invite = _next_request(pbx, "INVITE")
+    pbx.send(_answer(b_invite, 180, tag, pbx))
+    return spec, b_invite
+
+
 def test_a_2xx_that_crossed_the_cancel_is_acked_and_ended(
     gateway: GatewayProcess, trunk: SipClient
 ) -> None:
@@ -773,10 +785,7 @@ def test_a_2xx_that_crossed_the_cancel_is_acked_and_ended(
     and end it with a BYE, or the callee's phone stays off-hook."""
     before = gateway.record_ids()
     with SipClient(PBX_HOST, gateway.address, local_port=gateway.pbx_port) as pbx:
-        spec = invite(trunk, gateway)
-        trunk.send(spec.render())
-        b_invite = _next_request(pbx, "INVITE")
-        pbx.send(_answer(b_invite, 180, "pbx-leg", pbx))
+        spec, b_invite = _ringing(gateway, trunk, pbx, "pbx-leg")
         assert trunk.reply_to(spec.call_id, final=False).status in (100, 180)
         cancel = replace(spec, method="CANCEL", body=b"", content_type=None)
         trunk.send(cancel.render())
@@ -808,10 +817,7 @@ def test_a_callee_bye_on_an_early_dialog_cancels_its_invite(
     (480 to the caller) and CANCELs the callee's INVITE, which would otherwise ring on."""
     before = gateway.record_ids()
     with SipClient(PBX_HOST, gateway.address, local_port=gateway.pbx_port) as pbx:
-        spec = invite(trunk, gateway)
-        trunk.send(spec.render())
-        b_invite = _next_request(pbx, "INVITE")
-        pbx.send(_answer(b_invite, 180, "pbx-early", pbx))
+        spec, b_invite = _ringing(gateway, trunk, pbx, "pbx-early")
         host, port = pbx.local_address
         bye = (
             f"BYE {b_invite.contacts[0].uri} SIP/2.0\r\n"
