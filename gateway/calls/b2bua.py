@@ -427,6 +427,10 @@ class CallManager(InDialogRelay):
     def _on_b_invite_response(self, call: Call, response: SipResponse) -> None:
         status = response.status
         if status == 100:
+            # RFC 3261 9.1: any provisional response, 100 Trying too, lets a CANCEL go
+            call.got_provisional = True
+            if call.cancel_requested:
+                self._send_cancel_if_due(call)
             return
         if call.state is CallState.ENDED or call.cancel_requested:
             self._after_cancel_response(call, response)

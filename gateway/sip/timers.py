@@ -90,6 +90,12 @@ class TimerConfig:
         return 64 * self.t1
 
     @property
+    def cancel_wait(self) -> float:
+        """How long a cancelled INVITE waits for its final response before it is taken as
+        cancelled and its client transaction ended (RFC 3261 9.1)."""
+        return 64 * self.t1
+
+    @property
     def ack_wait(self) -> float:
         """How long a UAS retransmits a 2xx waiting for its ACK (RFC 3261 13.3.1.4)."""
         return 64 * self.t1

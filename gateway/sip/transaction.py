@@ -624,8 +624,8 @@ class TransactionLayer:
             if pending:
                 transaction.state = TransactionState.ACCEPTED
                 transaction.request = None
-                self._cancel(transaction, "A")
-                self._cancel(transaction, "B")
+                for timer in ("A", "B", "cancelled"):
+                    self._cancel(transaction, timer)
                 self._set(transaction, "M", now + self.timers.timer_m)
             elif state is not TransactionState.ACCEPTED:
                 return []  # a 2xx after a non-2xx final: nothing left to deliver it to
@@ -638,8 +638,8 @@ class TransactionLayer:
             return [ResponseReceived(response, transaction)]
         if pending:
             transaction.state = TransactionState.COMPLETED
-            self._cancel(transaction, "A")
-            self._cancel(transaction, "B")
+            for timer in ("A", "B", "cancelled"):
+                self._cancel(transaction, timer)
             assert transaction.request is not None  # let go of only here
             ack = Wire.of(build_non2xx_ack(transaction.request, response))
             transaction.ack = ack
@@ -717,6 +717,12 @@ class TransactionLayer:
         transaction = ClientTransaction(request, key, dest, reliable)
         self._clients[key] = transaction
         timers = self.timers
+        if method == _CANCEL:
+            # 9.1: with no final response 64*T1 after the CANCEL, the INVITE counts as
+            # cancelled (Timer B stopped at its first provisional: nothing else ends it)
+            invite = self._clients.get((via.branch, _INVITE))
+            if invite is not None and invite.state is TransactionState.PROCEEDING:
+                self._set(invite, "cancelled", now + timers.cancel_wait)
         if method == _INVITE:
             self._invites[(request.call_id, request.cseq.seq)] = transaction
             if not reliable:
@@ -891,9 +897,10 @@ class TransactionLayer:
             assert transaction.request is not None  # Trying/Proceeding: no final response yet
             return [Send(transaction.request, transaction.dest, transaction.reliable)]
         events: list[Event] = []
-        if name in ("B", "F"):
+        if name in ("B", "F", "cancelled"):
             events.append(TransactionTimeout(transaction))
-        # B, F time out; D, K, M end the transaction
+        # B, F time out, and a cancelled INVITE with no final response (9.1); D, K, M end
+        # the transaction
         self._terminate_client(transaction)
         return events
 

@@ -839,3 +839,28 @@ def test_a_callee_bye_on_an_early_dialog_cancels_its_invite(
         trunk.send(spec.ack_for(final))
     record = one_record(gateway, before)
     assert record["disposition"] == "failed" and record["hangup_by"] == "callee", record
+
+
+def test_a_cancel_goes_to_a_callee_that_only_sent_100_trying(
+    gateway: GatewayProcess, trunk: SipClient
+) -> None:
+    """RFC 3261 9.1: a CANCEL waits for a provisional response, and 100 Trying is one."""
+    before = gateway.record_ids()
+    with SipClient(PBX_HOST, gateway.address, local_port=gateway.pbx_port) as pbx:
+        spec = invite(trunk, gateway)
+        trunk.send(spec.render())
+        b_invite = _next_request(pbx, "INVITE")
+        pbx.send(bytes(make_response(b_invite, 100)))
+        trunk.send(replace(spec, method="CANCEL", body=b"", content_type=None).render())
+        cancel = _next_request(pbx, "CANCEL")
+        assert cancel.top_via.branch == b_invite.top_via.branch
+        pbx.send(_answer(cancel, 200, "pbx-trying", pbx))
+        pbx.send(_answer(b_invite, 487, "pbx-trying", pbx))
+        assert _next_request(pbx, "ACK").to.tag == "pbx-trying"
+        final = trunk.reply_to(spec.call_id)
+        if final.first("cseq") == f"{spec.cseq} CANCEL":  # the CANCEL's 200 may come first
+            final = trunk.reply_to(spec.call_id)
+        assert final.status == 487 and final.first("cseq") == f"{spec.cseq} INVITE", final.raw
+        trunk.send(spec.ack_for(final))
+    record = one_record(gateway, before)
+    assert record["disposition"] == "cancelled", record

@@ -808,6 +808,34 @@ def test_cancel_and_invite_are_separate_client_transactions() -> None:
     assert parsed(sends(events)[0]).method == "ACK"
 
 
+def test_a_cancelled_invite_without_a_final_response_ends_after_64_t1() -> None:
+    """RFC 3261 9.1: no final response 64*T1 after the CANCEL: the INVITE counts as
+    cancelled and its client transaction ends (Timer B stopped at the 180)."""
+    layer = TransactionLayer(TIMERS)
+    invite_transaction, _ = send_invite(layer)
+    layer.receive(response(invite_transaction.request, 180), PEER, 0.1)
+    cancel_transaction, _ = layer.send_request(build_cancel(invite_transaction.request), PEER, 1.0)
+    layer.receive(response(cancel_transaction.request, 200), PEER, 1.1)
+    fired = run_until(layer, 100.0)
+    timeouts = [(at, event) for at, event in fired if isinstance(event, TransactionTimeout)]
+    assert timeouts == [(1.0 + 64 * TIMERS.t1, TransactionTimeout(invite_transaction))]
+    assert invite_transaction.state is TransactionState.TERMINATED
+    assert layer.client_count == 0
+
+
+def test_a_final_response_after_the_cancel_stops_the_cancel_wait() -> None:
+    layer = TransactionLayer(TIMERS)
+    invite_transaction, _ = send_invite(layer)
+    invite = invite_transaction.request
+    assert invite is not None
+    layer.receive(response(invite, 180), PEER, 0.1)
+    layer.send_request(build_cancel(invite), PEER, 1.0)
+    layer.receive(response(invite, 487), PEER, 2.0)
+    fired = run_until(layer, 100.0)
+    assert TransactionTimeout(invite_transaction) not in [event for _, event in fired]
+    assert invite_transaction.state is TransactionState.TERMINATED  # by Timer D
+
+
 def test_build_cancel_only_for_invite() -> None:
     with pytest.raises(ValueError):
         build_cancel(request("OPTIONS"))
