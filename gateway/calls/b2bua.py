@@ -370,9 +370,13 @@ class CallManager(InDialogRelay):
         """A response to the INVITE of a call that has ended: a 2xx (a fork, or one that
         crossed our CANCEL) is confirmed and its dialog ended (RFC 3261 9.1 note, 13.2.2.4)."""
         if 200 <= response.status < 300:
-            dialog = Dialog.from_uac(view.invite, response)
-            self._ack_dialog(dialog, view.leg, response.cseq.seq)
-            self._send_bye_dialog(dialog, view.leg)
+            self._confirm_and_end(view.invite, view.leg, response)
+
+    def _confirm_and_end(self, invite: SipRequest, leg: Leg, response: SipResponse) -> None:
+        """ACK a 2xx the call has no use for, and BYE the dialog it made."""
+        dialog = Dialog.from_uac(invite, response)
+        self._ack_dialog(dialog, leg, response.cseq.seq)
+        self._send_bye_dialog(dialog, leg)
 
     def _media_address(self) -> str:
         media = self.settings.media
@@ -471,9 +475,7 @@ class CallManager(InDialogRelay):
         if call.state is CallState.ANSWERED:
             if call.b.dialog is not None and response.to.tag != call.b.dialog.remote_tag:
                 # a second fork answered: confirm and release it
-                extra = Dialog.from_uac(call.b_invite, response)  # type: ignore[arg-type]
-                self._ack_dialog(extra, call.b, response.cseq.seq)
-                self._send_bye_dialog(extra, call.b)
+                self._confirm_and_end(call.b_invite, call.b, response)  # type: ignore[arg-type]
             return
         call.cancel_timers()
         call.b.dialog = Dialog.from_uac(call.b_invite, response)  # type: ignore[arg-type]

@@ -155,7 +155,6 @@ class PreparedReads:
         if timeout_s <= 0:
             raise ValueError(f"a read's time budget must be positive, got {timeout_s}")
         self.engine = engine
-        self.timeout_s = timeout_s
         self._statements: dict[Hashable, Prepared] = {}
         self._backend: _Backend = (
             _EngineConnection(engine) if through_engine else _backend_for(engine, timeout_s)

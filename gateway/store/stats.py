@@ -349,18 +349,10 @@ async def _stored(
     (days or weeks), else from the hourly ones (hours or days)."""
     dialect = reads.engine.dialect.name
     values = {"since": since, "until": until}
-    if daily:
-        statement = reads.prepared(
-            ("stats.daily", tenant, bucket),
-            lambda: _daily_statement(dialect, tenant, bucket),
-            values,
-        )
-    else:
-        statement = reads.prepared(
-            ("stats.stored", tenant, bucket),
-            lambda: _hourly_statement(dialect, tenant, bucket),
-            values,
-        )
+    build = _daily_statement if daily else _hourly_statement
+    statement = reads.prepared(
+        (build.__name__, tenant, bucket), lambda: build(dialect, tenant, bucket), values
+    )
     return await reads.fetch(statement, values, _bucket_rows)
 
 
