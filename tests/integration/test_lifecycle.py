@@ -23,14 +23,16 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import tests.support.gateway as gateway_support
 from gateway.store.engine import make_engine
 from gateway.store.recovery import RESTART_REASON
 from gateway.store.writer import CallStart, RecordWriter
@@ -444,3 +446,39 @@ def test_restart_after_crash_closes_own_open_records_only(
     assert other["disposition"] is None
     assert other["hangup_by"] is None
     assert second.stop() == 0, second.log_text()[-3000:]
+
+
+# -------------------------------------------------------------- the harness
+
+
+def test_start_draws_fresh_ports_when_one_is_taken_before_the_bind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another program binds the API port between the probe and the gateway's bind: the
+    gateway stops with "address already in use" and the harness starts it again on
+    fresh ports (the race that two suites on one host run into)."""
+    real_free_port = gateway_support.free_port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind((GATEWAY_HOST, real_free_port(GATEWAY_HOST)))
+        squatter.listen()
+        taken_port = squatter.getsockname()[1]
+        draws: list[int] = []
+
+        def racing_free_port(host: str, *also: str, taken: Collection[int] = ()) -> int:
+            # The fourth draw of the first start is the API port: hand out the one
+            # the squatter holds, as if it had been bound right after the probe.
+            port = taken_port if len(draws) == 3 else real_free_port(host, *also, taken=taken)
+            draws.append(port)
+            return port
+
+        monkeypatch.setattr(gateway_support, "free_port", racing_free_port)
+        gateway = start_gateway(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/calls.sqlite3")
+        try:
+            assert draws[3] == taken_port
+            assert len(draws) == 8, "the second start drew four fresh ports"
+            assert gateway.api_port not in (taken_port, gateway.sip_port)
+            healthz = f"http://{GATEWAY_HOST}:{gateway.api_port}/healthz"
+            with urllib.request.urlopen(healthz, timeout=5) as answer:
+                assert answer.status == 200
+        finally:
+            assert gateway.stop() == 0, gateway.log_text()[-3000:]

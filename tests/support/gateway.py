@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,18 +52,20 @@ def _can_bind_ipv6(host: str, port: int, kind: int) -> bool:
     return True
 
 
-def free_port(host: str, *also: str) -> int:
+def free_port(host: str, *also: str, taken: Collection[int] = ()) -> int:
     """A port free for UDP and TCP on ``host`` (and every host in ``also``), below the
-    kernel's ephemeral range.
+    kernel's ephemeral range, and not one of ``taken``.
 
     Ports from bind(0) come from the ephemeral range, where any client socket
     (sipp's, the database driver's) may take them before the gateway binds;
-    18000-19999 is out of that range and of the media blocks below.
+    18000-19999 is out of that range and of the media blocks below. ``taken``
+    holds ports already promised to the same gateway but not bound yet, which a
+    probe cannot see.
     """
     rng = random.Random()
     for _ in range(200):
         port = rng.randrange(18000, 20000)
-        if all(_bindable(each, port) for each in (host, *also)):
+        if port not in taken and all(_bindable(each, port) for each in (host, *also)):
             return port
     raise RuntimeError(f"no free port on {host}")
 
@@ -323,15 +325,49 @@ def wait_until_ready(sip_port: int, process: subprocess.Popen[bytes], log_path: 
     raise RuntimeError(f"gateway not ready:\n{log_path.read_text()[-4000:]}")
 
 
+class PortTaken(RuntimeError):
+    """The gateway stopped at start-up because a port it was given had been taken."""
+
+
+START_ATTEMPTS = 3
+"""How often :func:`start_gateway` draws fresh ports after losing a bind race."""
+
+
 def start_gateway(
     tmp: Path, db_url: str, *, cpus: set[int] | None = None, **config: Any
 ) -> GatewayProcess:
     """Write the configuration, start ``callgate run`` (pinned to ``cpus`` when given)
-    and wait until it answers OPTIONS."""
-    sip_port = free_port(GATEWAY_HOST, *config.get("extra_listen_hosts", ()))
-    pbx_port = config.pop("pbx_port", None) or free_port(PBX_HOST)
-    trunk_port = config.pop("trunk_port", None) or free_port(TRUNK_HOST)
-    api_port = config.pop("api_port", None) or free_port(GATEWAY_HOST)
+    and wait until it answers OPTIONS.
+
+    A probed port can still be taken by another program before the gateway binds
+    it (another suite on the same host draws from the same range); the gateway
+    then stops with "address already in use", and the start is tried again on
+    fresh ports, up to :data:`START_ATTEMPTS` times. Ports the caller gives are
+    kept as they are.
+    """
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            return _start_gateway_once(tmp, db_url, cpus=cpus, **config)
+        except PortTaken:
+            if attempt == START_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_gateway_once(
+    tmp: Path, db_url: str, *, cpus: set[int] | None, **config: Any
+) -> GatewayProcess:
+    chosen: list[int] = []
+
+    def given_or_free(key: str, host: str, *also: str) -> int:
+        port = config.pop(key, None) or free_port(host, *also, taken=chosen)
+        chosen.append(port)
+        return port
+
+    sip_port = given_or_free("sip_port", GATEWAY_HOST, *config.get("extra_listen_hosts", ()))
+    pbx_port = given_or_free("pbx_port", PBX_HOST)
+    trunk_port = given_or_free("trunk_port", TRUNK_HOST)
+    api_port = given_or_free("api_port", GATEWAY_HOST)
     config_path = tmp / "gateway.toml"
     write_config(
         config_path,
@@ -369,8 +405,10 @@ def start_gateway(
     )
     try:
         wait_until_ready(sip_port, process, log_path)
-    except BaseException:
+    except BaseException as failure:
         gateway.stop()
+        if "address already in use" in gateway.log_text():
+            raise PortTaken(str(failure)) from failure
         raise
     return gateway
 
