@@ -9,6 +9,7 @@ own queries.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import random
 import shutil
@@ -294,9 +295,40 @@ def callgate_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "gateway"]
 
 
-def wait_until_ready(sip_port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    """Probe with OPTIONS (what a load balancer does) until the gateway answers 200."""
+def wait_until_ready(
+    sip_port: int, process: subprocess.Popen[bytes], log_path: Path, api_port: int = 0
+) -> None:
+    """Probe with OPTIONS (what a load balancer does) until the gateway answers 200, then,
+    with ``api_port``, until the API accepts connections: SIP answers before the API
+    listens, and an API that cannot bind stops the gateway after that."""
     deadline = time.monotonic() + 30
+    _wait_for_options(sip_port, process, log_path, deadline)
+    while api_port and not _answers_healthz(GATEWAY_HOST, api_port):
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited early:\n{log_path.read_text()[-4000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gateway API not listening:\n{log_path.read_text()[-4000:]}")
+        time.sleep(0.02)
+    if process.poll() is not None:
+        raise RuntimeError(f"gateway exited early:\n{log_path.read_text()[-4000:]}")
+
+
+def _answers_healthz(host: str, port: int) -> bool:
+    """Whether an HTTP server on (host, port) answers ``/healthz`` with 200 (a program
+    that merely holds the port does not)."""
+    connection = http.client.HTTPConnection(host, port, timeout=0.5)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def _wait_for_options(
+    sip_port: int, process: subprocess.Popen[bytes], log_path: Path, deadline: float
+) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind((GATEWAY_HOST, 0))
         probe.settimeout(0.2)
@@ -404,7 +436,7 @@ def _start_gateway_once(
         api_port=api_port,
     )
     try:
-        wait_until_ready(sip_port, process, log_path)
+        wait_until_ready(sip_port, process, log_path, api_port)
     except BaseException as failure:
         gateway.stop()
         if "address already in use" in gateway.log_text():
