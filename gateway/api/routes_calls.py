@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from aiohttp import web
 
 from gateway.api.auth import IDENTITY, VIEW
@@ -112,8 +113,8 @@ async def list_calls(request: web.Request) -> web.StreamResponse:
     query_print = fingerprint(shape)
     cursor = params.text("cursor", 1000)
     after = decode_cursor(cursor, query_print) if cursor is not None else None
-    page = await view.list_calls(where, limit=limit, order=order, after=after)
-    body: dict[str, Any] = {"calls": page.rows, "next_cursor": None, "next": None}
+    page = await view.list_calls_json(where, limit=limit, order=order, after=after)
+    body: dict[str, Any] = {"calls": orjson.Fragment(page.json), "next_cursor": None, "next": None}
     if page.next_key is not None:
         token = encode_cursor(page.next_key, query_print)
         follow = {k: v for k, v in params.values.items() if k != "cursor"}

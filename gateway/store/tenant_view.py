@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
@@ -41,7 +42,9 @@ from gateway.store.listing_rows import (
     LIST_COLUMNS,
     LIST_NAMES,
     instant_of,
+    json_rows,
     listed_columns,
+    listed_json_columns,
     listing_rows,
 )
 from gateway.store.models import (
@@ -53,7 +56,7 @@ from gateway.store.models import (
     REDACTIONS,
     TRANSCRIPTS,
 )
-from gateway.store.prepared import PreparedReads
+from gateway.store.prepared import Prepared, PreparedReads
 from gateway.store.queries import call_recordings, consent_trail, record_dict
 from gateway.store.stats import Bucket, tenant_stats
 
@@ -197,6 +200,15 @@ class Page:
 
 
 @dataclass(slots=True)
+class JsonPage:
+    """A page of calls as the JSON array of its ``rows`` rows."""
+
+    json: bytes
+    rows: int
+    next_key: PageKey | None
+
+
+@dataclass(slots=True)
 class Erasure:
     """What erasing one number did."""
 
@@ -334,18 +346,7 @@ class TenantView:
                     for row in await connection.execute(query)
                 ]
         else:
-            values = where.values()
-            if after is not None:
-                values["after_at"], values["after_id"] = after.started_at, after.record_id
-            values["limit"] = limit + 1
-            shape = ("calls.list", self.tenant, order, after is not None, *values)
-            statement = self.prepared.prepared(
-                shape,
-                lambda: self._page_statement(
-                    where, order, after, limit + 1, listed_columns(self.engine.dialect)
-                ),
-                values,
-            )
+            statement, values = self._prepared_page(where, order, after, limit, "rows")
             found = await self.prepared.fetch(statement, values, listing_rows(self.engine))
         more = len(found) > limit
         found = found[:limit]
@@ -355,6 +356,58 @@ class TenantView:
             last = found[-1]
             next_key = PageKey(instant_of(last["started_at"]), last["id"])
         return Page(found, next_key)
+
+    async def list_calls_json(
+        self,
+        where: CallFilter,
+        *,
+        limit: int,
+        order: Order = "desc",
+        after: PageKey | None = None,
+    ) -> JsonPage:
+        """:meth:`list_calls` with the rows as the JSON array the API serves. Audited.
+
+        On SQLite with :attr:`prepared` reads, SQLite writes each row's JSON object
+        (:func:`~gateway.store.listing_rows.listed_json_columns`); elsewhere the rows
+        of :meth:`list_calls` are encoded (orjson)."""
+        if self.prepared is None or listed_json_columns(self.engine.dialect) is None:
+            page = await self.list_calls(where, limit=limit, order=order, after=after)
+            return JsonPage(orjson.dumps(page.rows), len(page.rows), page.next_key)
+        statement, values = self._prepared_page(where, order, after, limit, "json")
+        found = await self.prepared.fetch(statement, values, json_rows(limit))
+        await self.audit_read(None, "calls.list", detail={"rows": found.count})
+        next_key = None
+        if found.last is not None:
+            next_key = PageKey(instant_of(found.last[0]), found.last[1])
+        return JsonPage(found.json, found.count, next_key)
+
+    def _listed(self, form: Literal["rows", "json"]) -> Sequence[Any]:
+        if form == "json":
+            return listed_json_columns(self.engine.dialect) or ()
+        return listed_columns(self.engine.dialect)
+
+    def _prepared_page(
+        self,
+        where: CallFilter,
+        order: Order,
+        after: PageKey | None,
+        limit: int,
+        form: Literal["rows", "json"],
+    ) -> tuple[Prepared, dict[str, Any]]:
+        """The prepared statement of a page (``limit`` rows and one more, to tell whether
+        another page follows) as driver rows or as JSON objects, and its values."""
+        assert self.prepared is not None
+        values = where.values()
+        if after is not None:
+            values["after_at"], values["after_id"] = after.started_at, after.record_id
+        values["limit"] = limit + 1
+        shape = ("calls.list", form, self.tenant, order, after is not None, *values)
+        statement = self.prepared.prepared(
+            shape,
+            lambda: self._page_statement(where, order, after, limit + 1, self._listed(form)),
+            values,
+        )
+        return statement, values
 
     async def get_call(self, record_id: str) -> dict[str, Any] | None:
         """One call with its consent trail and recordings; ``None`` if not this tenant's."""

@@ -29,6 +29,8 @@ from tests.unit.store.records import new_id
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 NUMBERS = ("+14155550100", "+14155550101", "+493012345678")
+AWKWARD_TEXT = 'said "bye" \\ to café ☎\n\t\x01\x1f\x7f\u2028/ </script>'
+"""Text JSON must escape (quotes, backslash, control characters) or may leave as it is."""
 
 
 def call_row(rng: random.Random, tenant: str, index: int) -> dict[str, Any]:
@@ -38,6 +40,7 @@ def call_row(rng: random.Random, tenant: str, index: int) -> dict[str, Any]:
     answered = rng.random() < 0.6
     ended = rng.random() < 0.9
     source, destination = rng.sample(NUMBERS, 2)
+    duration = rng.choice((65.5, 65.261624, 3599.999999, 0.000001))
     return {
         "id": new_id(),
         "tenant": tenant,
@@ -53,13 +56,14 @@ def call_row(rng: random.Random, tenant: str, index: int) -> dict[str, Any]:
         "started_at": started,
         "answered_at": started + timedelta(seconds=4) if answered else None,
         "ended_at": started + timedelta(seconds=65.5) if ended else None,
-        "duration_s": 65.5 if ended else None,
+        "duration_s": duration if ended else None,
         "billable_s": 61.5 if ended and answered else None,
+        "end_reason": rng.choice((None, "caller hung up", AWKWARD_TEXT)),
         "disposition": ("answered" if answered else "no_answer") if ended else None,
         "final_status": 200 if answered else 480,
         "gateway_instance": "gw-test-1",
         "consent_outcome": rng.choice(("granted", "declined", "none")),
-        "capture_s": 12.25 if answered else None,
+        "capture_s": rng.choice((12.25, 12.345)) if answered else None,
     }
 
 
@@ -115,6 +119,46 @@ async def test_prepared_listing_is_sqlalchemys_listing(
     assert len(expected) == 1  # the last filter's whole listing fits a page of 100
     assert b'"tenant":"acme"' in expected[0][0]
     assert b"globex" not in b"".join(page for page, _ in expected)
+
+
+async def json_pages(
+    view: TenantView, where: CallFilter, order: str, limit: int
+) -> list[tuple[bytes, int, PageKey | None]]:
+    pages = []
+    after = None
+    while True:
+        page = await view.list_calls_json(where, limit=limit, order=order, after=after)  # type: ignore[arg-type]
+        pages.append((page.json, page.rows, page.next_key))
+        if page.next_key is None or len(pages) > 100:
+            return pages
+        after = page.next_key
+
+
+@pytest.mark.parametrize("order", ["desc", "asc"])
+async def test_json_pages_are_the_listing_as_the_api_encodes_it(
+    store: tuple[AsyncEngine, PreparedReads], order: str
+) -> None:
+    """SQLite writes each row's JSON itself on the prepared path: the same rows and keys
+    in the same order as orjson writes the listing's dicts, and the same numbers (a
+    duration under 0.0001 s in SQLite's exponent form, ``1.0e-06`` for ``1e-6``)."""
+    engine, reads = store
+    plain = TenantView(engine, "acme")
+    prepared = TenantView(engine, "acme", prepared=reads)
+    for where in FILTERS:
+        for limit in (7, 100):
+            expected = await all_pages(plain, where, order, limit)
+            found = await json_pages(prepared, where, order, limit)
+            assert [key for _, _, key in found] == [key for _, key in expected], where
+            assert [rows for _, rows, _ in found] == [
+                len(orjson.loads(page)) for page, _ in expected
+            ]
+            for (json, _, _), (encoded, _) in zip(found, expected, strict=True):
+                assert orjson.loads(json) == orjson.loads(encoded)
+                # the 1 µs duration as a value (after a key), never inside an id's hex
+                tiny = b"1.0e-06" if engine.dialect.name == "sqlite" else b"1e-6"
+                assert json == encoded.replace(b'":1e-6', b'":' + tiny)
+    reasons = {row["end_reason"] for page, _ in expected for row in orjson.loads(page)}
+    assert AWKWARD_TEXT in reasons  # the escapes were compared, not only plain text
 
 
 async def test_instants_in_any_zone_filter_as_the_instants_they_are(
