@@ -92,17 +92,24 @@ FILTERS = [
 ]
 
 
-async def all_pages(
-    view: TenantView, where: CallFilter, order: str, limit: int
-) -> list[tuple[bytes, PageKey | None]]:
+async def walk(list_page: Any, where: CallFilter, order: str, limit: int) -> list[Any]:
+    """Every page ``list_page`` (a view's ``list_calls`` or ``list_calls_json``) gives,
+    each after the previous one's key."""
     pages = []
     after = None
     while True:
-        page = await view.list_calls(where, limit=limit, order=order, after=after)  # type: ignore[arg-type]
-        pages.append((orjson.dumps(page.rows), page.next_key))
+        page = await list_page(where, limit=limit, order=order, after=after)
+        pages.append(page)
         if page.next_key is None or len(pages) > 100:
             return pages
         after = page.next_key
+
+
+async def all_pages(
+    view: TenantView, where: CallFilter, order: str, limit: int
+) -> list[tuple[bytes, PageKey | None]]:
+    pages = await walk(view.list_calls, where, order, limit)
+    return [(orjson.dumps(page.rows), page.next_key) for page in pages]
 
 
 @pytest.mark.parametrize("order", ["desc", "asc"])
@@ -124,14 +131,8 @@ async def test_prepared_listing_is_sqlalchemys_listing(
 async def json_pages(
     view: TenantView, where: CallFilter, order: str, limit: int
 ) -> list[tuple[bytes, int, PageKey | None]]:
-    pages = []
-    after = None
-    while True:
-        page = await view.list_calls_json(where, limit=limit, order=order, after=after)  # type: ignore[arg-type]
-        pages.append((page.json, page.rows, page.next_key))
-        if page.next_key is None or len(pages) > 100:
-            return pages
-        after = page.next_key
+    pages = await walk(view.list_calls_json, where, order, limit)
+    return [(page.json, page.rows, page.next_key) for page in pages]
 
 
 @pytest.mark.parametrize("order", ["desc", "asc"])
