@@ -10,6 +10,7 @@ that time on every instance.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,11 +30,18 @@ CACHE_LIMIT = 10_000
 
 
 class KeyCache:
-    """Recent key checks, valid or not, for a few seconds."""
+    """Recent key checks, valid or not, for a few seconds; one check of a key at a time.
+
+    When an entry expires under load, every request with that key that arrives
+    before the store answers would otherwise check it too (32 keep-alive clients
+    of one key: 32 store reads at once, every ``ttl`` seconds); they wait for the
+    one check instead.
+    """
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._entries: dict[str, tuple[float, KeyIdentity | None]] = {}
+        self._checks: dict[str, asyncio.Future[KeyIdentity | None]] = {}
 
     def get(self, digest: str) -> tuple[bool, KeyIdentity | None]:
         entry = self._entries.get(digest)
@@ -45,6 +53,30 @@ class KeyCache:
         if len(self._entries) >= CACHE_LIMIT:
             self._entries.clear()
         self._entries[digest] = (time.monotonic() + self.ttl, identity)
+
+    async def identity(
+        self, digest: str, check: Callable[[], Awaitable[KeyIdentity | None]]
+    ) -> KeyIdentity | None:
+        """The remembered identity of ``digest``, or what ``check()`` finds (one call for
+        all who ask meanwhile; a caller that goes away does not stop it for the others)."""
+        known, identity = self.get(digest)
+        if known:
+            return identity
+        running = self._checks.get(digest)
+        if running is None:
+            running = asyncio.ensure_future(self._check(digest, check))
+            self._checks[digest] = running
+        return await asyncio.shield(running)
+
+    async def _check(
+        self, digest: str, check: Callable[[], Awaitable[KeyIdentity | None]]
+    ) -> KeyIdentity | None:
+        try:
+            identity = await check()
+            self.put(digest, identity)
+            return identity
+        finally:
+            del self._checks[digest]
 
 
 KEY_CACHE: web.AppKey[KeyCache] = web.AppKey("key_cache", KeyCache)
@@ -78,11 +110,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     key = key.strip()
     context = context_of(request)
     cache = request.app[KEY_CACHE]
-    digest = hash_key(key)
-    known, identity = cache.get(digest)
-    if not known:
-        identity = await identify(context.engine, key)
-        cache.put(digest, identity)
+    identity = await cache.identity(hash_key(key), lambda: identify(context.engine, key))
     if identity is None:
         raise _unauthorized("the API key is not valid (unknown or revoked)")
     request[IDENTITY] = identity

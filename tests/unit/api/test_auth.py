@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from gateway.store.keys import create_key, revoke_key
+import asyncio
+
+from gateway.api.auth import KeyCache
+from gateway.store.keys import KeyIdentity, create_key, hash_key, identify, revoke_key
 from tests.unit.api.conftest import Api
 
 
@@ -48,3 +51,48 @@ async def test_unknown_paths_and_methods_are_problems_too(api: Api) -> None:
     assert status == 404 and body["type"].endswith("not-found")
     status, body = await api.json("DELETE", "/v1/calls")
     assert status == 405 and body["type"].endswith("method-not-allowed")
+
+
+async def test_requests_that_find_a_key_unchecked_share_one_store_read(api: Api) -> None:
+    """32 requests of one key when its cache entry has expired: one read of the store, and
+    a request that goes away meanwhile does not take the answer from the others."""
+    key, row = await create_key(api.engine, "acme", "reader")
+    cache = KeyCache(ttl=60)
+    reads = 0
+    store_may_answer = asyncio.Event()
+
+    async def check() -> KeyIdentity | None:
+        nonlocal reads
+        reads += 1
+        await store_may_answer.wait()
+        return await identify(api.engine, key)
+
+    waiting = [asyncio.create_task(cache.identity(hash_key(key), check)) for _ in range(32)]
+    await asyncio.sleep(0.01)
+    waiting[0].cancel()  # that client hung up
+    store_may_answer.set()
+    found = await asyncio.gather(*waiting[1:])
+    assert reads == 1
+    assert {identity.key_id for identity in found if identity is not None} == {row["id"]}
+    assert len(found) == 31 and all(identity is not None for identity in found)
+    assert waiting[0].cancelled()
+    assert await cache.identity(hash_key(key), check) == found[0]
+    assert reads == 1  # remembered for ttl seconds
+
+
+async def test_an_expired_check_is_made_again(api: Api) -> None:
+    key, _ = await create_key(api.engine, "acme", "reader")
+    cache = KeyCache(ttl=0.05)
+    reads = 0
+
+    async def check() -> KeyIdentity | None:
+        nonlocal reads
+        reads += 1
+        return await identify(api.engine, key)
+
+    await cache.identity(hash_key(key), check)
+    await cache.identity(hash_key(key), check)
+    assert reads == 1
+    await asyncio.sleep(0.1)
+    await cache.identity(hash_key(key), check)
+    assert reads == 2
