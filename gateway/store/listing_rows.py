@@ -68,8 +68,8 @@ def sqlite_rfc3339(column: ColumnElement[Any], name: str) -> ColumnElement[Any]:
 @functools.lru_cache(maxsize=8)
 def listed_columns(dialect: Dialect) -> tuple[ColumnElement[Any], ...]:
     """What a listing selects on ``dialect``: :data:`LIST_COLUMNS`, instants as RFC 3339
-    text on SQLite (made by SQLite, three a row, no datetimes in between). Made once per
-    dialect: building them is most of what a request would otherwise spend on them."""
+    text on SQLite (made by SQLite, three a row, no datetimes in between). Built once per
+    dialect, not per request."""
     if dialect.name != "sqlite":
         return LIST_COLUMNS
     return tuple(
@@ -86,7 +86,9 @@ def listed_json_columns(dialect: Dialect) -> tuple[ColumnElement[Any], ...] | No
 
     SQLite writes a REAL with up to 15 significant digits, orjson with as many as
     the value needs: the same text for the durations the store holds (whole
-    microseconds, ``capture_s`` in milliseconds)."""
+    microseconds, ``capture_s`` in milliseconds, up to 10^9 s), except under
+    0.0001 s, where both write the same number in exponent form but differently
+    (``1.0e-06`` and ``1e-6``)."""
     if dialect.name != "sqlite":
         return None
     pairs: list[ColumnElement[Any]] = []
