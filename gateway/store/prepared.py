@@ -31,7 +31,10 @@ Every read has a time budget (``timeout_s``): the reads share one thread
 that matches almost nothing, over millions of calls and a cold page cache)
 would hold up every other. Past its budget a read is stopped where it runs
 (SQLite's progress handler; PostgreSQL's ``statement_timeout``) and
-:class:`ReadTimeout` raised.
+:class:`ReadTimeout` raised. On SQLite a read whose asker is cancelled (the
+client hung up) stops the same way, or never starts if it was still waiting
+its turn. On PostgreSQL its connection is closed, so other reads never wait for it;
+the server's statement ends at its budget at the latest.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import asyncpg
 from sqlalchemy.engine import Dialect
@@ -198,8 +201,31 @@ def _backend_for(engine: AsyncEngine, timeout_s: float) -> _Backend:
     return _EngineConnection(engine)
 
 
+class _SqliteRead:
+    """One read on the SQLite reader: its deadline once it runs, and whether its asker
+    has gone (a cancelled request), which stops it where it runs."""
+
+    __slots__ = ("abandoned", "deadline")
+
+    def __init__(self) -> None:
+        self.deadline = float("inf")
+        self.abandoned = False
+
+    def should_stop(self) -> bool:
+        return self.abandoned or time.monotonic() > self.deadline
+
+
+_IDLE = _SqliteRead()
+"""What the reader's progress handler looks at between reads: never stops anything."""
+
+
 class _SqliteThreads:
-    """Reads on ``sqlite3`` connections, one per thread of a pool."""
+    """Reads on ``sqlite3`` connections, one per thread of a pool.
+
+    A read whose asker is cancelled (the client hung up, the request timed out)
+    is stopped where it runs, or never started: the reader is shared, and a
+    heavy read nobody waits for would hold up every other for its whole budget.
+    """
 
     def __init__(self, path: str, threads: int, busy_timeout_ms: int, timeout_s: float) -> None:
         self.path = path
@@ -223,36 +249,52 @@ class _SqliteThreads:
             connection.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
             connection.execute("PRAGMA query_only=ON")
             self._local.connection = connection
-            self._local.deadline = float("inf")
+            self._local.read = _IDLE
             local = self._local
             # a non-zero answer stops the running statement ("interrupted")
-            connection.set_progress_handler(
-                lambda: time.monotonic() > local.deadline, _PROGRESS_STEPS
-            )
+            connection.set_progress_handler(lambda: local.read.should_stop(), _PROGRESS_STEPS)
             with self._lock:
                 self._opened.append(connection)
         return connection
 
     def _run(
-        self, prepared: Prepared, arguments: tuple[Any, ...], convert: Callable[[Rows], _T]
-    ) -> _T:
+        self,
+        read: _SqliteRead,
+        prepared: Prepared,
+        arguments: tuple[Any, ...],
+        convert: Callable[[Rows], _T],
+    ) -> _T | None:
+        if read.abandoned:
+            return None  # its asker went away while it waited its turn
         connection = self._connection()
-        self._local.deadline = time.monotonic() + self.timeout_s
+        read.deadline = time.monotonic() + self.timeout_s
+        self._local.read = read
         try:
             rows = connection.execute(prepared.sql, arguments).fetchall()
         except sqlite3.OperationalError as error:
-            if time.monotonic() > self._local.deadline and "interrupt" in str(error):
-                raise ReadTimeout(self.timeout_s) from None
+            if "interrupt" in str(error):
+                if read.abandoned:
+                    return None
+                if time.monotonic() > read.deadline:
+                    raise ReadTimeout(self.timeout_s) from None
             raise
         finally:
-            self._local.deadline = float("inf")
+            self._local.read = _IDLE
         return convert(rows)
 
     async def fetch(
         self, prepared: Prepared, arguments: tuple[Any, ...], convert: Callable[[Rows], _T]
     ) -> _T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run, prepared, arguments, convert)
+        read = _SqliteRead()
+        try:
+            found = await loop.run_in_executor(
+                self._executor, self._run, read, prepared, arguments, convert
+            )
+        except asyncio.CancelledError:
+            read.abandoned = True
+            raise
+        return cast(_T, found)  # None only for an abandoned read, whose asker is gone
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)

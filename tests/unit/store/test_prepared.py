@@ -8,6 +8,7 @@ page; and a statement prepared for one tenant must never answer for another.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
 import time
@@ -277,3 +278,25 @@ async def test_a_read_past_its_budget_is_stopped_and_the_next_one_runs(
 def test_a_read_budget_must_be_positive(db_engine: AsyncEngine) -> None:
     with pytest.raises(ValueError, match="positive"):
         PreparedReads(db_engine, timeout_s=0)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL cancels its own
+async def test_a_read_whose_asker_went_away_stops_and_frees_the_reader(
+    store: tuple[AsyncEngine, PreparedReads],
+) -> None:
+    """A client that hangs up during a heavy read cancels its request: the read stops where
+    it runs, and the next request on the shared reader need not wait out its budget."""
+    engine, _ = store
+    reads = PreparedReads(engine, timeout_s=30)
+    try:
+        slow = reads.prepared(("slow",), lambda: _slow_statement(engine.dialect.name), {})
+        abandoned = asyncio.create_task(reads.fetch(slow, {}, list))
+        await asyncio.sleep(0.3)  # running on the reader by now
+        abandoned.cancel()
+        began = time.monotonic()
+        page = await TenantView(engine, "acme", prepared=reads).list_calls(CallFilter(), limit=100)
+        assert len(page.rows) == 60
+        assert time.monotonic() - began < 5, "the next read waited for the abandoned one"
+        assert abandoned.cancelled()
+    finally:
+        await reads.close()
