@@ -320,12 +320,21 @@ def _timed_out(error: BaseException) -> bool:
     )
 
 
+_CONNECTION_CHECK = "SET client_connection_check_interval = 1000"
+"""Have the server look every second, while a statement runs, whether its client is still
+there (a read cancelled here closes its connection)."""
+_CONNECTION_CHECK_SINCE = (14, 0)
+"""The first PostgreSQL with ``client_connection_check_interval``."""
+
+
 class _PostgresConnections:
     """Reads on a few asyncpg connections opened to the engine's server and database.
 
     A connection is not pinged before each read (the engine's pool does that): a
     read on an idle connection the server has dropped is made once more on a new one.
-    The server stops a read past its budget (``statement_timeout``).
+    The server stops a read past its budget (``statement_timeout``), and, from
+    PostgreSQL 14, one whose connection was closed (a cancelled read) within a
+    second (``client_connection_check_interval``) instead of at its budget.
     """
 
     def __init__(self, engine: AsyncEngine, size: int, timeout_s: float) -> None:
@@ -376,6 +385,8 @@ class _PostgresConnections:
         connection = await asyncpg.connect(self.dsn)
         try:
             await connection.execute(self._set_timeout)
+            if connection.get_server_version() >= _CONNECTION_CHECK_SINCE:
+                await connection.execute(_CONNECTION_CHECK)
         except BaseException:
             connection.terminate()
             raise

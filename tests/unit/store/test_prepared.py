@@ -300,3 +300,38 @@ async def test_a_read_whose_asker_went_away_stops_and_frees_the_reader(
         assert abandoned.cancelled()
     finally:
         await reads.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_cancelled_read_ends_on_the_server_too(
+    store: tuple[AsyncEngine, PreparedReads],
+) -> None:
+    """A cancelled read closes its connection; the server sees the client gone within
+    about a second (client_connection_check_interval) and ends the statement, instead of
+    running it out to its budget."""
+    engine, _ = store
+    reads = PreparedReads(engine, timeout_s=30)
+
+    async def sleepers() -> int:
+        async with engine.connect() as connection:
+            found = await connection.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'"
+                " AND pid <> pg_backend_pid()"
+            )
+            return int(found.scalar_one())
+
+    try:
+        slow = reads.prepared(("slow",), lambda: _slow_statement(engine.dialect.name), {})
+        abandoned = asyncio.create_task(reads.fetch(slow, {}, list))
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if await sleepers():
+                break
+        assert await sleepers() == 1
+        abandoned.cancel()
+        deadline = time.monotonic() + 10
+        while await sleepers() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert await sleepers() == 0, "the server ran the abandoned read on"
+    finally:
+        await reads.close()
