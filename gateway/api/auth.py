@@ -11,6 +11,7 @@ that time on every instance.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -66,17 +67,23 @@ class KeyCache:
         if running is None:
             running = asyncio.ensure_future(self._check(digest, check))
             self._checks[digest] = running
+            running.add_done_callback(functools.partial(self._checked, digest))
         return await asyncio.shield(running)
 
     async def _check(
         self, digest: str, check: Callable[[], Awaitable[KeyIdentity | None]]
     ) -> KeyIdentity | None:
-        try:
-            identity = await check()
-            self.put(digest, identity)
-            return identity
-        finally:
+        identity = await check()
+        self.put(digest, identity)
+        return identity
+
+    def _checked(self, digest: str, done: asyncio.Future[KeyIdentity | None]) -> None:
+        """A check ended (answered, failed or cancelled, even before it ran): the next ask
+        starts a new one. Its error is each waiter's; with none left it is dropped here."""
+        if self._checks.get(digest) is done:
             del self._checks[digest]
+        if not done.cancelled():
+            done.exception()
 
 
 KEY_CACHE: web.AppKey[KeyCache] = web.AppKey("key_cache", KeyCache)

@@ -15,7 +15,9 @@ SQLAlchemy's asyncpg dialect returns.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,7 +91,7 @@ def listed_json_columns(dialect: Dialect) -> tuple[ColumnElement[Any], ...] | No
     microseconds, ``capture_s`` in milliseconds, up to 10^9 s), except under
     0.0001 s, where both write the same number in exponent form but differently
     (``1.0e-06`` and ``1e-6``)."""
-    if dialect.name != "sqlite":
+    if dialect.name != "sqlite" or not _sqlite_writes_json():
         return None
     pairs: list[ColumnElement[Any]] = []
     for column in LIST_COLUMNS:
@@ -100,6 +102,16 @@ def listed_json_columns(dialect: Dialect) -> tuple[ColumnElement[Any], ...] | No
         sqlite_rfc3339(CALLS.c.started_at, "started_at"),
         CALLS.c.id,
     )
+
+
+def _sqlite_writes_json() -> bool:
+    """Whether this SQLite has its JSON functions (built in since 3.38; a build may omit them)."""
+    try:
+        with contextlib.closing(sqlite3.connect(":memory:")) as probe:
+            probe.execute("SELECT json_object('a', 1)")
+    except sqlite3.OperationalError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

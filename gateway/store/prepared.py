@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import threading
 import time
@@ -62,6 +63,8 @@ from gateway.store.engine import (
 )
 
 __all__ = ["Prepared", "PreparedReads", "ReadTimeout", "prepare"]
+
+log = logging.getLogger(__name__)
 
 READ_CONNECTIONS = 2
 """PostgreSQL connections serving prepared reads at once."""
@@ -322,9 +325,8 @@ def _timed_out(error: BaseException) -> bool:
 
 _CONNECTION_CHECK = "SET client_connection_check_interval = 1000"
 """Have the server look every second, while a statement runs, whether its client is still
-there (a read cancelled here closes its connection)."""
-_CONNECTION_CHECK_SINCE = (14, 0)
-"""The first PostgreSQL with ``client_connection_check_interval``."""
+there (a read cancelled here closes its connection). PostgreSQL 14 and later; some
+platforms and hosted services refuse it, and reads then go without."""
 
 
 class _PostgresConnections:
@@ -342,6 +344,7 @@ class _PostgresConnections:
         self.timeout_s = timeout_s
         # set after connecting, not in the startup packet: PgBouncer refuses unknown ones
         self._set_timeout = f"SET statement_timeout = {max(1, round(timeout_s * 1000))}"
+        self._check_connection = True
         self._idle: list[Any] = []
         self._slots = asyncio.Semaphore(size)
         self._closed = False
@@ -385,8 +388,12 @@ class _PostgresConnections:
         connection = await asyncpg.connect(self.dsn)
         try:
             await connection.execute(self._set_timeout)
-            if connection.get_server_version() >= _CONNECTION_CHECK_SINCE:
-                await connection.execute(_CONNECTION_CHECK)
+            if self._check_connection and connection.get_server_version() >= (14, 0):
+                try:
+                    await connection.execute(_CONNECTION_CHECK)
+                except asyncpg.PostgresError as error:  # a platform or service that refuses it
+                    self._check_connection = False
+                    log.info("PostgreSQL reads go without %s: %s", _CONNECTION_CHECK, error)
         except BaseException:
             connection.terminate()
             raise

@@ -320,7 +320,7 @@ def _answers_healthz(host: str, port: int) -> bool:
     try:
         connection.request("GET", "/healthz")
         return connection.getresponse().status == 200
-    except OSError:
+    except (OSError, http.client.HTTPException):  # nothing there, or not our HTTP server
         return False
     finally:
         connection.close()
@@ -439,7 +439,7 @@ def _start_gateway_once(
         wait_until_ready(sip_port, process, log_path, api_port)
     except BaseException as failure:
         gateway.stop()
-        if "address already in use" in gateway.log_text():
+        if "address already in use" in gateway.log_text().lower():
             raise PortTaken(str(failure)) from failure
         raise
     return gateway

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from gateway.api.auth import KeyCache
 from gateway.store.keys import KeyIdentity, create_key, hash_key, identify, revoke_key
 from tests.unit.api.conftest import Api
@@ -96,3 +98,32 @@ async def test_an_expired_check_is_made_again(api: Api) -> None:
     await asyncio.sleep(0.1)
     await cache.identity(hash_key(key), check)
     assert reads == 2
+
+
+async def test_a_check_that_failed_or_was_cancelled_is_asked_anew() -> None:
+    """A store error reaches every waiter and is not remembered; a check cancelled before it
+    ran (the server shutting down) does not leave later requests waiting on it."""
+    cache = KeyCache(ttl=60)
+    checks = 0
+
+    async def store_down() -> KeyIdentity | None:
+        nonlocal checks
+        checks += 1
+        raise ConnectionError("store down")
+
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            await cache.identity("digest", store_down)
+    assert checks == 2
+
+    async def store_up() -> KeyIdentity | None:
+        return KeyIdentity("k1", "acme", "reader")
+
+    waiter = asyncio.create_task(cache.identity("other", store_up))
+    await asyncio.sleep(0)  # the shared check exists now, not yet run
+    for running in asyncio.all_tasks():
+        if running is not asyncio.current_task() and running is not waiter:
+            running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert await cache.identity("other", store_up) == KeyIdentity("k1", "acme", "reader")

@@ -22,6 +22,7 @@ from sqlalchemy import column, insert, select, table, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import gateway.store.prepared as prepared_module
 from gateway.store.listing_rows import instant_of, sqlite_rfc3339
 from gateway.store.models import CALLS
 from gateway.store.prepared import PreparedReads, ReadTimeout
@@ -333,5 +334,24 @@ async def test_a_cancelled_read_ends_on_the_server_too(
         while await sleepers() and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         assert await sleepers() == 0, "the server ran the abandoned read on"
+    finally:
+        await reads.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_reads_go_on_when_the_server_refuses_the_connection_check(
+    store: tuple[AsyncEngine, PreparedReads], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that refuses ``client_connection_check_interval`` (some platforms, some
+    hosted services) still serves every read, only without the check."""
+    engine, _ = store
+    monkeypatch.setattr(prepared_module, "_CONNECTION_CHECK", "SET no_such.setting TO")
+    reads = PreparedReads(engine)
+    try:
+        for _ in range(3):
+            page = await TenantView(engine, "acme", prepared=reads).list_calls(
+                CallFilter(), limit=100
+            )
+            assert len(page.rows) == 60
     finally:
         await reads.close()
