@@ -114,22 +114,6 @@ async def all_pages(
     return [(orjson.dumps(page.rows), page.next_key) for page in pages]
 
 
-@pytest.mark.parametrize("order", ["desc", "asc"])
-async def test_prepared_listing_is_sqlalchemys_listing(
-    store: tuple[AsyncEngine, PreparedReads], order: str
-) -> None:
-    engine, reads = store
-    plain = TenantView(engine, "acme")
-    prepared = TenantView(engine, "acme", prepared=reads)
-    for where in FILTERS:
-        for limit in (7, 100):
-            expected = await all_pages(plain, where, order, limit)
-            assert await all_pages(prepared, where, order, limit) == expected, where
-    assert len(expected) == 1  # the last filter's whole listing fits a page of 100
-    assert b'"tenant":"acme"' in expected[0][0]
-    assert b"globex" not in b"".join(page for page, _ in expected)
-
-
 async def json_pages(
     view: TenantView, where: CallFilter, order: str, limit: int
 ) -> list[tuple[bytes, int, PageKey | None]]:
@@ -138,18 +122,22 @@ async def json_pages(
 
 
 @pytest.mark.parametrize("order", ["desc", "asc"])
-async def test_json_pages_are_the_listing_as_the_api_encodes_it(
+async def test_prepared_listing_is_sqlalchemys_listing(
     store: tuple[AsyncEngine, PreparedReads], order: str
 ) -> None:
-    """SQLite writes each row's JSON itself on the prepared path: the same rows and keys
-    in the same order as orjson writes the listing's dicts, and the same numbers (a
-    duration under 0.0001 s in SQLite's exponent form, ``1.0e-06`` for ``1e-6``)."""
+    """Prepared pages, as dict rows and as JSON pages, are SQLAlchemy's listing as the API
+    encodes it. On SQLite, SQLite writes each row's JSON itself: the same rows and keys in
+    the same order as orjson writes the listing's dicts, and the same numbers (a duration
+    under 0.0001 s in SQLite's exponent form, ``1.0e-06`` for ``1e-6``)."""
     engine, reads = store
     plain = TenantView(engine, "acme")
     prepared = TenantView(engine, "acme", prepared=reads)
+    # the 1 µs duration as a value (after a key), never inside an id's hex
+    tiny = b"1.0e-06" if engine.dialect.name == "sqlite" else b"1e-6"
     for where in FILTERS:
         for limit in (7, 100):
             expected = await all_pages(plain, where, order, limit)
+            assert await all_pages(prepared, where, order, limit) == expected, where
             found = await json_pages(prepared, where, order, limit)
             assert [key for _, _, key in found] == [key for _, key in expected], where
             assert [rows for _, rows, _ in found] == [
@@ -157,9 +145,10 @@ async def test_json_pages_are_the_listing_as_the_api_encodes_it(
             ]
             for (json, _, _), (encoded, _) in zip(found, expected, strict=True):
                 assert orjson.loads(json) == orjson.loads(encoded)
-                # the 1 µs duration as a value (after a key), never inside an id's hex
-                tiny = b"1.0e-06" if engine.dialect.name == "sqlite" else b"1e-6"
                 assert json == encoded.replace(b'":1e-6', b'":' + tiny)
+    assert len(expected) == 1  # the last filter's whole listing fits a page of 100
+    assert b'"tenant":"acme"' in expected[0][0]
+    assert b"globex" not in b"".join(page for page, _ in expected)
     reasons = {row["end_reason"] for page, _ in expected for row in orjson.loads(page)}
     assert AWKWARD_TEXT in reasons  # the escapes were compared, not only plain text
 
