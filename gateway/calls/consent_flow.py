@@ -245,6 +245,10 @@ class CallConsent:
 
     async def close_recording(self) -> None:
         """Finish the recording file (off the event loop) and list it in the store."""
+        if not self.recorder.started:
+            # no file: nothing to finish, and no trip through a worker thread per call
+            self.recorder.close()
+            return
         loop = asyncio.get_running_loop()
         ended_at = utcnow()
         info = await loop.run_in_executor(None, self.recorder.close)

@@ -19,6 +19,7 @@ from typing import Any
 
 from gateway.media.forward import Address, RtcpReceiver, RtpReceiver, SendTo, Tap, discard
 from gateway.media.stats import StreamStats
+from gateway.sip.ip import ip_literal
 
 SIDES = ("a", "b")
 
@@ -32,7 +33,7 @@ def media_address(address: str, family: socket.AddressFamily, *, dual_stack: boo
     ValueError, with the reason, for anything the sockets cannot reach.
     """
     try:
-        ip = ipaddress.ip_address(address)
+        ip = ip_literal(address)
     except ValueError:
         raise ValueError(f"media address must be an IP literal, got {address!r}") from None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -67,7 +68,7 @@ class RemoteMedia:
     @property
     def hold(self) -> bool:
         """Unspecified connection address: send nothing (RFC 3264 8.4)."""
-        return ipaddress.ip_address(self.address).is_unspecified
+        return ip_literal(self.address).is_unspecified
 
     def rtp_address(self) -> Address:
         return (self.address, self.rtp_port)

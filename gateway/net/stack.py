@@ -12,7 +12,6 @@ whole stack however many transactions are open.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from gateway.net.transports import Address, ListenAddress, Transports
 from gateway.sip.errors import SipParseError
 from gateway.sip.headers import Via
+from gateway.sip.ip import ip_literal
 from gateway.sip.message import SipRequest, SipResponse, make_response, parse_message
 from gateway.sip.routing import add_received, response_destination
 from gateway.sip.timers import TimerConfig
@@ -253,10 +253,10 @@ class SipStack:
 def _ip_version(host: str) -> int | None:
     """4 or 6 for an IP literal (brackets allowed), None for a host name."""
     try:
-        return ipaddress.ip_address(host.strip("[]")).version
+        return ip_literal(host.strip("[]")).version
     except ValueError:
         return None
 
 
 def _is_unspecified(host: str) -> bool:
-    return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    return ip_literal(host.strip("[]")).is_unspecified

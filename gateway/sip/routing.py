@@ -6,9 +6,8 @@ they appear in the message, IP literals without their IPv6 brackets.
 
 from __future__ import annotations
 
-import ipaddress
-
 from gateway.sip.headers import Via
+from gateway.sip.ip import ip_literal
 from gateway.sip.uri import SipUri
 
 Address = tuple[str, int]
@@ -27,7 +26,7 @@ def _bare_host(host: str) -> str:
 def _same_ip(host: str, ip: str) -> bool:
     """True when ``host`` is an IP literal equal to ``ip`` (so no ``received`` is needed)."""
     try:
-        return ipaddress.ip_address(_bare_host(host)) == ipaddress.ip_address(_bare_host(ip))
+        return ip_literal(_bare_host(host)) == ip_literal(_bare_host(ip))
     except ValueError:
         return False
 

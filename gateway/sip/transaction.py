@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
-import secrets
+import os
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -67,19 +67,56 @@ def _to_tag(message: SipRequest | SipResponse | Wire) -> str | None:
     return message.to_tag if isinstance(message, Wire) else message.to.tag
 
 
+class RandomHex:
+    """Hex digits from the operating system's CSPRNG, fetched :data:`RANDOM_CHUNK` bytes at a time.
+
+    Tags must be cryptographically random (RFC 3261 19.3) and branches and
+    Call-IDs unique (8.1.1.4, 8.1.1.7); :func:`secrets.token_hex` gives that
+    with one ``getrandom`` system call per identifier, several per call. The
+    pool hands out each byte once; a forked child starts with an empty pool,
+    so it never repeats its parent's identifiers.
+    """
+
+    __slots__ = ("_digits", "_next")
+
+    def __init__(self) -> None:
+        self._digits = ""
+        self._next = 0
+        os.register_at_fork(after_in_child=self.clear)
+
+    def clear(self) -> None:
+        self._digits = ""
+        self._next = 0
+
+    def take(self, nbytes: int) -> str:
+        """``2 * nbytes`` hex digits never handed out before."""
+        start = self._next
+        end = start + 2 * nbytes
+        if end > len(self._digits):
+            self._digits = os.urandom(max(RANDOM_CHUNK, nbytes)).hex()
+            start, end = 0, 2 * nbytes
+        self._next = end
+        return self._digits[start:end]
+
+
+RANDOM_CHUNK = 4096
+"""Bytes fetched from the CSPRNG at once (a few hundred identifiers)."""
+_random_hex = RandomHex()
+
+
 def new_branch() -> str:
     """A fresh Via branch with the RFC 3261 magic cookie (8.1.1.7)."""
-    return MAGIC_COOKIE + secrets.token_hex(10)
+    return MAGIC_COOKIE + _random_hex.take(10)
 
 
 def new_tag() -> str:
     """A fresh From/To tag: at least 32 bits of randomness (19.3)."""
-    return secrets.token_hex(6)
+    return _random_hex.take(6)
 
 
 def new_call_id(host: str) -> str:
     """A globally unique Call-ID, ``random@host`` (8.1.1.4)."""
-    return f"{secrets.token_hex(12)}@{host}"
+    return f"{_random_hex.take(12)}@{host}"
 
 
 class TransactionState(enum.Enum):

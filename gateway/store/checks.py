@@ -81,21 +81,37 @@ def optional_seconds(name: str, value: object) -> None:
 
 
 def check_json(name: str, value: object) -> None:
-    """``value`` is JSON: text, numbers, booleans, null, lists and text-keyed mappings."""
+    """``value`` is JSON: text, numbers, booleans, null, lists and text-keyed mappings.
+
+    ValueError names the first offending place (``name.key[index]``); the
+    path is only put together for the error, not on the way down.
+    """
+    problem = _json_problem(value)
+    if problem is not None:
+        path, reason = problem
+        raise ValueError(f"{name}{path} {reason}")
+
+
+def _json_problem(value: object) -> tuple[str, str] | None:
+    """Where under ``value`` the first non-JSON item sits, and why; None when all is JSON."""
     if value is None or isinstance(value, str | bool | int):
-        return
+        return None
     if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{name} holds {value!r}, which JSON cannot represent")
-        return
+        if math.isfinite(value):
+            return None
+        return "", f"holds {value!r}, which JSON cannot represent"
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise ValueError(f"{name} has a key {key!r} that is not a string")
-            check_json(f"{name}.{key}", item)
-        return
+                return "", f"has a key {key!r} that is not a string"
+            problem = _json_problem(item)
+            if problem is not None:
+                return f".{key}{problem[0]}", problem[1]
+        return None
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            check_json(f"{name}[{index}]", item)
-        return
-    raise ValueError(f"{name} holds a {type(value).__name__}, which is not JSON")
+            problem = _json_problem(item)
+            if problem is not None:
+                return f"[{index}]{problem[0]}", problem[1]
+        return None
+    return "", f"holds a {type(value).__name__}, which is not JSON"

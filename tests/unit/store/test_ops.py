@@ -107,6 +107,14 @@ def test_call_start_carries_the_consent_rule() -> None:
         ({"consent_rules": [{1: "caller"}]}, r"consent_rules\[0\] has a key 1"),
         ({"consent_rules": [{"at": T0}]}, r"consent_rules\[0\]\.at holds a datetime"),
         ({"consent_rules": [{"x": float("nan")}]}, "JSON cannot represent"),
+        (
+            {"consent_rules": [{"a": [1, {"b": {2.5, 3}}]}]},
+            r"^consent_rules\[0\]\.a\[1\]\.b holds a set, which is not JSON$",
+        ),
+        (
+            {"consent_rules": [{"a": [{}, {"b": [{7: 1}]}]}]},
+            r"^consent_rules\[0\]\.a\[1\]\.b\[0\] has a key 7",
+        ),
         ({"policy_version": 3}, "policy_version"),
     ],
 )
