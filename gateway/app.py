@@ -161,6 +161,10 @@ class Gateway:
             "callgate_relay_packets_total": {
                 (("event", name),): float(count) for name, count in relay.items()
             },
+            "callgate_calls_shed_total": float(calls.admission.shed) if calls else 0.0,
+            "callgate_shed_share": calls.admission.shed_share if calls else 0.0,
+            "callgate_loop_lag_seconds": calls.admission.last_lag_s if calls else 0.0,
+            "callgate_loop_lag_max_seconds": calls.admission.max_lag_s if calls else 0.0,
             "callgate_write_queue_depth": float(self.writer.pending),
             "callgate_write_queue_oldest_seconds": self.writer.oldest_wait(),
             "callgate_records_written_total": float(self.writer.written),

@@ -20,6 +20,13 @@ HELP = {
     "callgate_calls_total": ("counter", "Calls ended on this instance, by disposition."),
     "callgate_consent_outcomes_total": ("counter", "Calls ended, by consent outcome."),
     "callgate_relay_packets_total": ("counter", "RTP/RTCP packets the relay handled, by event."),
+    "callgate_calls_shed_total": (
+        "counter",
+        "New calls refused with 503 because the event loop ran behind (overload control).",
+    ),
+    "callgate_shed_share": ("gauge", "Share of new calls overload control refuses now, 0 to 1."),
+    "callgate_loop_lag_seconds": ("gauge", "How late the event loop ran its latest lag sample."),
+    "callgate_loop_lag_max_seconds": ("gauge", "The event loop's largest lag since start."),
     "callgate_write_queue_depth": ("gauge", "Record writes waiting for the store."),
     "callgate_write_queue_oldest_seconds": ("gauge", "Age of the oldest waiting record write."),
     "callgate_records_written_total": ("counter", "Record writes committed to the store."),

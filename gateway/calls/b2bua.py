@@ -81,12 +81,40 @@ class CallManager(InDialogRelay):
             consent=consent,
         )
         stack.set_handler(self.handle)
+        self._lag_timer: asyncio.TimerHandle | None = None
+        self._shed_at_start = 0
 
     def start(self) -> None:
         self._own_hosts.update(address.host for address in self.stack.transports.bound)
         self._idle_task = asyncio.ensure_future(self._watch_media_idle())
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.admission.limits.interval_s
+        self._lag_timer = loop.call_at(due, self._sample_lag, loop, due)
+
+    def _sample_lag(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        """How late this timer ran is the event loop's lag (:mod:`gateway.calls.overload`)."""
+        now = loop.time()
+        admission = self.admission
+        shedding = admission.shed_share > 0.0
+        admission.observe(max(0.0, now - due))
+        if not shedding and admission.shed_share > 0.0:
+            log.warning(
+                "overload: the event loop runs %.0f ms behind; refusing a share of new calls "
+                "with 503 until it catches up",
+                admission.last_lag_s * 1000,
+            )
+            self._shed_at_start = admission.shed
+        elif shedding and admission.shed_share == 0.0:
+            log.warning(
+                "overload over: %d new calls were refused with 503",
+                admission.shed - self._shed_at_start,
+            )
+        due = now + admission.limits.interval_s
+        self._lag_timer = loop.call_at(due, self._sample_lag, loop, due)
 
     async def close(self) -> None:
+        if self._lag_timer is not None:
+            self._lag_timer.cancel()
         if self._idle_task is not None:
             self._idle_task.cancel()
         await self.consent.stop()
@@ -174,6 +202,13 @@ class CallManager(InDialogRelay):
         if self.draining:
             response = make_response(request, 503, "Gateway Draining", to_tag=new_tag())
             response.headers.set("Retry-After", "30")
+            self.stack.send_response(transaction, response)
+            return
+        if not self.admission.admit():
+            # RFC 6357 5.1 / RFC 3261 21.5.4: refused early and cheaply, before any routing,
+            # media or record, so the calls already admitted keep their timing
+            response = make_response(request, 503, "Overloaded", to_tag=new_tag())
+            response.headers.set("Retry-After", str(self.admission.limits.retry_after_s))
             self.stack.send_response(transaction, response)
             return
         sender = self._original_sender(request, source)

@@ -21,6 +21,7 @@ from gateway.calls import disposition as dispositions
 from gateway.calls.anchor import SdpParseError, find_sdp
 from gateway.calls.call import GATEWAY, Call, CallState, Leg
 from gateway.calls.consent_service import ConsentService
+from gateway.calls.overload import AdmissionControl, OverloadLimits
 from gateway.calls.routing import RouteTable
 from gateway.config import Settings
 from gateway.media.relay import MediaRelay
@@ -112,6 +113,13 @@ class CallCore:
         self._own_hosts = {self.stack.advertised_host}
         self._own_hosts.update(address.host for address in stack.transports.bound)
         self.draining = False
+        sip = settings.sip
+        self.admission = AdmissionControl(
+            OverloadLimits(
+                target_lag_s=sip.overload_lag_s, retry_after_s=sip.overload_retry_after_s
+            )
+        )
+        """Overload control: which new calls to refuse (:mod:`gateway.calls.overload`)."""
         self._idle_task: asyncio.Task[None] | None = None
         self._all_ended = asyncio.Event()
         self._all_ended.set()
