@@ -27,6 +27,10 @@ HELP = {
     "callgate_shed_share": ("gauge", "Share of new calls overload control refuses now, 0 to 1."),
     "callgate_loop_lag_seconds": ("gauge", "How late the event loop ran its latest lag sample."),
     "callgate_loop_lag_max_seconds": ("gauge", "The event loop's largest lag since start."),
+    "callgate_sip_wait_max_seconds": (
+        "gauge",
+        "Longest a SIP datagram waited in its socket's queue before it was read, since start.",
+    ),
     "callgate_write_queue_depth": ("gauge", "Record writes waiting for the store."),
     "callgate_write_queue_oldest_seconds": ("gauge", "Age of the oldest waiting record write."),
     "callgate_records_written_total": ("counter", "Record writes committed to the store."),

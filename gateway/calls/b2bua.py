@@ -204,7 +204,7 @@ class CallManager(InDialogRelay):
             response.headers.set("Retry-After", "30")
             self.stack.send_response(transaction, response)
             return
-        if not self.admission.admit():
+        if not self.admission.admit(self.stack.transports.receive_wait_s):
             # RFC 6357 5.1 / RFC 3261 21.5.4: refused early and cheaply, before any routing,
             # media or record, so the calls already admitted keep their timing
             response = make_response(request, 503, "Overloaded", to_tag=new_tag())

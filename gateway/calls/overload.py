@@ -9,12 +9,20 @@ calls fail). RFC 6357 (3, 5.1) describes the way out: the server measures
 its own load and rejects what it cannot carry, early and cheaply, so the
 calls it admits keep their timing.
 
-The load measure here is the event loop's lag: a timer asks to run every
-``interval`` and the lag is how late it ran. It grows as soon as the loop
-has more ready work than time, before any SIP timer expires, and it
-includes everything that delays a message: parsing, the relay, collector
-pauses. :class:`AdmissionControl` turns lag samples into the share of new
-calls to refuse: it rises at ``rise_per_s`` while samples are over the
+Two measures of load are used. The first is how long a new call's INVITE
+waited in the SIP socket's queue before it was read (the kernel stamps each
+datagram's arrival, :mod:`gateway.net.udp_endpoint`): an INVITE that waited
+longer than the target is refused at once. That wait is the delay peers see,
+and it grows first: the loop reads a bounded batch per socket per turn, so
+a queue of SIP messages builds while the loop's turns stay short. Refusing
+costs a fraction of what a call costs, so the queue drains and settles near
+the target while admitted calls go on.
+
+The second, for what the wait cannot see (TCP, long collector pauses, turns
+of the loop made long by the relay), is the event loop's lag: a timer asks
+to run every ``interval`` and the lag is how late it ran.
+:class:`AdmissionControl` turns lag samples into the share of new calls to
+refuse: it rises at ``rise_per_s`` while samples are over the
 target and falls at ``fall_per_s`` while they are under it (slower, so load
 returns gradually), in proportion to the time each sample covers (the
 interval and the lag itself: a loop a second behind has been overloaded for
@@ -116,8 +124,16 @@ class AdmissionControl:
         if self.shed_share > 0.0:
             self.shed_share = max(0.0, self.shed_share - limits.fall_per_s * covered_s)
 
-    def admit(self) -> bool:
-        """Whether to take the new call now offered (False: answer it 503)."""
+    def admit(self, waited_s: float = 0.0) -> bool:
+        """Whether to take the new call now offered (False: answer it 503).
+
+        ``waited_s`` is how long its INVITE waited to be read (0 when unknown):
+        over the target, the call is refused whatever the shed share.
+        """
+        limits = self.limits
+        if limits.enabled and waited_s > limits.target_lag_s:
+            self.shed += 1
+            return False
         share = self.shed_share
         if share <= 0.0:
             self._credit = 0.0

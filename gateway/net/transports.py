@@ -16,6 +16,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.net.udp_endpoint import UdpEndpoint
 from gateway.sip.errors import SipParseError
 from gateway.sip.framing import StreamFramer
 
@@ -40,28 +41,6 @@ class ListenAddress:
 def _normalise(address: tuple) -> Address:
     """Drop IPv6 flow/scope fields so addresses compare as (host, port)."""
     return (address[0], address[1])
-
-
-class _UdpProtocol(asyncio.DatagramProtocol):
-    """One UDP socket; every datagram is one SIP message (RFC 3261 18.3)."""
-
-    def __init__(self, on_message: MessageHandler) -> None:
-        self._on_message = on_message
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        if data.strip(b"\r\n") == b"":
-            return  # RFC 5626 3.5.1 keep-alive on UDP: nothing to answer
-        try:
-            self._on_message(data, (addr[0], addr[1]), "udp")
-        except Exception:  # a bad message must never take the socket down
-            log.exception("error handling UDP message from %s:%s", addr[0], addr[1])
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("UDP socket error: %s", exc)
 
 
 class TcpConnection(asyncio.Protocol):
@@ -116,7 +95,12 @@ class Transports:
     def __init__(self, on_message: MessageHandler, *, max_message_bytes: int = 65535) -> None:
         self._on_message = on_message
         self._max_message_bytes = max_message_bytes
-        self._udp: dict[int, asyncio.DatagramTransport] = {}  # address family -> socket
+        self._udp: dict[int, UdpEndpoint] = {}  # address family -> socket
+        self._udp_endpoints: list[UdpEndpoint] = []
+        self.receive_wait_s = 0.0
+        """How long the message being handled waited in its socket's queue (UDP; 0 for TCP,
+        whose stream has no per-message arrival)."""
+        self.max_receive_wait_s = 0.0
         self._servers: list[asyncio.AbstractServer] = []
         self._connections: dict[Address, TcpConnection] = {}
         self._pending: dict[Address, asyncio.Task[TcpConnection]] = {}
@@ -128,14 +112,17 @@ class Transports:
         for address in addresses:
             family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
             if address.transport == "udp":
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _UdpProtocol(self._on_message),
-                    local_addr=(address.host, address.port),
-                    family=family,
-                )
-                sock = transport.get_extra_info("socket")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-                self._udp.setdefault(family, transport)
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+                    sock.bind((address.host, address.port))
+                except OSError:
+                    sock.close()
+                    raise
+                endpoint = UdpEndpoint(sock, self._on_datagram)
+                endpoint.start(loop)
+                self._udp_endpoints.append(endpoint)
+                self._udp.setdefault(family, endpoint)
                 port = sock.getsockname()[1]
             elif address.transport == "tcp":
                 server = await loop.create_server(
@@ -150,6 +137,20 @@ class Transports:
             else:
                 raise ValueError(f"unsupported SIP transport {address.transport!r}")
             self.bound.append(ListenAddress(address.transport, address.host, port))
+
+    def _on_datagram(self, data: bytes, source: Address, waited_s: float) -> None:
+        """One UDP datagram: one SIP message (RFC 3261 18.3)."""
+        if data.strip(b"\r\n") == b"":
+            return  # RFC 5626 3.5.1 keep-alive on UDP: nothing to answer
+        self.receive_wait_s = waited_s
+        if waited_s > self.max_receive_wait_s:
+            self.max_receive_wait_s = waited_s
+        try:
+            self._on_message(data, source, "udp")
+        except Exception:  # a bad message must never take the socket down
+            log.exception("error handling UDP message from %s:%s", source[0], source[1])
+        finally:
+            self.receive_wait_s = 0.0
 
     def local_port(self, transport: str) -> int:
         """The port this gateway uses for ``transport`` (for Via and Contact)."""
@@ -215,8 +216,9 @@ class Transports:
         for connection in list(self._connections.values()):
             if connection.transport is not None:
                 connection.transport.close()
-        for udp in self._udp.values():
-            udp.close()
+        for endpoint in self._udp_endpoints:
+            endpoint.close()
+        self._udp_endpoints.clear()
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
