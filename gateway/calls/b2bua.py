@@ -58,6 +58,9 @@ from gateway.store.writer import CallStart, CallUpdate, RecordWriter
 
 log = logging.getLogger(__name__)
 
+OVERLOAD_REPORT_S = 5.0
+"""Overload control reports the calls it refused at most this often."""
+
 
 class CallManager(InDialogRelay):
     """Owns every active call and mirrors each leg's signalling on the other."""
@@ -82,7 +85,8 @@ class CallManager(InDialogRelay):
         )
         stack.set_handler(self.handle)
         self._lag_timer: asyncio.TimerHandle | None = None
-        self._shed_at_start = 0
+        self._shed_reported = 0
+        self._shed_report_due = 0.0
 
     def start(self) -> None:
         self._own_hosts.update(address.host for address in self.stack.transports.bound)
@@ -92,23 +96,22 @@ class CallManager(InDialogRelay):
         self._lag_timer = loop.call_at(due, self._sample_lag, loop, due)
 
     def _sample_lag(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
-        """How late this timer ran is the event loop's lag (:mod:`gateway.calls.overload`)."""
+        """How late this timer ran is the event loop's lag (:mod:`gateway.calls.overload`);
+        calls refused since the last report are logged at most every OVERLOAD_REPORT_S."""
         now = loop.time()
         admission = self.admission
-        shedding = admission.shed_share > 0.0
         admission.observe(max(0.0, now - due))
-        if not shedding and admission.shed_share > 0.0:
+        if admission.shed != self._shed_reported and now >= self._shed_report_due:
             log.warning(
-                "overload: the event loop runs %.0f ms behind; refusing a share of new calls "
-                "with 503 until it catches up",
+                "overload: %d more new calls refused with 503, %d since start "
+                "(longest SIP wait so far %.0f ms, event loop lag now %.0f ms)",
+                admission.shed - self._shed_reported,
+                admission.shed,
+                self.stack.transports.max_receive_wait_s * 1000,
                 admission.last_lag_s * 1000,
             )
-            self._shed_at_start = admission.shed
-        elif shedding and admission.shed_share == 0.0:
-            log.warning(
-                "overload over: %d new calls were refused with 503",
-                admission.shed - self._shed_at_start,
-            )
+            self._shed_reported = admission.shed
+            self._shed_report_due = now + OVERLOAD_REPORT_S
         due = now + admission.limits.interval_s
         self._lag_timer = loop.call_at(due, self._sample_lag, loop, due)
 

@@ -51,7 +51,7 @@ SAMPLE_INTERVAL_S = 0.02
 class OverloadLimits:
     """How the controller reacts; ``target_lag_s`` of 0 turns shedding off."""
 
-    target_lag_s: float = 0.1
+    target_lag_s: float = 0.25
     rise_per_s: float = 2.5
     """Shed share added per second over the target (none to all calls in 0.4 s)."""
     fall_per_s: float = 0.5

@@ -59,8 +59,12 @@ for each of them. Per step:
 
 A step is held when under ``--max-failed-pct`` (0.1 %) of its calls failed,
 the achieved rate is at least 95 % of the target, every created call has a
-closed record and RTP crossed the gateway. Stepping stops at the first step
-that is not held. The gateway is pinned to one core and both sipp peers to
+closed record and RTP crossed the gateway. A call the gateway's overload
+control refused (503, counted from its ``callgate_calls_shed_total``) is a
+failed call; it leaves no record by design, so the records are counted
+against the calls created less those refused, and the notes say how many
+failures were refusals. Stepping stops at the first step that is not held,
+unless ``--every-step`` asks to see how the gateway degrades past it. The gateway is pinned to one core and both sipp peers to
 the other (``--gateway-cpu``/``--sipp-cpu``), so they do not take each
 other's time slices; the gateway's helper threads (the SQLite driver's)
 share its core. On a 2-core machine the peers, the kernel's loopback work
@@ -376,16 +380,29 @@ _PAUSE_SAMPLE = re.compile(
 )
 
 
-def collector_pauses(api_port: int) -> tuple[int, int]:
-    """(full collections, pauses over :data:`LONG_PAUSE_S`) of the gateway so far, read from
-    its ``/metrics`` (``callgate_gc_pause_seconds``); (-1, -1) when it has none to read."""
+_SHED_SAMPLE = re.compile(r"^callgate_calls_shed_total (\S+)$", re.MULTILINE)
+
+
+def gateway_metrics(api_port: int) -> str:
+    """The gateway's ``/metrics`` text; empty when it cannot be read."""
     url = f"http://{GATEWAY_HOST}:{api_port}/metrics"
     try:
         with urllib.request.urlopen(url, timeout=5) as answer:
-            text = answer.read().decode()
+            return answer.read().decode()
     except OSError:
-        return -1, -1
-    samples = _PAUSE_SAMPLE.findall(text)
+        return ""
+
+
+def shed_calls(metrics: str) -> int:
+    """New calls the gateway's overload control refused with 503 so far (0 when not told)."""
+    found = _SHED_SAMPLE.search(metrics)
+    return int(float(found.group(1))) if found else 0
+
+
+def collector_pauses(metrics: str) -> tuple[int, int]:
+    """(full collections, pauses over :data:`LONG_PAUSE_S`) of the gateway so far, read from
+    its ``/metrics`` text (``callgate_gc_pause_seconds``); (-1, -1) when it has none."""
+    samples = _PAUSE_SAMPLE.findall(metrics)
     if not samples:
         return -1, -1  # a gateway that does not time its collector
     full = 0
@@ -590,6 +607,8 @@ class StepResult:
     gateway_rss_peak: int = 0
     gc_full: int = -1
     gc_long: int = -1
+    shed: int = 0
+    """Calls the gateway refused with 503 (overload control): failed calls, but no record."""
     sipp_cpu: float = math.nan
     softirq_cpu: float = math.nan
     store_cpu: float | None = None
@@ -625,7 +644,7 @@ class StepResult:
         records = self.records
         return (
             records is not None
-            and records.closed >= self.created
+            and records.closed >= self.created - self.shed
             and (records.total == records.closed)
         )
 
@@ -680,6 +699,11 @@ class StepResult:
             notes.append(
                 f"failed at the caller {self.caller_failed}, "
                 f"at the callee {self.callee_failed_calls}"
+            )
+        if self.shed:
+            notes.append(
+                f"refused by overload control (503) {self.shed}, "
+                f"other failures {max(0, self.failed - self.shed)}"
             )
         if self.callee_strays:
             notes.append(f"callee got {self.callee_strays} requests of ended calls")
@@ -837,7 +861,8 @@ class CallRateBench:
             ).start(step_dir, self.sipp)
             stack.callback(callee.close)
             self._pin_sipp(callee)
-            pauses_before = collector_pauses(self.gateway.api_port)
+            metrics_before = gateway_metrics(self.gateway.api_port)
+            pauses_before = collector_pauses(metrics_before)
             since = datetime.now(UTC)
             datagrams_before = callee_port.datagrams()
             caller = SippScenario(
@@ -913,7 +938,9 @@ class CallRateBench:
                 self.gateway.db_url, since, result.created, RECORD_WAIT_S
             )
         result.gateway_problems = self.gateway.problem_lines() - problems_before
-        pauses_after = collector_pauses(self.gateway.api_port)
+        metrics_after = gateway_metrics(self.gateway.api_port)
+        pauses_after = collector_pauses(metrics_after)
+        result.shed = shed_calls(metrics_after) - shed_calls(metrics_before)
         if min(*pauses_before, *pauses_after) >= 0:
             result.gc_full = pauses_after[0] - pauses_before[0]
             result.gc_long = pauses_after[1] - pauses_before[1]
@@ -1037,6 +1064,11 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         help="runs again of a step not held while others used over --quiet-pct of a core",
     )
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
+    parser.add_argument(
+        "--every-step",
+        action="store_true",
+        help="run every rate, past the first not held (how the gateway degrades in overload)",
+    )
     parser.add_argument(
         "--profile", action="store_true", help="sample the gateway with py-spy in each step"
     )
@@ -1212,8 +1244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench = CallRateBench(options, sipp, gateway, workdir)
             for rate in options.rates:
                 step = _run_rate(bench, rate, results)
-                if step.shortfalls(options.max_failed_pct, options.min_rate_share) or (
-                    not gateway.alive()
+                if not gateway.alive():
+                    break
+                if step.shortfalls(options.max_failed_pct, options.min_rate_share) and not (
+                    options.every_step
                 ):
                     break
             code = gateway.stop()

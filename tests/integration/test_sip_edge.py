@@ -16,9 +16,12 @@ record is there, a record for the earlier request would be too.
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import signal
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -71,6 +74,8 @@ ALLOW_REQUIRED = {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE"}
 FUZZ_SEED = 3261
 FUZZ_MESSAGES = 300
 FUZZ_BATCH = 50
+OVERLOAD_WAIT_S = 0.6
+"""How long the overload test keeps an INVITE waiting: past the default limit of 0.25 s."""
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -545,6 +550,50 @@ def test_invite_from_unknown_sender_gets_403_and_no_record(
     assert reply.status == 403, reply.raw
     assert_answers(reply, spec)
     stranger.send(spec.ack_for(reply))
+    uas, barrier = busy_call(sipp_factory, gateway)
+    assert gateway.record_ids() - before == {barrier["id"]}, "the refused INVITE left a record"
+    assert len(received(uas, "INVITE ")) == 1, "the refused INVITE reached the PBX"
+
+
+def gateway_metrics(gateway: GatewayProcess) -> dict[str, float]:
+    """The gateway's unlabelled /metrics samples."""
+    with urllib.request.urlopen(f"http://{GATEWAY_HOST}:{gateway.api_port}/metrics") as answer:
+        text = answer.read().decode()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if line and not line.startswith("#") and "{" not in name:
+            samples[name] = float(value)
+    return samples
+
+
+def test_an_invite_that_waited_past_the_overload_limit_gets_503_and_no_record(
+    sipp_factory: SippFactory, gateway: GatewayProcess, trunk: SipClient
+) -> None:
+    """Overload control (RFC 6357 5.1, RFC 3261 21.5.4): an INVITE that waited longer than
+    ``overload_lag_s`` (0.25 s by default) in the SIP socket's queue is refused with 503
+    and Retry-After, before any routing, media or record; the next call goes through.
+
+    The wait is real: the gateway process is stopped (SIGSTOP) while the INVITE arrives
+    and continued after OVERLOAD_WAIT_S, so the kernel's arrival stamp is that old when
+    the gateway reads it."""
+    before = gateway.record_ids()
+    shed_before = gateway_metrics(gateway)["callgate_calls_shed_total"]
+    spec = invite(trunk, gateway)
+    os.kill(gateway.pid, signal.SIGSTOP)
+    try:
+        trunk.send(spec.render())
+        time.sleep(OVERLOAD_WAIT_S)
+    finally:
+        os.kill(gateway.pid, signal.SIGCONT)
+    reply = trunk.reply_to(spec.call_id)
+    assert reply.status == 503 and reply.reason == "Overloaded", reply.raw
+    assert reply.first("Retry-After") == "2", reply.raw
+    assert_answers(reply, spec)
+    trunk.send(spec.ack_for(reply))
+    metrics = gateway_metrics(gateway)
+    assert metrics["callgate_calls_shed_total"] == shed_before + 1
+    assert metrics["callgate_sip_wait_max_seconds"] >= OVERLOAD_WAIT_S * 0.9
     uas, barrier = busy_call(sipp_factory, gateway)
     assert gateway.record_ids() - before == {barrier["id"]}, "the refused INVITE left a record"
     assert len(received(uas, "INVITE ")) == 1, "the refused INVITE reached the PBX"
