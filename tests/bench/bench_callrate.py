@@ -64,8 +64,8 @@ control refused (503, counted from its ``callgate_calls_shed_total``) is a
 failed call; it leaves no record by design, so the records are counted
 against the calls created less those refused, and the notes say how many
 failures were refusals. Stepping stops at the first step that is not held,
-unless ``--every-step`` asks to see how the gateway degrades past it. The gateway is pinned to one core and both sipp peers to
-the other (``--gateway-cpu``/``--sipp-cpu``), so they do not take each
+unless ``--every-step`` asks to see how the gateway degrades past it.
+The gateway is pinned to one core and both sipp peers to the other (``--gateway-cpu``/``--sipp-cpu``), so they do not take each
 other's time slices; the gateway's helper threads (the SQLite driver's)
 share its core. On a 2-core machine the peers, the kernel's loopback work
 and the gateway share the two cores, so the figure understates what the
@@ -777,6 +777,7 @@ class Options:
     quiet_wait_s: float
     retries: int
     keep: bool
+    every_step: bool
     py_spy: str | None
     profile_native: bool
 
@@ -1109,6 +1110,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         quiet_wait_s=args.quiet_wait_s,
         retries=args.retries,
         keep=args.keep,
+        every_step=args.every_step,
         py_spy=py_spy,
         profile_native=args.profile_native,
     )
