@@ -61,15 +61,16 @@ A step is held when under ``--max-failed-pct`` (0.1 %) of its calls failed,
 the achieved rate is at least 95 % of the target, every created call has a
 closed record and RTP crossed the gateway. A call the gateway's overload
 control refused (503, counted from its ``callgate_calls_shed_total``) is a
-failed call; it leaves no record by design, so the records are counted
-against the calls created less those refused, and the notes say how many
-failures were refusals. Stepping stops at the first step that is not held,
-unless ``--every-step`` asks to see how the gateway degrades past it.
-The gateway is pinned to one core and both sipp peers to the other (``--gateway-cpu``/``--sipp-cpu``), so they do not take each
-other's time slices; the gateway's helper threads (the SQLite driver's)
-share its core. On a 2-core machine the peers, the kernel's loopback work
-and the gateway share the two cores, so the figure understates what the
-gateway would carry on a machine of its own.
+failed call; it leaves no record by design, so the records are counted against
+the calls created less those refused, and the notes say how many failures were
+refusals. Stepping stops at the first step that is not held, unless
+``--every-step`` asks to see how the gateway degrades past it. The gateway is
+pinned to one core and both sipp peers to the other
+(``--gateway-cpu``/``--sipp-cpu``), so they do not take each other's time
+slices; the gateway's helper threads (the SQLite driver's) share its core. On
+a 2-core machine the peers, the kernel's loopback work and the gateway share
+the two cores, so the figure understates what the gateway would carry on a
+machine of its own.
 
 Before each step the machine must be quiet: while other processes keep more
 than ``--quiet-pct`` (25 %) of a core busy, the step waits (up to
