@@ -166,6 +166,7 @@ class Gateway:
             "callgate_loop_lag_seconds": calls.admission.last_lag_s if calls else 0.0,
             "callgate_loop_lag_max_seconds": calls.admission.max_lag_s if calls else 0.0,
             "callgate_sip_wait_max_seconds": self.stack.transports.max_receive_wait_s,
+            "callgate_sip_send_drops_total": float(self.stack.transports.send_drops),
             "callgate_write_queue_depth": float(self.writer.pending),
             "callgate_write_queue_oldest_seconds": self.writer.oldest_wait(),
             "callgate_records_written_total": float(self.writer.written),

@@ -31,6 +31,10 @@ HELP = {
         "gauge",
         "Longest a SIP datagram waited in its socket's queue before it was read, since start.",
     ),
+    "callgate_sip_send_drops_total": (
+        "counter",
+        "SIP datagrams dropped on a full UDP send buffer (the transactions retransmit).",
+    ),
     "callgate_write_queue_depth": ("gauge", "Record writes waiting for the store."),
     "callgate_write_queue_oldest_seconds": ("gauge", "Age of the oldest waiting record write."),
     "callgate_records_written_total": ("counter", "Record writes committed to the store."),

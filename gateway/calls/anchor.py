@@ -85,7 +85,12 @@ class MediaAnchor:
 
 
 def _without_origin(body: bytes) -> bytes:
-    return b"\n".join(line for line in body.split(b"\n") if not line.startswith(b"o="))
+    """``body`` less its ``o=`` line (the second line, RFC 4566 5), to compare two versions."""
+    start = body.find(b"\no=")
+    if start < 0:
+        return body
+    end = body.find(b"\n", start + 1)
+    return body[:start] + (body[end:] if end >= 0 else b"")
 
 
 @dataclass(slots=True)

@@ -91,8 +91,11 @@ class CallManager(InDialogRelay):
     def start(self) -> None:
         self._own_hosts.update(address.host for address in self.stack.transports.bound)
         self._idle_task = asyncio.ensure_future(self._watch_media_idle())
+        limits = self.admission.limits
+        if limits.enabled:
+            self.stack.transports.late_after_s = limits.target_lag_s
         loop = asyncio.get_running_loop()
-        due = loop.time() + self.admission.limits.interval_s
+        due = loop.time() + limits.interval_s
         self._lag_timer = loop.call_at(due, self._sample_lag, loop, due)
 
     def _sample_lag(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
@@ -100,6 +103,8 @@ class CallManager(InDialogRelay):
         calls refused since the last report are logged at most every OVERLOAD_REPORT_S."""
         now = loop.time()
         admission = self.admission
+        next_due = now + admission.limits.interval_s
+        self._lag_timer = loop.call_at(next_due, self._sample_lag, loop, next_due)
         admission.observe(max(0.0, now - due))
         if admission.shed != self._shed_reported and now >= self._shed_report_due:
             log.warning(
@@ -112,8 +117,6 @@ class CallManager(InDialogRelay):
             )
             self._shed_reported = admission.shed
             self._shed_report_due = now + OVERLOAD_REPORT_S
-        due = now + admission.limits.interval_s
-        self._lag_timer = loop.call_at(due, self._sample_lag, loop, due)
 
     async def close(self) -> None:
         if self._lag_timer is not None:
@@ -160,14 +163,14 @@ class CallManager(InDialogRelay):
             self._on_ack(request)
             return
         assert transaction is not None
-        if request.method == "OPTIONS" and request.to.tag is None:
+        if request.method == "OPTIONS" and request.to_tag is None:
             self._answer_options(request, transaction)
             return
         max_forwards = request.max_forwards
         if max_forwards is not None and max_forwards <= 0:
             self._reply(transaction, request, 483)  # RFC 3261 16.3 step 3
             return
-        to_tag = request.to.tag
+        to_tag = request.to_tag
         if to_tag is not None:
             found = self._by_tag.get(to_tag)
             if found is None or found[1].call_id != request.call_id:
@@ -197,7 +200,7 @@ class CallManager(InDialogRelay):
     def _on_new_invite(
         self, request: SipRequest, source: Address, transaction: ServerTransaction
     ) -> None:
-        retry_key = (request.call_id, request.from_.tag or "")
+        retry_key = (request.call_id, request.from_tag or "")
         parked = self._awaiting_auth.pop(retry_key, None)
         if parked is not None and parked.state is not CallState.ENDED:
             self._retry_after_challenge(parked, request, transaction)
@@ -207,7 +210,8 @@ class CallManager(InDialogRelay):
             response.headers.set("Retry-After", "30")
             self.stack.send_response(transaction, response)
             return
-        if not self.admission.admit(self.stack.transports.receive_wait_s):
+        transports = self.stack.transports
+        if not self.admission.admit(transports.receive_wait_s, transports.late_for_s()):
             # RFC 6357 5.1 / RFC 3261 21.5.4: refused early and cheaply, before any routing,
             # media or record, so the calls already admitted keep their timing
             response = make_response(request, 503, "Overloaded", to_tag=new_tag())
@@ -499,7 +503,7 @@ class CallManager(InDialogRelay):
 
     def _on_b_provisional(self, call: Call, response: SipResponse) -> None:
         call.got_provisional = True
-        if response.to.tag is not None and call.b.dialog is None:
+        if response.to_tag is not None and call.b.dialog is None:
             call.b.dialog = Dialog.from_uac(call.b_invite, response)  # type: ignore[arg-type]
         self._ensure_a_dialog(call)
         body, content_type = self._relay_body(call, "b", "a", response)
@@ -511,7 +515,7 @@ class CallManager(InDialogRelay):
 
     def _on_b_answer(self, call: Call, response: SipResponse) -> None:
         if call.state is CallState.ANSWERED:
-            if call.b.dialog is not None and response.to.tag != call.b.dialog.remote_tag:
+            if call.b.dialog is not None and response.to_tag != call.b.dialog.remote_tag:
                 # a second fork answered: confirm and release it
                 self._confirm_and_end(call.b_invite, call.b, response)  # type: ignore[arg-type]
             return
@@ -580,7 +584,7 @@ class CallManager(InDialogRelay):
 
     def _park_for_auth(self, call: Call) -> None:
         """Keep the call for the caller's authenticated retry (RFC 3261 22.2)."""
-        key = (call.a_invite.call_id, call.a_invite.from_.tag or "")
+        key = (call.a_invite.call_id, call.a_invite.from_tag or "")
         self._awaiting_auth[key] = call
         call.state = CallState.PLACING
         loop = asyncio.get_running_loop()

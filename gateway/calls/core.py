@@ -116,7 +116,9 @@ class CallCore:
         sip = settings.sip
         self.admission = AdmissionControl(
             OverloadLimits(
-                target_lag_s=sip.overload_lag_s, retry_after_s=sip.overload_retry_after_s
+                target_lag_s=sip.overload_lag_s,
+                sustain_s=sip.overload_sustain_s,
+                retry_after_s=sip.overload_retry_after_s,
             )
         )
         """Overload control: which new calls to refuse (:mod:`gateway.calls.overload`)."""

@@ -269,7 +269,7 @@ class InDialogRelay(CallCore):
 
     def _on_ack(self, ack: SipRequest) -> None:
         """ACK for a 2xx: relayed only when it carries the answer (RFC 3264 5)."""
-        tag = ack.to.tag
+        tag = ack.to_tag
         found = self._by_tag.get(tag) if tag else None
         if found is None:
             return

@@ -9,14 +9,18 @@ calls fail). RFC 6357 (3, 5.1) describes the way out: the server measures
 its own load and rejects what it cannot carry, early and cheaply, so the
 calls it admits keep their timing.
 
-Two measures of load are used. The first is how long a new call's INVITE
-waited in the SIP socket's queue before it was read (the kernel stamps each
-datagram's arrival, :mod:`gateway.net.udp_endpoint`): an INVITE that waited
-longer than the target is refused at once. That wait is the delay peers see,
-and it grows first: the loop reads a bounded batch per socket per turn, so
-a queue of SIP messages builds while the loop's turns stay short. Refusing
-costs a fraction of what a call costs, so the queue drains and settles near
-the target while admitted calls go on.
+Two measures of load are used. The first is how long SIP messages waited
+in the socket's queue before they were read (the kernel stamps each
+datagram's arrival, :mod:`gateway.net.udp_endpoint`): once every message
+read for ``sustain_s`` has waited longer than the target, an INVITE that did
+too is refused. That wait is the delay peers see, and it grows first: the
+loop reads a bounded batch per socket per turn, so a queue of SIP messages
+builds while the loop's turns stay short. Refusing costs a fraction of what
+a call costs, so the queue drains and settles near the target while
+admitted calls go on. A stall (a collector pause, a slow start-up step)
+also leaves a queue of late messages, but one that is read within a few
+milliseconds once the loop runs again: shorter than ``sustain_s``, so it
+refuses nothing.
 
 The second, for what the wait cannot see (TCP, long collector pauses, turns
 of the loop made long by the relay), is the event loop's lag: a timer asks
@@ -58,6 +62,8 @@ class OverloadLimits:
     """Shed share taken off per second under the target (all to none in 2 s)."""
     interval_s: float = SAMPLE_INTERVAL_S
     """How often the lag is sampled."""
+    sustain_s: float = 0.1
+    """How long every message read must have been late before INVITEs are refused."""
     sustain: int = 2
     """Samples in a row over the target before the shed share rises."""
     retry_after_s: int = 2
@@ -68,6 +74,8 @@ class OverloadLimits:
             raise ValueError(f"target lag must not be negative, got {self.target_lag_s}")
         if self.rise_per_s <= 0 or self.fall_per_s <= 0 or self.interval_s <= 0:
             raise ValueError("rise, fall and interval must be positive")
+        if self.sustain_s < 0:
+            raise ValueError(f"sustain_s must not be negative, got {self.sustain_s}")
         if self.sustain < 1:
             raise ValueError(f"sustain must be at least 1 sample, got {self.sustain}")
         if self.retry_after_s < 0:
@@ -124,14 +132,16 @@ class AdmissionControl:
         if self.shed_share > 0.0:
             self.shed_share = max(0.0, self.shed_share - limits.fall_per_s * covered_s)
 
-    def admit(self, waited_s: float = 0.0) -> bool:
+    def admit(self, waited_s: float = 0.0, late_for_s: float = 0.0) -> bool:
         """Whether to take the new call now offered (False: answer it 503).
 
-        ``waited_s`` is how long its INVITE waited to be read (0 when unknown):
-        over the target, the call is refused whatever the shed share.
+        ``waited_s`` is how long its INVITE waited to be read (0 when unknown)
+        and ``late_for_s`` how long every message read has waited over the
+        target: when both are over their limits, the call is refused whatever
+        the shed share.
         """
         limits = self.limits
-        if limits.enabled and waited_s > limits.target_lag_s:
+        if limits.enabled and waited_s > limits.target_lag_s and late_for_s >= limits.sustain_s:
             self.shed += 1
             return False
         share = self.shed_share

@@ -732,7 +732,7 @@ class Phone:
             direction="outgoing",
             invite=invite,
             peer=target,
-            local_tag=invite.from_.tag or "",
+            local_tag=invite.from_tag or "",
             script=script,
             codecs=codecs,
             media=media,
@@ -801,7 +801,7 @@ class Phone:
     def _on_request(
         self, request: SipRequest, source: Address, transaction: ServerTransaction | None
     ) -> None:
-        to_tag = request.to.tag
+        to_tag = request.to_tag
         call = self._by_tag.get(to_tag) if to_tag else None
         if call is not None and call.call_id != request.call_id:
             call = None
@@ -837,7 +837,7 @@ class Phone:
     ) -> None:
         mode = self.answer_mode
         try:
-            request.from_.tag  # noqa: B018
+            request.from_tag  # noqa: B018
         except SipParseError:
             self._reply(transaction, request, 400)
             return

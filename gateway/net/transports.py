@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -101,6 +103,10 @@ class Transports:
         """How long the message being handled waited in its socket's queue (UDP; 0 for TCP,
         whose stream has no per-message arrival)."""
         self.max_receive_wait_s = 0.0
+        self.late_after_s = math.inf
+        """A message that waited longer than this is late (overload control sets it)."""
+        self.late_since: float | None = None
+        """When (monotonic) the current run of late UDP messages began; None while on time."""
         self._servers: list[asyncio.AbstractServer] = []
         self._connections: dict[Address, TcpConnection] = {}
         self._pending: dict[Address, asyncio.Task[TcpConnection]] = {}
@@ -114,13 +120,20 @@ class Transports:
             if address.transport == "udp":
                 sock = socket.socket(family, socket.SOCK_DGRAM)
                 try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-                    sock.bind((address.host, address.port))
-                except OSError:
+                    try:
+                        sock.bind((address.host, address.port))
+                    except OSError as exc:
+                        where = (address.host, address.port)
+                        raise OSError(
+                            exc.errno,
+                            f"error while attempting to bind on address {where!r}: "
+                            f"{(exc.strerror or str(exc)).lower()}",
+                        ) from None
+                    endpoint = UdpEndpoint(sock, self._on_datagram)
+                    await endpoint.start(loop)
+                except BaseException:
                     sock.close()
                     raise
-                endpoint = UdpEndpoint(sock, self._on_datagram)
-                endpoint.start(loop)
                 self._udp_endpoints.append(endpoint)
                 self._udp.setdefault(family, endpoint)
                 port = sock.getsockname()[1]
@@ -145,12 +158,26 @@ class Transports:
         self.receive_wait_s = waited_s
         if waited_s > self.max_receive_wait_s:
             self.max_receive_wait_s = waited_s
+        if waited_s <= self.late_after_s:
+            self.late_since = None
+        elif self.late_since is None:
+            self.late_since = time.monotonic()
         try:
             self._on_message(data, source, "udp")
         except Exception:  # a bad message must never take the socket down
             log.exception("error handling UDP message from %s:%s", source[0], source[1])
         finally:
             self.receive_wait_s = 0.0
+
+    def late_for_s(self) -> float:
+        """How long every UDP message read has been late (0 while they are on time)."""
+        since = self.late_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    @property
+    def send_drops(self) -> int:
+        """UDP datagrams dropped on a full send buffer since start."""
+        return sum(endpoint.send_drops for endpoint in self._udp_endpoints)
 
     def local_port(self, transport: str) -> int:
         """The port this gateway uses for ``transport`` (for Via and Contact)."""

@@ -79,14 +79,14 @@ class Dialog:
         Remote tag: the response's To tag.
         """
         _required(request.call_id, "Call-ID")
-        local_tag = request.from_.tag
+        local_tag = request.from_tag
         _required(local_tag, "From tag")
         contacts = response.contacts
         remote_target = contacts[0].uri if contacts else request.uri
         return cls(
             call_id=request.call_id,
             local_tag=local_tag,  # type: ignore[arg-type]
-            remote_tag=response.to.tag,
+            remote_tag=response.to_tag,
             local_uri=_without_tag(request.from_),
             remote_uri=_without_tag(request.to),
             remote_target=remote_target,
@@ -111,7 +111,7 @@ class Dialog:
         return cls(
             call_id=request.call_id,
             local_tag=local_tag,
-            remote_tag=request.from_.tag,
+            remote_tag=request.from_tag,
             local_uri=_without_tag(request.to),
             remote_uri=_without_tag(request.from_),
             remote_target=remote_target,

@@ -18,10 +18,22 @@ CACHED_LITERALS = 4096
 """Distinct texts kept; a gateway talks to far fewer peers than this."""
 
 
-@lru_cache(maxsize=CACHED_LITERALS)
+LONGEST_CACHED = 45
+"""Longest text cached: an IPv6 literal with an embedded IPv4 address. A scoped address
+(``fe80::1%eth0``) or anything longer is parsed each time, so a peer cannot fill the
+cache with long texts of its choosing."""
+
+
 def ip_literal(text: str) -> IpAddress:
     """``text`` as an IP address; ValueError when it is not an IP literal (not cached).
 
     No brackets: strip an IPv6 reference's ``[]`` first (RFC 3261 25.1).
     """
+    if len(text) > LONGEST_CACHED or "%" in text:
+        return ipaddress.ip_address(text)
+    return _cached_literal(text)
+
+
+@lru_cache(maxsize=CACHED_LITERALS)
+def _cached_literal(text: str) -> IpAddress:
     return ipaddress.ip_address(text)

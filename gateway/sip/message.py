@@ -371,11 +371,16 @@ def _copy_name_addr(address: NameAddr) -> NameAddr:
     )
 
 
-def _name_addr(value: str, name: str) -> NameAddr:
+def _cached_name_addr(value: str, name: str) -> NameAddr:
+    """The shared parsed header: for reading only, never to be changed or handed out."""
     try:
-        return _copy_name_addr(_name_addrs(value))
+        return _name_addrs(value)
     except SipParseError:
         raise SipParseError(f"Bad {name} header") from None
+
+
+def _name_addr(value: str, name: str) -> NameAddr:
+    return _copy_name_addr(_cached_name_addr(value, name))
 
 
 def _parse_max_forwards(value: str) -> int:
@@ -436,6 +441,16 @@ class SipMessage:
     def to(self) -> NameAddr:
         """RFC 3261 20.39."""
         return _name_addr(self._required("To"), "To")
+
+    @property
+    def from_tag(self) -> str | None:
+        """The From tag (RFC 3261 19.3), read without copying the whole header."""
+        return _cached_name_addr(self._required("From"), "From").tag
+
+    @property
+    def to_tag(self) -> str | None:
+        """The To tag (RFC 3261 19.3), read without copying the whole header."""
+        return _cached_name_addr(self._required("To"), "To").tag
 
     @property
     def contacts(self) -> list[NameAddr]:

@@ -29,6 +29,7 @@ import enum
 import heapq
 import itertools
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -60,11 +61,7 @@ class Wire:
 
     @classmethod
     def of(cls, message: SipRequest | SipResponse) -> Wire:
-        return cls(bytes(message), message.to.tag)
-
-
-def _to_tag(message: SipRequest | SipResponse | Wire) -> str | None:
-    return message.to_tag if isinstance(message, Wire) else message.to.tag
+        return cls(bytes(message), message.to_tag)
 
 
 class RandomHex:
@@ -77,26 +74,29 @@ class RandomHex:
     so it never repeats its parent's identifiers.
     """
 
-    __slots__ = ("_digits", "_next")
+    __slots__ = ("_digits", "_lock", "_next")
 
     def __init__(self) -> None:
         self._digits = ""
         self._next = 0
+        self._lock = threading.Lock()
         os.register_at_fork(after_in_child=self.clear)
 
     def clear(self) -> None:
         self._digits = ""
         self._next = 0
+        self._lock = threading.Lock()  # a fork may have copied it held
 
     def take(self, nbytes: int) -> str:
-        """``2 * nbytes`` hex digits never handed out before."""
-        start = self._next
-        end = start + 2 * nbytes
-        if end > len(self._digits):
-            self._digits = os.urandom(max(RANDOM_CHUNK, nbytes)).hex()
-            start, end = 0, 2 * nbytes
-        self._next = end
-        return self._digits[start:end]
+        """``2 * nbytes`` hex digits never handed out before (to any thread)."""
+        with self._lock:
+            start = self._next
+            end = start + 2 * nbytes
+            if end > len(self._digits):
+                self._digits = os.urandom(max(RANDOM_CHUNK, nbytes)).hex()
+                start, end = 0, 2 * nbytes
+            self._next = end
+            return self._digits[start:end]
 
 
 RANDOM_CHUNK = 4096
@@ -397,7 +397,7 @@ def _fingerprint(response: SipResponse) -> tuple:
     """What makes two responses to one request the same response (for retransmissions)."""
     return (
         response.status,
-        response.to.tag,
+        response.to_tag,
         response.headers.get("RSeq"),
         response.body,
     )
@@ -586,7 +586,7 @@ class TransactionLayer:
             return False
         if transaction.key[0] != "2543" or transaction.last_response is None:
             return True
-        return ack.to.tag == _to_tag(transaction.last_response)
+        return ack.to_tag == transaction.last_response.to_tag
 
     def _ack_for_2xx(
         self, transaction: ServerTransaction, ack: SipRequest, source: Address
@@ -609,7 +609,7 @@ class TransactionLayer:
                 transaction, make_response(cancel, 481, to_tag=new_tag()), now
             )
         previous = target.last_response
-        to_tag = _to_tag(previous) if previous is not None else None
+        to_tag = previous.to_tag if previous is not None else None
         events = self.send_response(
             transaction, make_response(cancel, 200, to_tag=to_tag or new_tag()), now
         )
@@ -633,7 +633,7 @@ class TransactionLayer:
         """A response no client transaction matches (17.1.3): only 2xx to INVITE matter."""
         if cseq.method != _INVITE or not 200 <= response.status < 300:
             return []
-        ack_key = (response.call_id, cseq.seq, response.to.tag)
+        ack_key = (response.call_id, cseq.seq, response.to_tag)
         record = self._acks.get(ack_key)
         if record is not None:
             return [Send(record.ack, record.dest, record.reliable)]
@@ -657,7 +657,7 @@ class TransactionLayer:
             self._cancel(transaction, "B")
             return self._provisional_up(transaction, response)
         if status < 300:
-            to_tag = response.to.tag
+            to_tag = response.to_tag
             if pending:
                 transaction.state = TransactionState.ACCEPTED
                 transaction.request = None
@@ -725,7 +725,7 @@ class TransactionLayer:
 
     def _resend_ack(self, response: SipResponse) -> list[Event]:
         """13.2.2.4: a retransmitted 2xx gets the ACK the TU sent for it."""
-        record = self._acks.get((response.call_id, response.cseq.seq, response.to.tag))
+        record = self._acks.get((response.call_id, response.cseq.seq, response.to_tag))
         if record is None:
             return []
         return [Send(record.ack, record.dest, record.reliable)]
@@ -841,8 +841,8 @@ class TransactionLayer:
         if base is None:
             request = transaction.request
             assert request is not None  # the first 2xx: the request is still there
-            base = transaction._accept_base = (request.call_id, request.cseq.seq, request.from_.tag)
-        key = (*base, response.to.tag)
+            base = transaction._accept_base = (request.call_id, request.cseq.seq, request.from_tag)
+        key = (*base, response.to_tag)
         if key not in self._accepted:
             self._accepted[key] = transaction
             transaction._accepted_keys.append(key)
@@ -857,7 +857,7 @@ class TransactionLayer:
         """
         if ack.method != _ACK:
             raise ValueError(f"send_ack takes an ACK, not {ack.method}")
-        key = (ack.call_id, ack.cseq.seq, ack.to.tag)
+        key = (ack.call_id, ack.cseq.seq, ack.to_tag)
         previous = self._acks.get(key)
         if previous is not None:
             previous._timers.clear()

@@ -8,6 +8,7 @@ the newest Alembic revision at start-up by :func:`migrate`.
 
 from __future__ import annotations
 
+import json
 import weakref
 from pathlib import Path
 from typing import Any
@@ -99,11 +100,27 @@ def make_engine(url: str | URL, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_M
 
 
 def _json_text(value: Any) -> str:
-    """A JSON column's value as the text the database keeps (orjson: compact, UTF-8)."""
-    return orjson.dumps(value).decode()
+    """A JSON column's value as the text the database keeps (orjson: compact, UTF-8).
+
+    What orjson refuses and the standard library takes (integers past 64 bits, float
+    and str subclasses as keys, lone surrogates) goes through the standard library.
+    """
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
 
 
-_JSON_CODEC: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
+def _json_value(text: str | bytes) -> Any:
+    """A JSON column's text as its value; rows the standard library wrote with NaN or
+    Infinity (which orjson refuses) are read by the standard library."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+_JSON_CODEC: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": _json_value}
 """JSON columns (media statistics, consent rules) written and read with orjson: a call's
 record is written on the gateway's event loop, where the standard library's encoder cost
 more than the rest of the record's checks."""

@@ -76,6 +76,7 @@ FUZZ_MESSAGES = 300
 FUZZ_BATCH = 50
 OVERLOAD_WAIT_S = 0.6
 """How long the overload test keeps an INVITE waiting: past the default limit of 0.25 s."""
+NO_SUSTAIN = "overload_sustain_s = 0\n"
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -567,8 +568,20 @@ def gateway_metrics(gateway: GatewayProcess) -> dict[str, float]:
     return samples
 
 
+@pytest.fixture
+def stalled_gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
+    """A gateway whose overload control needs no run of late messages (sustain 0 s)."""
+    process = start_gateway(
+        tmp_path, f"sqlite+aiosqlite:///{tmp_path}/calls.sqlite3", sip_toml=NO_SUSTAIN
+    )
+    try:
+        yield process
+    finally:
+        assert process.stop() == 0, process.log_text()[-3000:]
+
+
 def test_an_invite_that_waited_past_the_overload_limit_gets_503_and_no_record(
-    sipp_factory: SippFactory, gateway: GatewayProcess, trunk: SipClient
+    sipp_factory: SippFactory, stalled_gateway: GatewayProcess
 ) -> None:
     """Overload control (RFC 6357 5.1, RFC 3261 21.5.4): an INVITE that waited longer than
     ``overload_lag_s`` (0.25 s by default) in the SIP socket's queue is refused with 503
@@ -576,7 +589,40 @@ def test_an_invite_that_waited_past_the_overload_limit_gets_503_and_no_record(
 
     The wait is real: the gateway process is stopped (SIGSTOP) while the INVITE arrives
     and continued after OVERLOAD_WAIT_S, so the kernel's arrival stamp is that old when
-    the gateway reads it."""
+    the gateway reads it. By default a lone late message refuses nothing (it takes a
+    run of them, ``overload_sustain_s``; see tests/unit/calls/test_overload.py); this
+    gateway sets that to 0 so one held INVITE shows the whole path."""
+    gateway = stalled_gateway
+    with SipClient(TRUNK_HOST, gateway.address) as trunk:
+        _refuse_a_held_invite(sipp_factory, gateway, trunk)
+
+
+def test_a_stall_of_the_gateway_refuses_no_call(
+    sipp_factory: SippFactory, gateway: GatewayProcess, trunk: SipClient
+) -> None:
+    """A stall (the process stopped for OVERLOAD_WAIT_S, as a long collector pause would)
+    leaves one late INVITE, not a run of late messages: with the default
+    ``overload_sustain_s`` the call goes through (here to a PBX that answers 486)."""
+    before = gateway.record_ids()
+    uas = callee(sipp_factory, gateway, "uas_busy")
+    spec = invite(trunk, gateway)
+    os.kill(gateway.pid, signal.SIGSTOP)
+    try:
+        trunk.send(spec.render())
+        time.sleep(OVERLOAD_WAIT_S)
+    finally:
+        os.kill(gateway.pid, signal.SIGCONT)
+    reply = trunk.reply_to(spec.call_id)
+    assert reply.status == 486, reply.raw
+    trunk.send(spec.ack_for(reply))
+    uas.assert_success(calls=1)
+    assert one_record(gateway, before)["call_id"] == spec.call_id
+    assert gateway_metrics(gateway)["callgate_sip_wait_max_seconds"] >= OVERLOAD_WAIT_S * 0.9
+
+
+def _refuse_a_held_invite(
+    sipp_factory: SippFactory, gateway: GatewayProcess, trunk: SipClient
+) -> None:
     before = gateway.record_ids()
     shed_before = gateway_metrics(gateway)["callgate_calls_shed_total"]
     spec = invite(trunk, gateway)

@@ -218,6 +218,7 @@ def write_config(
     api_settings: str = "",
     analysis_workers: int = 0,
     extra_toml: str = "",
+    sip_toml: str = "",
 ) -> None:
     """Write the gateway's TOML: SIP on ``GATEWAY_HOST`` (and ``extra_listen_hosts``,
     IPv6 literals allowed) over UDP and TCP on ``sip_port``; tenant "acme" with
@@ -244,6 +245,7 @@ listen = [
 {listen}]
 no_answer_timeout_s = {no_answer_timeout_s}
 t1_s = 0.5
+{sip_toml}
 
 [media]
 host = "{GATEWAY_HOST}"

@@ -9,12 +9,16 @@ from gateway.calls.overload import AdmissionControl, OverloadLimits
 LIMITS = OverloadLimits(target_lag_s=0.1, rise_per_s=2.5, fall_per_s=0.5, interval_s=0.02)
 
 
-def test_a_call_whose_invite_waited_past_the_target_is_refused_the_next_is_not() -> None:
-    control = AdmissionControl(LIMITS)
-    assert not control.admit(0.15)
-    assert control.admit(0.05)
+def test_a_late_invite_is_refused_only_within_a_run_of_late_messages() -> None:
+    control = AdmissionControl(LIMITS)  # target 0.1 s, sustain 0.1 s by default
+    assert control.admit(0.15, late_for_s=0.0), "a lone late message: a stall, not overload"
+    assert control.admit(0.15, late_for_s=0.05)
+    assert not control.admit(0.15, late_for_s=0.1)
+    assert control.admit(0.05, late_for_s=0.0), "on time again"
     assert control.admit()
-    assert (control.admitted, control.shed) == (2, 1)
+    assert (control.admitted, control.shed) == (4, 1)
+    no_sustain = AdmissionControl(OverloadLimits(target_lag_s=0.1, sustain_s=0))
+    assert not no_sustain.admit(0.15)
 
 
 def test_one_late_sample_changes_nothing_a_sustained_lag_sheds() -> None:
@@ -74,6 +78,7 @@ def test_a_target_of_zero_turns_shedding_off() -> None:
         {"fall_per_s": -0.5},
         {"interval_s": 0},
         {"sustain": 0},
+        {"sustain_s": -0.1},
         {"retry_after_s": -1},
     ],
 )

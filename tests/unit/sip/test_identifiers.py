@@ -66,3 +66,9 @@ def test_ip_literals_parse_once_and_names_are_refused() -> None:
         ip_literal("pbx.example")
     with pytest.raises(ValueError):
         ip_literal("[2001:db8::1]")
+
+
+def test_long_or_scoped_literals_parse_but_are_not_kept() -> None:
+    scoped = "fe80::1%" + "x" * 1000
+    assert ip_literal(scoped).scope_id == "x" * 1000
+    assert ip_literal(scoped) is not ip_literal(scoped)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import JSON, Column, Integer, MetaData, Table, func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -133,3 +134,25 @@ async def test_orm_record_without_id_gets_a_uuid4(db_engine: AsyncEngine) -> Non
         )
         session.add(record)
     assert uuid.UUID(record.id).version == 4
+
+
+async def test_json_columns_take_what_orjson_refuses_through_the_standard_library() -> None:
+    """JSON columns go through orjson; integers past 64 bits fall back to the standard
+    library on the way in, and rows it wrote with NaN (which orjson refuses) on the way out."""
+    engine = make_engine("sqlite://")
+    table = Table("blobs", MetaData(), Column("id", Integer, primary_key=True), Column("doc", JSON))
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(table.metadata.create_all)
+            await connection.execute(
+                insert(table), [{"id": 1, "doc": {"é": [1, 2.5]}}, {"id": 2, "doc": {"n": 2**70}}]
+            )
+            await connection.exec_driver_sql("INSERT INTO blobs VALUES (3, '{\"x\": NaN}')")
+            stored = dict((await connection.execute(text("SELECT id, doc FROM blobs"))).all())
+            read = dict((await connection.execute(select(table.c.id, table.c.doc))).all())
+    finally:
+        await engine.dispose()
+    assert stored[1] == '{"é":[1,2.5]}', "orjson's compact UTF-8"
+    assert read[1] == {"é": [1, 2.5]}
+    assert read[2] == {"n": 2**70}
+    assert math.isnan(read[3]["x"])
