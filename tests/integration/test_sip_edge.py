@@ -568,6 +568,18 @@ def gateway_metrics(gateway: GatewayProcess) -> dict[str, float]:
     return samples
 
 
+def send_while_stopped(gateway: GatewayProcess, client: SipClient, spec: RequestSpec) -> SipReply:
+    """Send ``spec`` while the gateway process is stopped for OVERLOAD_WAIT_S (SIGSTOP), so
+    the request waits that long in its socket's queue; the final reply to it."""
+    os.kill(gateway.pid, signal.SIGSTOP)
+    try:
+        client.send(spec.render())
+        time.sleep(OVERLOAD_WAIT_S)
+    finally:
+        os.kill(gateway.pid, signal.SIGCONT)
+    return client.reply_to(spec.call_id)
+
+
 @pytest.fixture
 def stalled_gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
     """A gateway whose overload control needs no run of late messages (sustain 0 s)."""
@@ -594,7 +606,20 @@ def test_an_invite_that_waited_past_the_overload_limit_gets_503_and_no_record(
     gateway sets that to 0 so one held INVITE shows the whole path."""
     gateway = stalled_gateway
     with SipClient(TRUNK_HOST, gateway.address) as trunk:
-        _refuse_a_held_invite(sipp_factory, gateway, trunk)
+        before = gateway.record_ids()
+        shed_before = gateway_metrics(gateway)["callgate_calls_shed_total"]
+        spec = invite(trunk, gateway)
+        reply = send_while_stopped(gateway, trunk, spec)
+        assert reply.status == 503 and reply.reason == "Overloaded", reply.raw
+        assert reply.first("Retry-After") == "2", reply.raw
+        assert_answers(reply, spec)
+        trunk.send(spec.ack_for(reply))
+    metrics = gateway_metrics(gateway)
+    assert metrics["callgate_calls_shed_total"] == shed_before + 1
+    assert metrics["callgate_sip_wait_max_seconds"] >= OVERLOAD_WAIT_S * 0.9
+    uas, barrier = busy_call(sipp_factory, gateway)
+    assert gateway.record_ids() - before == {barrier["id"]}, "the refused INVITE left a record"
+    assert len(received(uas, "INVITE ")) == 1, "the refused INVITE reached the PBX"
 
 
 def test_a_stall_of_the_gateway_refuses_no_call(
@@ -606,43 +631,12 @@ def test_a_stall_of_the_gateway_refuses_no_call(
     before = gateway.record_ids()
     uas = callee(sipp_factory, gateway, "uas_busy")
     spec = invite(trunk, gateway)
-    os.kill(gateway.pid, signal.SIGSTOP)
-    try:
-        trunk.send(spec.render())
-        time.sleep(OVERLOAD_WAIT_S)
-    finally:
-        os.kill(gateway.pid, signal.SIGCONT)
-    reply = trunk.reply_to(spec.call_id)
+    reply = send_while_stopped(gateway, trunk, spec)
     assert reply.status == 486, reply.raw
     trunk.send(spec.ack_for(reply))
     uas.assert_success(calls=1)
     assert one_record(gateway, before)["call_id"] == spec.call_id
     assert gateway_metrics(gateway)["callgate_sip_wait_max_seconds"] >= OVERLOAD_WAIT_S * 0.9
-
-
-def _refuse_a_held_invite(
-    sipp_factory: SippFactory, gateway: GatewayProcess, trunk: SipClient
-) -> None:
-    before = gateway.record_ids()
-    shed_before = gateway_metrics(gateway)["callgate_calls_shed_total"]
-    spec = invite(trunk, gateway)
-    os.kill(gateway.pid, signal.SIGSTOP)
-    try:
-        trunk.send(spec.render())
-        time.sleep(OVERLOAD_WAIT_S)
-    finally:
-        os.kill(gateway.pid, signal.SIGCONT)
-    reply = trunk.reply_to(spec.call_id)
-    assert reply.status == 503 and reply.reason == "Overloaded", reply.raw
-    assert reply.first("Retry-After") == "2", reply.raw
-    assert_answers(reply, spec)
-    trunk.send(spec.ack_for(reply))
-    metrics = gateway_metrics(gateway)
-    assert metrics["callgate_calls_shed_total"] == shed_before + 1
-    assert metrics["callgate_sip_wait_max_seconds"] >= OVERLOAD_WAIT_S * 0.9
-    uas, barrier = busy_call(sipp_factory, gateway)
-    assert gateway.record_ids() - before == {barrier["id"]}, "the refused INVITE left a record"
-    assert len(received(uas, "INVITE ")) == 1, "the refused INVITE reached the PBX"
 
 
 # ----------------------------------------------------------------- 3. Max-Forwards
