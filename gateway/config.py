@@ -44,6 +44,7 @@ import types
 import typing
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -60,6 +61,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails
+
+from gateway.sip.ip import ip_literal
 
 if TYPE_CHECKING:
     from gateway.consent.rules import RuleSet
@@ -201,6 +204,12 @@ class SourceRule:
     def overlaps(self, other: SourceRule) -> bool:
         ports_meet = self.port is None or other.port is None or self.port == other.port
         return ports_meet and self.network.overlaps(other.network)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=256)
+def _source_rule(text: str) -> SourceRule:
+    """:func:`parse_source` of a configured (already checked) entry, parsed once."""
+    return parse_source(text)
 
 
 def parse_source(text: str) -> SourceRule:
@@ -834,11 +843,13 @@ class SipSettings(_Section):
 
     def is_trusted_proxy(self, ip: str, port: int) -> bool:
         """Whether ``ip:port`` is a proxy (e.g. the Kamailio dispatcher) in front of us."""
+        if not self.trusted_proxies:
+            return False
         try:
-            address = ipaddress.ip_address(ip)
+            address = ip_literal(ip)
         except ValueError:
             return False
-        return any(parse_source(item).matches(address, port) for item in self.trusted_proxies)
+        return any(_source_rule(item).matches(address, port) for item in self.trusted_proxies)
 
     @field_validator("advertised_host")
     @classmethod

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import secrets
 from dataclasses import dataclass, field, replace
+
+from gateway.sip.random_ids import random_hex
 
 __all__ = [
     "DIRECTIONS",
@@ -897,5 +898,5 @@ def new_origin(address: str, username: str = "callgate") -> Origin:
 
     The id stays below 2**31 so that peers storing it in 32 bits cope.
     """
-    session_id = secrets.randbelow(2**31 - 1) + 1
+    session_id = int(random_hex(4), 16) % (2**31 - 1) + 1
     return Origin(username, str(session_id), 1, "IN", _addrtype_for(address), address)

@@ -28,14 +28,13 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
-import os
-import threading
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from gateway.sip.errors import SipParseError
 from gateway.sip.headers import MAGIC_COOKIE, CSeq, Via
 from gateway.sip.message import SipRequest, SipResponse, make_response
+from gateway.sip.random_ids import random_hex
 from gateway.sip.routing import response_destination
 from gateway.sip.timers import TimerConfig
 
@@ -64,59 +63,19 @@ class Wire:
         return cls(bytes(message), message.to_tag)
 
 
-class RandomHex:
-    """Hex digits from the operating system's CSPRNG, fetched :data:`RANDOM_CHUNK` bytes at a time.
-
-    Tags must be cryptographically random (RFC 3261 19.3) and branches and
-    Call-IDs unique (8.1.1.4, 8.1.1.7); :func:`secrets.token_hex` gives that
-    with one ``getrandom`` system call per identifier, several per call. The
-    pool hands out each byte once; a forked child starts with an empty pool,
-    so it never repeats its parent's identifiers.
-    """
-
-    __slots__ = ("_digits", "_lock", "_next")
-
-    def __init__(self) -> None:
-        self._digits = ""
-        self._next = 0
-        self._lock = threading.Lock()
-        os.register_at_fork(after_in_child=self.clear)
-
-    def clear(self) -> None:
-        self._digits = ""
-        self._next = 0
-        self._lock = threading.Lock()  # a fork may have copied it held
-
-    def take(self, nbytes: int) -> str:
-        """``2 * nbytes`` hex digits never handed out before (to any thread)."""
-        with self._lock:
-            start = self._next
-            end = start + 2 * nbytes
-            if end > len(self._digits):
-                self._digits = os.urandom(max(RANDOM_CHUNK, nbytes)).hex()
-                start, end = 0, 2 * nbytes
-            self._next = end
-            return self._digits[start:end]
-
-
-RANDOM_CHUNK = 4096
-"""Bytes fetched from the CSPRNG at once (a few hundred identifiers)."""
-_random_hex = RandomHex()
-
-
 def new_branch() -> str:
     """A fresh Via branch with the RFC 3261 magic cookie (8.1.1.7)."""
-    return MAGIC_COOKIE + _random_hex.take(10)
+    return MAGIC_COOKIE + random_hex(10)
 
 
 def new_tag() -> str:
     """A fresh From/To tag: at least 32 bits of randomness (19.3)."""
-    return _random_hex.take(6)
+    return random_hex(6)
 
 
 def new_call_id(host: str) -> str:
     """A globally unique Call-ID, ``random@host`` (8.1.1.4)."""
-    return f"{_random_hex.take(12)}@{host}"
+    return f"{random_hex(12)}@{host}"
 
 
 class TransactionState(enum.Enum):

@@ -9,14 +9,9 @@ import re
 import pytest
 
 from gateway.sip.ip import ip_literal
-from gateway.sip.transaction import (
-    MAGIC_COOKIE,
-    RANDOM_CHUNK,
-    RandomHex,
-    new_branch,
-    new_call_id,
-    new_tag,
-)
+from gateway.sip.random_ids import RANDOM_CHUNK, RandomHex
+from gateway.sip.sdp import new_origin
+from gateway.sip.transaction import MAGIC_COOKIE, new_branch, new_call_id, new_tag
 
 
 def test_identifiers_have_their_shape_and_never_repeat() -> None:
@@ -29,6 +24,12 @@ def test_identifiers_have_their_shape_and_never_repeat() -> None:
     assert all(re.fullmatch(re.escape(MAGIC_COOKIE) + "[0-9a-f]{20}", b) for b in branches)
     assert all(re.fullmatch("[0-9a-f]{12}", t) for t in tags)
     assert all(re.fullmatch("[0-9a-f]{24}@gw\\.example", c) for c in call_ids)
+
+
+def test_sdp_session_ids_are_fresh_and_fit_in_31_bits() -> None:
+    ids = {int(new_origin("192.0.2.1").session_id) for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(1 <= value < 2**31 for value in ids)
 
 
 def test_the_pool_hands_out_each_digit_once() -> None:
