@@ -141,8 +141,14 @@ class CallManager(InDialogRelay):
         if isinstance(event, RequestReceived):
             self._on_request(event.request, event.source, event.transaction)
         elif isinstance(event, ResponseReceived):
-            handlers = event.transaction.user_data
+            transaction = event.transaction
+            handlers = transaction.user_data
             if handlers is not None:
+                if event.response.status >= 200 and transaction.method != "INVITE":
+                    # a non-INVITE transaction only absorbs retransmissions of its final
+                    # response now (RFC 3261 17.1.2.2, Timer K): it must not keep the
+                    # call, its legs and messages alive through its handlers
+                    transaction.user_data = None
                 handlers[0](event.response)
         elif isinstance(event, TransactionTimeout):
             handlers = event.transaction.user_data
