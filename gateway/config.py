@@ -828,7 +828,7 @@ class SipSettings(_Section):
     max_message_bytes: int = Field(default=65535, ge=1024)
     trusted_proxies: list[str] = Field(default_factory=list)
     overload_lag_s: float = Field(default=0.25, ge=0)
-    overload_sustain_s: float = Field(default=0.1, ge=0)
+    overload_sustain_s: float = Field(default=0.2, ge=0)
     overload_retry_after_s: int = Field(default=2, ge=0)
 
     @field_validator("trusted_proxies")

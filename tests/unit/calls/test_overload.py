@@ -6,11 +6,13 @@ import pytest
 
 from gateway.calls.overload import AdmissionControl, OverloadLimits
 
-LIMITS = OverloadLimits(target_lag_s=0.1, rise_per_s=2.5, fall_per_s=0.5, interval_s=0.02)
+LIMITS = OverloadLimits(
+    target_lag_s=0.1, sustain_s=0.1, rise_per_s=2.5, fall_per_s=0.5, interval_s=0.02
+)
 
 
 def test_a_late_invite_is_refused_only_within_a_run_of_late_messages() -> None:
-    control = AdmissionControl(LIMITS)  # target 0.1 s, sustain 0.1 s by default
+    control = AdmissionControl(LIMITS)  # target 0.1 s, sustain 0.1 s
     assert control.admit(0.15, late_for_s=0.0), "a lone late message: a stall, not overload"
     assert control.admit(0.15, late_for_s=0.05)
     assert not control.admit(0.15, late_for_s=0.1)
