@@ -45,13 +45,17 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, REFER, NOTIFY, 
 ENDING_WAIT_S = 4.0
 """How long a drain waits for the answers to the BYEs and CANCELs it sent."""
 AUTH_RETRY_WINDOW_S = 32.0
-TAG_LINGER_S = 4.0
-"""How long an ended call still answers requests that crossed its end (a BYE from
-the other party sent as ours left). Retransmissions need no lingering: the
-transaction layer absorbs them (RFC 3261 17.2.2). Kept short because every
-lingering call stays in memory, and a large heap makes garbage collection
-stall the event loop."""
 """How long a call whose callee challenged (401/407) waits for the caller's retry."""
+TAG_LINGER_S = 2.0
+"""How long an ended call still answers requests that crossed its end (a BYE from
+the other party sent as ours left): such a request arrives within a round trip, and
+a lost one's first two retransmissions (T1 and 3 x T1 later, RFC 3261 17.1.2.2) within
+2 s; a later one gets 481, which also ends the dialog for its sender (15.1.2).
+Retransmissions of a request that did arrive need no lingering: its transaction
+absorbs them (17.2.2). Kept short because every lingering call stays in memory and
+the collector walks it: at 420 calls/s of 1 s calls, 4 s of lingering kept about 1,700
+ended calls in the collector's middle generation (167k objects, pauses of about
+150 ms); 2 s halves the calls and cuts the objects by a sixth."""
 
 ResponseHandler = Callable[[SipResponse], None]
 TimeoutHandler = Callable[[], None]
