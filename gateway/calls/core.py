@@ -10,7 +10,6 @@ CANCEL, record), rendering SDP for a leg and choosing where a request goes.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from gateway.net.stack import SipStack
 from gateway.net.transports import Address
 from gateway.sip.dialog import Dialog
 from gateway.sip.errors import SipParseError
+from gateway.sip.ip import ip_literal
 from gateway.sip.message import SipRequest, SipResponse, make_response
 from gateway.sip.routing import uri_to_address
 from gateway.sip.transaction import (
@@ -73,7 +73,7 @@ def format_address(address: Address) -> str:
 
 def is_ip(host: str) -> bool:
     try:
-        ipaddress.ip_address(host)
+        ip_literal(host)
     except ValueError:
         return False
     return True
