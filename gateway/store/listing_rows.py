@@ -5,12 +5,13 @@ On SQLite an instant is stored as SQLAlchemy's UTC text
 the RFC 3339 text the API's JSON encoder (orjson) would write for the instant
 (``2026-03-01T22:48:33.261624+00:00``, no fraction when it is zero), with no
 datetime in between: three instants a row, a hundred rows a page. On SQLite
-the API's pages go one step further: SQLite writes each row as the JSON object
-the API serves (``json_object``, :func:`listed_json_columns`), so a page is a
-hundred strings joined, not 2,700 values turned into Python objects, dicts
-and JSON again. Every other column gets SQLAlchemy's own result processing
-for its type. asyncpg's rows need none: it decodes each column to the type
-SQLAlchemy's asyncpg dialect returns.
+the API's pages go one step further: SQLite keeps each row's JSON object as
+the API serves it (``calls.listed``, written by triggers with ``json_object``,
+:func:`listing_object`), so a page is a hundred stored strings joined, not
+2,700 values turned into Python objects, dicts and JSON again. Every other
+column gets SQLAlchemy's own result processing for its type. asyncpg's rows
+need none: it decodes each column to the type SQLAlchemy's asyncpg dialect
+returns.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from gateway.store.models import CALLS
 from gateway.store.prepared import Rows
 
 __all__ = [
+    "LISTED_JSON",
     "LIST_COLUMNS",
     "LIST_EXCLUDED",
     "LIST_NAMES",
@@ -41,6 +43,7 @@ __all__ = [
     "json_rows",
     "listed_columns",
     "listed_json_columns",
+    "listing_object",
     "listing_rows",
     "sqlite_rfc3339",
 ]
@@ -80,25 +83,39 @@ def listed_columns(dialect: Dialect) -> tuple[ColumnElement[Any], ...]:
     )
 
 
-@functools.lru_cache(maxsize=8)
-def listed_json_columns(dialect: Dialect) -> tuple[ColumnElement[Any], ...] | None:
-    """On SQLite, what a listing selects to have each row as its JSON object: the object
-    (keys and values as :func:`listed_columns` gives them, in that order), then the row's
-    start (RFC 3339) and id for the next page's key; ``None`` on other databases.
+LISTED_JSON = "listed"
+"""SQLite's column of each call's listing JSON object (kept by triggers, revision 0007)."""
+
+
+def listing_object() -> ColumnElement[Any]:
+    """SQLite's ``json_object`` of a call's listing (keys and values as
+    :func:`listed_columns` gives them, in that order): what ``calls.listed`` holds.
 
     SQLite writes a REAL with up to 15 significant digits, orjson with as many as
     the value needs: the same text for the durations the store holds (whole
     microseconds, ``capture_s`` in milliseconds, up to 10^9 s), except under
     0.0001 s, where both write the same number in exponent form but differently
     (``1.0e-06`` and ``1e-6``)."""
-    if dialect.name != "sqlite" or not _sqlite_writes_json():
-        return None
     pairs: list[ColumnElement[Any]] = []
     for column in LIST_COLUMNS:
         value = _rfc3339_of(column) if isinstance(column.type, UtcDateTime) else column
         pairs += [literal_column(f"'{column.name}'"), value]
+    return func.json_object(*pairs)
+
+
+@functools.lru_cache(maxsize=8)
+def listed_json_columns(dialect: Dialect) -> tuple[ColumnElement[Any], ...] | None:
+    """On SQLite, what a listing selects to have each row as its JSON object: the stored
+    object (``calls.listed``, :func:`listing_object`), then the row's start (RFC 3339)
+    and id for the next page's key; ``None`` on other databases.
+
+    Reading one stored text a row instead of having SQLite build the object from 27
+    columns is about five times less of SQLite's time for a 100-row page (80 against
+    400 us, 1M calls)."""
+    if dialect.name != "sqlite" or not _sqlite_writes_json():
+        return None
     return (
-        func.json_object(*pairs).label("listed"),
+        literal_column(f"{CALLS.name}.{LISTED_JSON}").label("listed"),
         sqlite_rfc3339(CALLS.c.started_at, "started_at"),
         CALLS.c.id,
     )

@@ -204,6 +204,19 @@ class CallRecord(Base):
 CALLS: Table = CallRecord.__table__  # type: ignore[assignment]
 """The ``calls`` table, for Core statements."""
 
+SQLITE_ONLY_COLUMNS: frozenset[tuple[str, str]] = frozenset({("calls", "listed")})
+"""Columns the migrations make on SQLite only, outside these models: ``calls.listed``,
+each call's listing JSON kept by triggers (revision 0007, read by
+:mod:`gateway.store.listing_rows`; never written by the application)."""
+
+
+def in_models(obj: Any, name: str | None, kind: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic's ``include_object`` for comparing a database with these models: leaves
+    out :data:`SQLITE_ONLY_COLUMNS`."""
+    if kind == "column" and reflected and compare_to is None:
+        return (obj.table.name, name) not in SQLITE_ONLY_COLUMNS
+    return True
+
 
 class ConsentEvent(Base):
     """One change of a party's consent state: the call's consent trail, in ``seq`` order.

@@ -13,7 +13,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from gateway.store.engine import make_engine
-from gateway.store.models import Base
+from gateway.store.models import Base, in_models
 
 config = context.config
 target_metadata = Base.metadata
@@ -25,6 +25,7 @@ def _configure(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=in_models,
     )
 
 

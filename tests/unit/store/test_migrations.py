@@ -13,7 +13,7 @@ from sqlalchemy import Column, Connection, Index, MetaData, Table, Text, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.engine import current_revision, head_revision, make_engine, migrate
-from gateway.store.models import Base
+from gateway.store.models import Base, in_models
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -38,7 +38,9 @@ asyncio.run(main())
 
 async def _schema_differences(engine: AsyncEngine, metadata: MetaData) -> list[Any]:
     def compare(connection: Connection) -> list[Any]:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": in_models}
+        )
         return compare_metadata(context, metadata)
 
     async with engine.connect() as connection:
