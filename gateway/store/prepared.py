@@ -74,6 +74,14 @@ objects, most of a page's cost: a second thread only adds GIL hand-overs. Measur
 core (1M calls, 32 clients, alternating runs): a 100-row page 603-607 req/s with p99
 105-155 ms on one thread, 517-555 req/s with p99 167-201 ms on two."""
 
+SQLITE_READ_MMAP_BYTES = 1 << 34
+"""How much of the database file the reader maps (``PRAGMA mmap_size``; SQLite caps it at
+its build's limit). A page then is read from the mapping instead of being copied in by a
+``pread`` each time SQLite's own small cache misses, which it does for most pages of a
+listing that is not the newest: a page of a random day of 1M calls 132-137 us against
+176 us, and 1,951 -> 2,180 req/s through the API on one core. The reader only reads; the
+file never shrinks under it (the store does not VACUUM)."""
+
 STATEMENTS_KEPT = 4096
 """Compiled statements kept per engine; all are dropped when more are asked for."""
 READ_TIMEOUT_S = 5.0
@@ -251,6 +259,7 @@ class _SqliteThreads:
             )
             connection.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
             connection.execute("PRAGMA query_only=ON")
+            connection.execute(f"PRAGMA mmap_size={SQLITE_READ_MMAP_BYTES}")
             self._local.connection = connection
             self._local.read = _IDLE
             local = self._local

@@ -126,7 +126,7 @@ async def test_prepared_listing_is_sqlalchemys_listing(
     store: tuple[AsyncEngine, PreparedReads], order: str
 ) -> None:
     """Prepared pages, as dict rows and as JSON pages, are SQLAlchemy's listing as the API
-    encodes it. On SQLite, SQLite writes each row's JSON itself: the same rows and keys in
+    encodes it. On SQLite, SQLite keeps each row's JSON itself: the same rows and keys in
     the same order as orjson writes the listing's dicts, and the same numbers (a duration
     under 0.0001 s in SQLite's exponent form, ``1.0e-06`` for ``1e-6``)."""
     engine, reads = store
