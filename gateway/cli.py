@@ -22,6 +22,8 @@ from gateway.logs import setup_logging
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+MAX_API_WORKERS = 64
+"""The most ``--workers`` of ``callgate api`` (``api.workers`` has the same bound)."""
 
 log = logging.getLogger("gateway.cli")
 
@@ -70,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
         "api", help="serve the HTTP API alone (no SIP), against the configured store"
     )
     api.add_argument("--config", metavar="FILE", help=config_help)
+    api.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="processes serving the API, one core each (api.workers; 1)",
+    )
     api.set_defaults(handler=_api)
 
     keys = commands.add_parser("keys", help="create, list and revoke the API's bearer keys")
@@ -181,6 +189,12 @@ def _api(args: argparse.Namespace) -> int:
     from gateway.api.commands import serve_api
     from gateway.app import new_event_loop
 
+    if args.workers is not None:
+        if args.workers > MAX_API_WORKERS:
+            print(f"callgate: --workers is at most {MAX_API_WORKERS}", file=sys.stderr)
+            return EXIT_CONFIG
+        api = settings.api.model_copy(update={"workers": args.workers})
+        settings = settings.model_copy(update={"api": api})
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             return runner.run(serve_api(settings))

@@ -1018,7 +1018,9 @@ class ApiSettings(_Section):
     records (so the person cannot be found again while counts stay right); when
     unset, a random key is made once and kept in the store, shared by every
     instance on it. ``read_timeout_s`` is the budget of one listing or stats
-    read: past it the read is stopped and the request gets a 503.
+    read: past it the read is stopped and the request gets a 503. ``workers``:
+    processes serving the API for ``callgate api`` (one core each); ``callgate
+    run`` serves it on the gateway's own event loop, whatever this says.
     """
 
     enabled: bool = True
@@ -1031,6 +1033,7 @@ class ApiSettings(_Section):
     retention_interval_s: PositiveSeconds = 3600.0
     policy_poll_s: PositiveSeconds = 5.0
     read_timeout_s: PositiveSeconds = 5.0
+    workers: int = Field(default=1, ge=1, le=64)  # cli.MAX_API_WORKERS
 
 
 class AnalysisSettings(_Section):

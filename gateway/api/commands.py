@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any, TextIO
@@ -17,30 +18,63 @@ log = logging.getLogger("gateway.cli")
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
 
-async def serve_api(settings: Settings) -> int:
-    """Serve the API (and run retention) until SIGTERM/SIGINT; no SIP, no media."""
+async def serve_api(
+    settings: Settings, worker: int | None = None, parent: int | None = None
+) -> int:
+    """Serve the API (and run retention) until SIGTERM/SIGINT; no SIP, no media.
+
+    With ``api.workers`` above 1, this process starts that many workers
+    (:mod:`gateway.api.workers`) and watches them; ``worker`` is set in a worker
+    (the store is migrated by then; only worker 0 runs retention), and ``parent``
+    is the pid of the process that started it: a worker whose parent is gone (killed
+    without a chance to stop it) stops too."""
     from gateway.api.server import ApiServer
     from gateway.app import settle_for_serving
     from gateway.store.engine import make_engine, migrate, refresh_statistics
 
+    if worker is None and settings.api.workers > 1:
+        from gateway.api.workers import serve_workers
+
+        return await serve_workers(settings, settings.api.workers)
     engine = make_engine(settings.store.url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
-    server = ApiServer(settings, engine)
+    server = ApiServer(
+        settings, engine, reuse_port=worker is not None, retention=worker in (None, 0)
+    )
+    orphaned = None
+    if parent is not None:
+        orphaned = asyncio.create_task(_stop_when_orphaned(parent, stop), name="callgate-parent")
     try:
-        await migrate(engine)
-        await refresh_statistics(engine)
+        if worker is None:
+            await migrate(engine)
+            await refresh_statistics(engine)
         await server.start()
         settle_for_serving()
-        log.info("API ready (no SIP in this process)")
+        log.info(
+            "API ready (no SIP in this process)" + ("" if worker is None else f", worker {worker}")
+        )
         await stop.wait()
     finally:
+        if orphaned is not None:
+            orphaned.cancel()
         await server.stop()
         await engine.dispose()
     return EXIT_OK
+
+
+PARENT_CHECK_S = 1.0
+"""How often a worker looks whether the process that started it is still there."""
+
+
+async def _stop_when_orphaned(parent: int, stop: asyncio.Event) -> None:
+    while os.getppid() == parent:
+        await asyncio.sleep(PARENT_CHECK_S)
+    log.error("the API's parent process (pid %d) is gone: this worker stops", parent)
+    stop.set()
 
 
 def keys_command(settings: Settings, args: Any, out: TextIO = sys.stdout) -> int:

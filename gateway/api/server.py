@@ -109,10 +109,25 @@ async def purge_due(context: ApiContext, now: datetime | None = None) -> dict[st
 
 
 class ApiServer:
-    """The API on ``api.host``:``api.port``, with retention and policy polling."""
+    """The API on ``api.host``:``api.port``, with retention and policy polling.
 
-    def __init__(self, settings: Settings, engine: object, live: LiveGateway | None = None):
+    ``reuse_port``: listen with ``SO_REUSEPORT``, beside the other workers of a
+    ``callgate api --workers N`` (:mod:`gateway.api.workers`); ``retention``: run the
+    retention task (one worker of several does).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: object,
+        live: LiveGateway | None = None,
+        *,
+        reuse_port: bool = False,
+        retention: bool = True,
+    ):
         self.settings = settings
+        self.reuse_port = reuse_port
+        self.retention = retention
         self.context = ApiContext(settings=settings, engine=engine, live=live)  # type: ignore[arg-type]
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -134,13 +149,16 @@ class ApiServer:
         )
         self.runner = web.AppRunner(make_app(self.context), access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, api.host, api.port, reuse_address=True)
+        site = web.TCPSite(
+            self.runner, api.host, api.port, reuse_address=True, reuse_port=self.reuse_port or None
+        )
         await site.start()
         server = site._server  # the bound socket tells the port when 0 was asked
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else api.port
         log.info("API listening on http://%s:%d", api.host, self.port)
-        self._tasks.append(asyncio.create_task(self._retention(), name="callgate-retention"))
+        if self.retention:
+            self._tasks.append(asyncio.create_task(self._retention(), name="callgate-retention"))
         if self.context.live is not None:
             self._tasks.append(asyncio.create_task(self._policies(), name="callgate-policies"))
 

@@ -18,14 +18,19 @@ query really is scoped to its tenant), loaded through the driver (COPY on
 PostgreSQL, ``executemany`` on SQLite) with the real schema and indexes.
 A reader key of ``acme`` is made with :func:`gateway.store.keys.create_key`.
 
-Three processes. The API server runs as ``callgate api`` does
+Three processes, or more. The API server runs as ``callgate api`` does
 (:func:`gateway.api.commands.serve_api`: ``make_engine``, ``migrate``,
 :class:`gateway.api.server.ApiServer` on the gateway's event loop,
 :func:`gateway.app.new_event_loop`, uvloop when installed; default pools,
 the default key cache; :func:`gateway.app.settle_for_serving` once it is
-up), on 127.0.0.1 with a free port, pinned to one core (``--server-cpu``).
-The load generator runs pinned to another core (``--client-cpu``):
-``--clients`` concurrent clients on one
+up), on 127.0.0.1 with a free port. Each measurement is made with each
+count of ``--workers`` in turn (1 and 2 by default): one worker is pinned to
+one core (``--server-cpu``), as the API inside the gateway's process runs;
+several are pinned as ``callgate api --workers N`` pins them (round robin
+over the machine's CPUs, :mod:`gateway.api.workers`) and listen on one port
+with ``SO_REUSEPORT``, the first running retention. The load generator runs
+pinned to another core (``--client-cpu``; with two workers on two cores it
+shares one with a worker): ``--clients`` concurrent clients on one
 ``aiohttp.ClientSession`` whose connection pool holds as many keep-alive
 connections, each sending its next request as soon as the previous answer
 has been read in full (a closed loop). The parent only orchestrates.
@@ -49,8 +54,8 @@ picks its URL at random from the measurement's set:
 Every listing has ``limit=100``. The answers are checked before the run
 (status 200; "rows" is the mean of rows per page over a sample, or of
 buckets for stats). "server CPU" is the server process's user + system time
-over the measured window (``/proc/<pid>/stat``) as % of one core, and
-"loop" the share of it in the event-loop thread (the rest is the database
+over the measured window (``/proc/<pid>/stat``, summed over the workers) as %
+of one core, and "loop" the share of it in the event-loop threads (the rest is the database
 driver's threads: aiosqlite runs each connection in a thread of its own);
 "client CPU" is the generator's: near 100 % means it, not the server, set
 the pace. "machine" is the busy cores of the whole machine (``/proc/stat``),
@@ -59,17 +64,17 @@ connection errors and answers other than 200 from the warm-up on, those that
 came after the window included (a request that waits 30 s for a pooled
 database connection gets a 500).
 
-CSV export: ``GET /v1/calls?format=csv`` of all of ``acme``'s calls, by one
-client reading the stream as it comes; the time to the last byte, the bytes
-and lines, and the server's memory: VmRSS before, its peak (VmHWM, reset
+CSV export (with the first worker count): ``GET /v1/calls?format=csv`` of all
+of ``acme``'s calls, by one client reading the stream as it comes; the time to
+the last byte, the bytes and lines, and the server's memory: VmRSS before, its peak (VmHWM, reset
 through ``/proc/<pid>/clear_refs`` just before the export, and VmRSS
 sampled every 20 ms) and after. Memory counts as flat when the peak is
 within :data:`FLAT_MIB` MiB of the start.
 
-``--profile`` repeats the first-page and the 7-day stats measurements with
-cProfile on in the server's event-loop thread (not the driver threads) and
-prints where that thread's own time goes. cProfile inflates every Python call:
-read it for shares, not for figures.
+``--profile`` repeats (with the first worker count) the first-page and the
+7-day stats measurements with cProfile on in the first server's event-loop
+thread (not the driver threads) and prints where that thread's own time goes.
+cProfile inflates every Python call: read it for shares, not for figures.
 
 Targets: a 100-row page with p99 under 20 ms at over 2,000 requests/s;
 the CSV export of a million rows in under 10 s with flat memory.
@@ -104,6 +109,7 @@ from sqlalchemy import func, select
 from yarl import URL
 
 from gateway.api.server import ApiServer
+from gateway.api.workers import worker_cpus
 from gateway.app import new_event_loop, settle_for_serving
 from gateway.config import Settings
 from gateway.store.engine import make_engine, migrate
@@ -190,14 +196,15 @@ def base_scenarios(numbers: Sequence[str]) -> list[Scenario]:
 # ------------------------------------------------------------------------ the server process
 
 
-def bench_settings(url: str, recording_dir: str) -> Any:
-    """Settings of the measured API: the two seeded tenants, a free port on loopback."""
+def bench_settings(url: str, recording_dir: str, port: int = 0) -> Any:
+    """Settings of the measured API: the two seeded tenants, ``port`` (0: a free one) on
+    loopback."""
     return Settings.model_validate(
         {
             "instance_id": "bench",
             "store": {"url": url},
             "recording": {"dir": recording_dir},
-            "api": {"host": "127.0.0.1", "port": 0, "subject_hash_key": SUBJECT_HASH_KEY},
+            "api": {"host": "127.0.0.1", "port": port, "subject_hash_key": SUBJECT_HASH_KEY},
             "tenants": [
                 {
                     "name": "acme",
@@ -255,10 +262,14 @@ def profile_lines(profiler: cProfile.Profile) -> list[str]:
     return lines
 
 
-async def _serve(conn: multiprocessing.connection.Connection, url: str, recording_dir: str) -> None:
-    settings = bench_settings(url, recording_dir)
+async def _serve(
+    conn: multiprocessing.connection.Connection, url: str, recording_dir: str, worker: Worker
+) -> None:
+    settings = bench_settings(url, recording_dir, worker.port)
     engine = make_engine(settings.store.url)
-    server = ApiServer(settings, engine)
+    # as serve_api does in a worker of `callgate api --workers N`
+    several = worker.count > 1
+    server = ApiServer(settings, engine, reuse_port=several, retention=worker.index == 0)
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[Any] = asyncio.Queue()
     loop.add_reader(conn.fileno(), lambda: inbox.put_nowait(conn.recv()))
@@ -286,12 +297,22 @@ async def _serve(conn: multiprocessing.connection.Connection, url: str, recordin
         await engine.dispose()
 
 
+@dataclass(frozen=True)
+class Worker:
+    """One server process of ``count``: its index, CPU, and port (0 for the first)."""
+
+    index: int
+    count: int
+    cpu: int
+    port: int = 0
+
+
 def server_main(
-    conn: multiprocessing.connection.Connection, url: str, cpu: int, recording_dir: str
+    conn: multiprocessing.connection.Connection, url: str, recording_dir: str, worker: Worker
 ) -> None:
-    os.sched_setaffinity(0, {cpu})
+    os.sched_setaffinity(0, {worker.cpu})
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        runner.run(_serve(conn, url, recording_dir))
+        runner.run(_serve(conn, url, recording_dir, worker))
 
 
 # ------------------------------------------------------------------------ the load generator
@@ -548,6 +569,7 @@ async def _prepare(url: str, rows: int, needs_rows: bool, seed: int) -> tuple[st
 @dataclass
 class Measurement:
     backend: str
+    workers: int
     scenario: str
     result: LoadResult
     rows: float
@@ -643,8 +665,8 @@ class Backend:
     name: str
     base: str
     key: str
-    server: multiprocessing.process.BaseProcess
-    server_conn: multiprocessing.connection.Connection
+    servers: list[multiprocessing.process.BaseProcess]
+    server_conns: list[multiprocessing.connection.Connection]
     generator: multiprocessing.process.BaseProcess
     generator_conn: multiprocessing.connection.Connection
     measurements: list[Measurement] = field(default_factory=list)
@@ -653,33 +675,51 @@ class Backend:
         self.generator_conn.send((kind, args))
         return self.generator_conn.recv()
 
+    @property
+    def server(self) -> multiprocessing.process.BaseProcess:
+        """The first (or only) server process."""
+        return self.servers[0]
+
+    @property
+    def server_conn(self) -> multiprocessing.connection.Connection:
+        return self.server_conns[0]
+
+    def _server_threads(self) -> dict[int, float]:
+        found: dict[int, float] = {}
+        for server in self.servers:
+            assert server.pid is not None
+            found.update(thread_cpu_s(server.pid))
+        return found
+
     def measure(self, scenario: Scenario, rows: float, args: argparse.Namespace) -> Measurement:
-        server_pid = self.server.pid
         generator_pid = self.generator.pid
-        assert server_pid is not None and generator_pid is not None
+        assert generator_pid is not None
+        loops = {server.pid for server in self.servers}
         self.generator_conn.send(
             ("load", (self.base, self.key, scenario.urls, args.clients, args.warmup, args.duration))
         )
         time.sleep(args.warmup)
         machine = MachineCpu.read()
-        threads = thread_cpu_s(server_pid)
+        threads = self._server_threads()
         client = process_cpu_s(generator_pid)
         began = time.perf_counter()
         time.sleep(args.duration)
         wall = time.perf_counter() - began
         machine_after = MachineCpu.read()
-        threads_after = thread_cpu_s(server_pid)
+        threads_after = self._server_threads()
         client_after = process_cpu_s(generator_pid)
         result: LoadResult = self.generator_conn.recv()
         used = {tid: threads_after[tid] - threads.get(tid, 0.0) for tid in threads_after}
         total = sum(used.values())
+        in_loops = sum(cpu for tid, cpu in used.items() if tid in loops)
         measurement = Measurement(
             self.name,
+            len(self.servers),
             scenario.name,
             result,
             rows,
             total / wall,
-            used.get(server_pid, 0.0) / total if total else 0.0,
+            in_loops / total if total else 0.0,
             (client_after - client) / wall,
             machine_after.busy_cores_since(machine, wall),
         )
@@ -711,31 +751,48 @@ class Backend:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.generator_conn.send(("stop", ()))
-        with contextlib.suppress(OSError):
-            self.server_conn.send("stop")
-        for process in (self.generator, self.server):
+        for conn in self.server_conns:
+            with contextlib.suppress(OSError):
+                conn.send("stop")
+        for process in (self.generator, *self.servers):
             process.join(30)
             if process.is_alive():
                 process.terminate()
                 process.join(5)
 
 
+def server_cpus(workers: int, args: argparse.Namespace) -> list[int]:
+    """One worker on ``--server-cpu``; several pinned as ``callgate api --workers`` pins
+    them (round robin over the machine's CPUs)."""
+    if workers == 1:
+        return [args.server_cpu]
+    pinned = worker_cpus(workers, set(args.cpus))
+    return [cpu if cpu is not None else args.server_cpu for cpu in pinned]
+
+
 def start_backend(
-    name: str, url: str, key: str, args: argparse.Namespace, recording_dir: str
+    name: str, url: str, key: str, args: argparse.Namespace, recording_dir: str, workers: int
 ) -> Backend:
     ctx = multiprocessing.get_context("spawn")
-    server_conn, server_end = ctx.Pipe()
-    server = ctx.Process(
-        target=server_main,
-        args=(server_end, url, args.server_cpu, recording_dir),
-        name="callgate-api",
-        daemon=True,
-    )
-    server.start()
-    if not server_conn.poll(120):
-        server.terminate()
-        raise RuntimeError("the API server did not start within 120 s")
-    _, port = server_conn.recv()
+    servers: list[multiprocessing.process.BaseProcess] = []
+    conns: list[multiprocessing.connection.Connection] = []
+    port = 0
+    for index, cpu in enumerate(server_cpus(workers, args)):
+        server_conn, server_end = ctx.Pipe()
+        server = ctx.Process(
+            target=server_main,
+            args=(server_end, url, recording_dir, Worker(index, workers, cpu, port)),
+            name=f"callgate-api-{index}",
+            daemon=True,
+        )
+        server.start()
+        servers.append(server)
+        conns.append(server_conn)
+        if not server_conn.poll(120):
+            for started in servers:
+                started.terminate()
+            raise RuntimeError("the API server did not start within 120 s")
+        _, port = server_conn.recv()
     generator_conn, generator_end = ctx.Pipe()
     generator = ctx.Process(
         target=generator_main,
@@ -744,9 +801,7 @@ def start_backend(
         daemon=True,
     )
     generator.start()
-    return Backend(
-        name, f"http://127.0.0.1:{port}", key, server, server_conn, generator, generator_conn
-    )
+    return Backend(name, f"http://127.0.0.1:{port}", key, servers, conns, generator, generator_conn)
 
 
 def rows_per_answer(answers: Sequence[tuple[int, Any]], listing: bool) -> tuple[float, list[int]]:
@@ -777,6 +832,29 @@ def next_page_scenario(backend: Backend, scenarios: Sequence[Scenario]) -> Scena
     return Scenario("next page", tuple(link for link in links if link))
 
 
+def measure_scenarios(
+    backend: Backend, scenarios: Sequence[Scenario], args: argparse.Namespace
+) -> list[Measurement]:
+    measurements = []
+    for scenario in scenarios:
+        sample = list(scenario.urls[:50])
+        rows, bad = rows_per_answer(
+            backend.ask("fetch", backend.base, backend.key, sample), scenario.listing
+        )
+        if bad:
+            raise RuntimeError(f"{backend.name} {scenario.name}: answers {sorted(set(bad))}")
+        measurement = backend.measure(scenario, rows, args)
+        measurements.append(measurement)
+        print(
+            f"{backend.name:<10} {len(backend.servers)} worker(s) {scenario.name:<16} "
+            f"{measurement.rps:8,.0f}/s  p50 {measurement.percentile(0.5):6.1f} ms  "
+            f"p99 {measurement.percentile(0.99):6.1f} ms  "
+            f"server CPU {measurement.server_cpu:.0%}",
+            flush=True,
+        )
+    return measurements
+
+
 def run_backend(
     name: str, args: argparse.Namespace, numbers: Sequence[str]
 ) -> tuple[list[Measurement], CsvMeasurement | None, dict[str, list[str]]]:
@@ -796,41 +874,31 @@ def run_backend(
                 + ")"
             )
         print(f"{name}: calls per tenant: {summary}", flush=True)
-        backend = start_backend(name, url, key, args, rec)
-        try:
-            scenarios = base_scenarios(numbers)
-            scenarios.insert(5, next_page_scenario(backend, scenarios))
-            if args.requests:
-                scenarios = [s for s in scenarios if s.name in args.requests]
-            for scenario in scenarios:
-                sample = list(scenario.urls[:50])
-                rows, bad = rows_per_answer(
-                    backend.ask("fetch", backend.base, backend.key, sample), scenario.listing
-                )
-                if bad:
-                    raise RuntimeError(f"{name} {scenario.name}: answers {sorted(set(bad))}")
-                measurement = backend.measure(scenario, rows, args)
-                measurements.append(measurement)
-                print(
-                    f"{name:<10} {scenario.name:<16} {measurement.rps:8,.0f}/s  "
-                    f"p50 {measurement.percentile(0.5):6.1f} ms  "
-                    f"p99 {measurement.percentile(0.99):6.1f} ms  "
-                    f"server CPU {measurement.server_cpu:.0%}",
-                    flush=True,
-                )
-            if args.profile:
-                for scenario in scenarios:
-                    if scenario.name in PROFILE_SCENARIOS:
-                        profiles[scenario.name] = backend.profile(scenario, args)
-            if not args.no_csv:
-                csv = backend.export_csv("/v1/calls?format=csv")
-                print(
-                    f"{name:<10} CSV export: {csv.result.lines - 1:,} rows in "
-                    f"{csv.result.seconds:.1f} s, peak RSS +{csv.growth_mib:.0f} MiB",
-                    flush=True,
-                )
-        finally:
-            backend.close()
+        scenarios: list[Scenario] | None = None
+        for workers in args.workers:
+            backend = start_backend(name, url, key, args, rec, workers)
+            try:
+                if scenarios is None:
+                    scenarios = base_scenarios(numbers)
+                    scenarios.insert(5, next_page_scenario(backend, scenarios))
+                    if args.requests:
+                        scenarios = [s for s in scenarios if s.name in args.requests]
+                measurements += measure_scenarios(backend, scenarios, args)
+                if workers != args.workers[0]:
+                    continue  # profile and CSV export with the first worker count only
+                if args.profile:
+                    for scenario in scenarios:
+                        if scenario.name in PROFILE_SCENARIOS:
+                            profiles[scenario.name] = backend.profile(scenario, args)
+                if not args.no_csv:
+                    csv = backend.export_csv("/v1/calls?format=csv")
+                    print(
+                        f"{name:<10} CSV export: {csv.result.lines - 1:,} rows in "
+                        f"{csv.result.seconds:.1f} s, peak RSS +{csv.growth_mib:.0f} MiB",
+                        flush=True,
+                    )
+            finally:
+                backend.close()
     return measurements, csv, profiles
 
 
@@ -843,14 +911,20 @@ def print_method(args: argparse.Namespace) -> None:
     print(
         f"rows: {args.rows:,} of acme (+{args.rows // 10:,} of globex); backends "
         f"{','.join(args.backends)}; {args.clients} clients; {args.warmup:g} s warm-up + "
-        f"{args.duration:g} s measured per row; server on CPU {args.server_cpu}, "
-        f"generator on CPU {args.client_cpu}"
+        f"{args.duration:g} s measured per row; one worker on CPU {args.server_cpu}; "
+        + "".join(
+            f"{count} workers on CPUs {','.join(map(str, server_cpus(count, args)))}; "
+            for count in args.workers
+            if count > 1
+        )
+        + f"generator on CPU {args.client_cpu}"
     )
     print(flush=True)
 
 
 HEADERS = [
     "backend",
+    "workers",
     "request",
     "rows",
     "req/s",
@@ -870,6 +944,7 @@ HEADERS = [
 def measurement_row(m: Measurement) -> list[str]:
     return [
         m.backend,
+        str(m.workers),
         m.scenario,
         f"{m.rows:.0f}",
         f"{m.rps:,.0f}",
@@ -939,6 +1014,12 @@ def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--pg-database", help="use (and seed if empty) this database; kept")
     parser.add_argument("--server-cpu", type=int, default=cpus[0])
     parser.add_argument("--client-cpu", type=int, default=cpus[-1])
+    parser.add_argument(
+        "--workers",
+        default="1,2",
+        type=lambda text: [int(item) for item in text.split(",") if item.strip()],
+        help="server processes to measure with, in turn (1,2); CSV and profile with the first",
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-csv", action="store_true", help="skip the CSV export")
     parser.add_argument(
@@ -950,6 +1031,7 @@ def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
         "--profile", action="store_true", help="profile the first page and 7-day stats"
     )
     args = parser.parse_args(argv)
+    args.cpus = cpus  # the machine's, before this process pins itself to the generator's
     if args.rows is None:
         args.rows = 100_000 if args.quick else 1_000_000
     if args.duration is None:
@@ -962,6 +1044,8 @@ def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
     names = [scenario.name for scenario in base_scenarios(["+15550100"])] + ["next page"]
     if args.requests and set(args.requests) - set(names):
         parser.error(f"--requests: names among {', '.join(names)}")
+    if not args.workers or min(args.workers) < 1:
+        parser.error("--workers: counts of 1 or more, such as 1,2")
     if args.rows < 1000 or args.clients < 1 or args.duration <= 0 or args.warmup < 0:
         parser.error("--rows >= 1000, --clients >= 1, --duration > 0, --warmup >= 0")
     return args

@@ -253,7 +253,8 @@ def _recording_file(gateway: GatewayProcess, record_id: str) -> Path:
 
 @pytest.fixture(scope="module")
 def standalone_api(gateway: GatewayProcess) -> Iterator[int]:
-    """``callgate api`` on the gateway's store: another instance, no SIP."""
+    """``callgate api`` on the gateway's store: another instance, no SIP, served by two
+    worker processes (``--workers 2``)."""
     port = free_port(GATEWAY_HOST)
     environment = {
         **os.environ,
@@ -263,7 +264,7 @@ def standalone_api(gateway: GatewayProcess) -> Iterator[int]:
     log_path = gateway.config_path.parent / "api.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [*callgate_command(), "api", "--config", str(gateway.config_path)],
+            [*callgate_command(), "api", "--config", str(gateway.config_path), "--workers", "2"],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -1,0 +1,178 @@
+"""``callgate api --workers N``: the API served by N processes on one port.
+
+One Python process serves the API on one core (its event loop and its
+SQLite reader share the interpreter lock). A standalone API host with more
+cores runs several workers: each is a process of its own with its own event
+loop, store connections and reader, listening on the same address with
+``SO_REUSEPORT``, so the kernel spreads new connections over them
+(Linux hashes each connection to one listener).
+
+Each worker is pinned to one CPU of those the parent may use, round robin:
+a worker's event loop and its reading thread hand the interpreter lock back
+and forth for every read, and across two cores each hand-over waits on the
+other core's wake-up. Measured (one worker, 1M calls on SQLite, 32 clients):
+a 100-row page 2,821 req/s with the worker on one core, 1,375 req/s free to
+run on two.
+
+The parent migrates the store once, reserves the port when 0 is asked (a
+bound socket that never listens, so the workers can join it), starts the
+workers, starts again one that dies (after :data:`RESTART_DELAY_S`), and on
+SIGTERM/SIGINT stops them all (each drains like a single ``callgate api``)
+within :data:`STOP_TIMEOUT_S`. A worker whose parent was killed outright
+stops within a second. Only the first worker runs retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+from multiprocessing.process import BaseProcess
+
+from gateway.config import Settings
+
+log = logging.getLogger("gateway.api.workers")
+
+RESTART_DELAY_S = 1.0
+"""Wait before starting a worker again that died."""
+STOP_TIMEOUT_S = 30.0
+"""How long stopping workers may take before they are killed."""
+WATCH_INTERVAL_S = 0.5
+
+
+def worker_cpus(count: int, allowed: set[int] | None = None) -> list[int | None]:
+    """The CPU each of ``count`` workers is pinned to, round robin over ``allowed`` (the
+    process's own set by default); ``None`` for all when there is a single CPU or the
+    platform cannot pin."""
+    if allowed is None:
+        getter = getattr(os, "sched_getaffinity", None)
+        allowed = set(getter(0)) if getter is not None else set()
+    cpus = sorted(allowed)
+    if len(cpus) < 2:
+        return [None] * count
+    return [cpus[index % len(cpus)] for index in range(count)]
+
+
+def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
+    """A bound, never listening ``SO_REUSEPORT`` socket on ``host``:``port`` (a free port
+    for 0) that keeps the port while the workers join it, and the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    holder = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind((host, port))
+    except OSError:
+        holder.close()
+        raise
+    return holder, holder.getsockname()[1]
+
+
+def _with_port(settings: Settings, port: int) -> Settings:
+    return settings.model_copy(update={"api": settings.api.model_copy(update={"port": port})})
+
+
+def worker_main(settings: Settings, index: int, cpu: int | None, parent: int) -> None:
+    """One worker process: logging as the parent's, pinned, serving until SIGTERM."""
+    from gateway.api.commands import serve_api
+    from gateway.app import new_event_loop
+    from gateway.logs import setup_logging
+
+    setup_logging(settings.log_level, settings.log_format)
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(serve_api(settings, worker=index, parent=parent))
+
+
+class Workers:
+    """The worker processes of one ``callgate api``."""
+
+    def __init__(self, settings: Settings, count: int) -> None:
+        self.settings = settings
+        self.count = count
+        self.cpus = worker_cpus(count)
+        self._context = multiprocessing.get_context("spawn")
+        self.processes: list[BaseProcess | None] = [None] * count
+        self.restarts = 0
+
+    def start(self, index: int) -> None:
+        process = self._context.Process(
+            target=worker_main,
+            args=(self.settings, index, self.cpus[index], os.getpid()),
+            name=f"callgate-api-{index}",
+        )
+        process.start()
+        self.processes[index] = process
+        log.info("API worker %d started (pid %s, cpu %s)", index, process.pid, self.cpus[index])
+
+    def dead(self) -> list[int]:
+        """Workers that exited on their own."""
+        return [
+            index
+            for index, process in enumerate(self.processes)
+            if process is not None and process.exitcode is not None
+        ]
+
+    async def stop(self) -> None:
+        live = [process for process in self.processes if process is not None]
+        for process in live:
+            if process.exitcode is None:
+                process.terminate()  # SIGTERM: the worker drains and exits
+        deadline = asyncio.get_running_loop().time() + STOP_TIMEOUT_S
+        for process in live:
+            left = max(0.0, deadline - asyncio.get_running_loop().time())
+            await asyncio.to_thread(process.join, left)
+            if process.exitcode is None:
+                log.error("API worker pid %s did not stop in time: killed", process.pid)
+                process.kill()
+                await asyncio.to_thread(process.join, 5.0)
+
+
+async def serve_workers(settings: Settings, count: int) -> int:
+    """Serve the API with ``count`` worker processes until SIGTERM/SIGINT."""
+    from gateway.store.engine import make_engine, migrate, refresh_statistics
+
+    engine = make_engine(settings.store.url)
+    try:
+        await migrate(engine)
+        await refresh_statistics(engine)
+    finally:
+        await engine.dispose()
+    holder, port = reserve_port(settings.api.host, settings.api.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    workers = Workers(_with_port(settings, port), count)
+    try:
+        for index in range(count):
+            workers.start(index)
+        log.info("API on http://%s:%d with %d workers", settings.api.host, port, count)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), WATCH_INTERVAL_S)
+            for index in workers.dead():
+                process = workers.processes[index]
+                assert process is not None
+                log.error(
+                    "API worker %d (pid %s) exited with %s; starting it again in %g s",
+                    index,
+                    process.pid,
+                    process.exitcode,
+                    RESTART_DELAY_S,
+                )
+                workers.processes[index] = None
+                workers.restarts += 1
+                await asyncio.sleep(RESTART_DELAY_S)
+                if not stop.is_set():
+                    workers.start(index)
+    finally:
+        await workers.stop()
+        holder.close()
+    return 0

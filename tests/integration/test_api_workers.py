@@ -1,0 +1,154 @@
+"""``callgate api --workers 2``: two processes answer on one port, a worker that dies is
+started again while the other goes on answering, and SIGTERM stops them all.
+
+Real processes and real HTTP on loopback (SQLite store; the PostgreSQL path of
+a standalone API with workers runs in ``test_api.py``'s ``standalone_api``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.api.workers import worker_cpus
+from tests.support.api import wait_for
+from tests.support.gateway import GATEWAY_HOST, callgate_command, free_port, write_config
+
+
+def _workers(parent: int) -> set[int]:
+    """The parent's worker processes (not multiprocessing's resource tracker)."""
+    found = set()
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                command = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue  # gone meanwhile
+            if b"spawn_main" in command:
+                found.add(int(child))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def api_with_workers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    config = tmp_path / "gateway.toml"
+    api_port = free_port(GATEWAY_HOST)
+    write_config(
+        config,
+        db_url=f"sqlite+aiosqlite:///{tmp_path / 'calls.sqlite3'}",
+        sip_port=free_port(GATEWAY_HOST, taken=(api_port,)),
+        pbx_port=5070,
+        trunk_port=5080,
+        api_port=api_port,
+        log_level="INFO",
+    )
+    log_path = tmp_path / "api.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [*callgate_command(), "api", "--config", str(config), "--workers", "2"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+        )
+    base = f"http://{GATEWAY_HOST}:{api_port}"
+    try:
+        wait_for(
+            lambda: (
+                process.poll() is not None
+                or (len(_workers(process.pid)) == 2 and _answers(base + "/readyz"))
+            ),
+            timeout=60,
+            what="callgate api with two workers",
+        )
+        assert process.poll() is None, log_path.read_text()
+        yield process, base, log_path
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def test_two_workers_serve_one_port_and_a_dead_one_comes_back(
+    api_with_workers: tuple[subprocess.Popen[bytes], str, Path],
+) -> None:
+    process, base, log_path = api_with_workers
+    first = _workers(process.pid)
+    assert len(first) == 2, log_path.read_text()
+    assert all(_answers(base + "/healthz") for _ in range(20))
+
+    killed = min(first)
+    os.kill(killed, signal.SIGKILL)
+    # the other worker answers meanwhile: every request below is a new connection
+    assert all(_answers(base + "/healthz") for _ in range(20)), log_path.read_text()
+    again = wait_for(
+        lambda: found if len(found := _workers(process.pid)) == 2 else None,
+        what="the dead worker started again",
+    )
+    assert killed not in again and first - {killed} <= again
+    wait_for(lambda: _answers(base + "/readyz"), what="the API after the restart")
+    assert "exited with -9; starting it again" in log_path.read_text()
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0, log_path.read_text()
+    assert not any(_alive(pid) for pid in again), "a worker outlived its parent"
+    assert not _answers(base + "/healthz")
+
+
+def test_workers_stop_when_their_parent_is_killed(
+    api_with_workers: tuple[subprocess.Popen[bytes], str, Path],
+) -> None:
+    process, base, _ = api_with_workers
+    workers = _workers(process.pid)
+    process.kill()
+    process.wait(10)
+    wait_for(lambda: not any(_alive(pid) for pid in workers), what="orphaned workers to stop")
+    assert not _answers(base + "/healthz")
+
+
+def test_each_worker_has_a_core_of_its_own_round_robin() -> None:
+    assert worker_cpus(3, {0, 1}) == [0, 1, 0]
+    assert worker_cpus(2, {2, 5, 7}) == [2, 5]
+    assert worker_cpus(2, {0}) == [None, None]
+
+
+def test_bad_worker_counts_stop_before_serving(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    write_config(
+        config,
+        db_url=f"sqlite+aiosqlite:///{tmp_path / 'calls.sqlite3'}",
+        sip_port=5060,
+        pbx_port=5070,
+        trunk_port=5080,
+    )
+    for count, reason in (("0", "positive"), ("65", "at most 64")):
+        done = subprocess.run(
+            [*callgate_command(), "api", "--config", str(config), "--workers", count],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 2, done
+        assert reason in done.stderr, done.stderr
