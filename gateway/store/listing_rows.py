@@ -4,14 +4,14 @@ On SQLite an instant is stored as SQLAlchemy's UTC text
 (``2026-03-01 22:48:33.261624``); a listing has SQLite turn it straight into
 the RFC 3339 text the API's JSON encoder (orjson) would write for the instant
 (``2026-03-01T22:48:33.261624+00:00``, no fraction when it is zero), with no
-datetime in between: three instants a row, a hundred rows a page. On SQLite
-the API's pages go one step further: SQLite keeps each row's JSON object as
-the API serves it (``calls.listed``, written by triggers with ``json_object``,
-:func:`listing_object`), so a page is a hundred stored strings joined, not
-2,700 values turned into Python objects, dicts and JSON again. Every other
-column gets SQLAlchemy's own result processing for its type. asyncpg's rows
-need none: it decodes each column to the type SQLAlchemy's asyncpg dialect
-returns.
+datetime in between: three instants a row, a hundred rows a page. The API's
+pages go one step further: the store keeps each row's JSON object as the API
+serves it (``calls.listed``, written by triggers: SQLite's ``json_object``,
+:func:`listing_object`, and PostgreSQL's ``row_to_json``), so a page is a
+hundred stored strings joined, not 2,700 values turned into Python objects,
+dicts and JSON again. Every other column gets SQLAlchemy's own result
+processing for its type. asyncpg's rows need none: it decodes each column to
+the type SQLAlchemy's asyncpg dialect returns.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def listed_columns(dialect: Dialect) -> tuple[ColumnElement[Any], ...]:
 
 
 LISTED_JSON = "listed"
-"""SQLite's column of each call's listing JSON object (kept by triggers, revision 0007)."""
+"""The column of each call's listing JSON object (kept by triggers, revision 0007)."""
 
 
 def listing_object() -> ColumnElement[Any]:
@@ -105,22 +105,25 @@ def listing_object() -> ColumnElement[Any]:
 
 @functools.lru_cache(maxsize=8)
 def listed_json_columns(dialect: Dialect) -> tuple[ColumnElement[Any], ...] | None:
-    """On SQLite, what a listing selects to have each row as its JSON object: the stored
-    object (``calls.listed``, :func:`listing_object`), then the row's start (RFC 3339)
-    and id for the next page's key; ``None`` on other databases.
+    """What a listing selects to have each row as its JSON object: the object the store
+    keeps (``calls.listed``, written by triggers, revision 0007), then the row's start
+    (RFC 3339 text on SQLite) and id for the next page's key; ``None`` where the store
+    keeps none (a SQLite built without JSON functions, another database).
 
-    Reading one stored text a row instead of having SQLite build the object from 27
-    columns is about five times less of SQLite's time for a 100-row page (80 against
-    400 us, 1M calls). PostgreSQL is left to hand over the columns: it builds the
-    objects (``row_to_json``, instants through ``to_char``) slower than asyncpg hands
-    over the columns and orjson encodes them (a 100-row page over 1M calls, one client:
-    1,270-1,570 us a read against 580 us; through the API 820-870 req/s, PostgreSQL
-    the bottleneck with the API's process at 43 % of its core)."""
-    if dialect.name != "sqlite" or not _sqlite_writes_json():
+    Reading one stored text a row is about five times less of SQLite's time for a
+    100-row page than having SQLite build the object from 27 columns while it reads
+    (80 against 400 us, 1M calls), and spares the API decoding 2,700 values a page and
+    encoding them again on PostgreSQL (where having PostgreSQL build the objects while
+    it read was slower still: 1,270-1,570 us a read against 580 us for the columns)."""
+    if dialect.name == "sqlite" and _sqlite_writes_json():
+        started: ColumnElement[Any] = sqlite_rfc3339(CALLS.c.started_at, "started_at")
+    elif dialect.name == "postgresql":
+        started = CALLS.c.started_at
+    else:
         return None
     return (
         literal_column(f"{CALLS.name}.{LISTED_JSON}").label("listed"),
-        sqlite_rfc3339(CALLS.c.started_at, "started_at"),
+        started,
         CALLS.c.id,
     )
 

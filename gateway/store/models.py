@@ -204,17 +204,18 @@ class CallRecord(Base):
 CALLS: Table = CallRecord.__table__  # type: ignore[assignment]
 """The ``calls`` table, for Core statements."""
 
-SQLITE_ONLY_COLUMNS: frozenset[tuple[str, str]] = frozenset({("calls", "listed")})
-"""Columns the migrations make on SQLite only, outside these models: ``calls.listed``,
-each call's listing JSON kept by triggers (revision 0007, read by
-:mod:`gateway.store.listing_rows`; never written by the application)."""
+TRIGGER_COLUMNS: frozenset[tuple[str, str]] = frozenset({("calls", "listed")})
+"""Columns the migrations make outside these models, written by the database's own
+triggers: ``calls.listed``, each call's listing JSON (revision 0007, read by
+:mod:`gateway.store.listing_rows`; never written by the application, and missing on a
+SQLite built without JSON functions)."""
 
 
 def in_models(obj: Any, name: str | None, kind: str, reflected: bool, compare_to: Any) -> bool:
     """Alembic's ``include_object`` for comparing a database with these models: leaves
-    out :data:`SQLITE_ONLY_COLUMNS`."""
+    out :data:`TRIGGER_COLUMNS`."""
     if kind == "column" and reflected and compare_to is None:
-        return (obj.table.name, name) not in SQLITE_ONLY_COLUMNS
+        return (obj.table.name, name) not in TRIGGER_COLUMNS
     return True
 
 

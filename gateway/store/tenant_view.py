@@ -386,9 +386,9 @@ class TenantView:
     ) -> JsonPage:
         """:meth:`list_calls` with the rows as the JSON array the API serves. Audited.
 
-        On SQLite with :attr:`prepared` reads, SQLite writes each row's JSON object
-        (:func:`~gateway.store.listing_rows.listed_json_columns`); elsewhere the rows
-        of :meth:`list_calls` are encoded (orjson)."""
+        With :attr:`prepared` reads, the store hands over each row's JSON object as it
+        keeps it (:func:`~gateway.store.listing_rows.listed_json_columns`); without, the
+        rows of :meth:`list_calls` are encoded (orjson)."""
         if self.prepared is None or listed_json_columns(self.engine.dialect) is None:
             page = await self.list_calls(where, limit=limit, order=order, after=after)
             return JsonPage(orjson.dumps(page.rows), len(page.rows), page.next_key)

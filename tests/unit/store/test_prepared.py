@@ -42,7 +42,7 @@ def call_row(rng: random.Random, tenant: str, index: int) -> dict[str, Any]:
     answered = rng.random() < 0.6
     ended = rng.random() < 0.9
     source, destination = rng.sample(NUMBERS, 2)
-    duration = rng.choice((65.5, 65.261624, 3599.999999, 0.000001))
+    duration = rng.choice((65.5, 65.261624, 3599.999999, 0.000001, 65.0))
     return {
         "id": new_id(),
         "tenant": tenant,
@@ -126,17 +126,20 @@ async def test_prepared_listing_is_sqlalchemys_listing(
     store: tuple[AsyncEngine, PreparedReads], order: str
 ) -> None:
     """Prepared pages, as dict rows and as JSON pages, are SQLAlchemy's listing as the API
-    encodes it. On SQLite, SQLite keeps each row's JSON itself: the same rows and keys in
-    the same order as orjson writes the listing's dicts, and the same numbers (a duration
-    under 0.0001 s in SQLite's exponent form, ``1.0e-06`` for ``1e-6``)."""
+    encodes it. The store keeps each row's JSON itself (triggers write it): the same rows
+    and keys in the same order as orjson writes the listing's dicts, and the same numbers
+    (a duration under 0.0001 s in the database's exponent form: SQLite's ``1.0e-06`` and
+    PostgreSQL's ``1e-06`` for ``1e-6``)."""
     engine, reads = store
     plain = TenantView(engine, "acme")
     prepared = TenantView(engine, "acme", prepared=reads)
     # the 1 µs duration as a value (after a key), never inside an id's hex
-    tiny = b"1.0e-06" if engine.dialect.name == "sqlite" else b"1e-6"
+    tiny = b"1.0e-06" if engine.dialect.name == "sqlite" else b"1e-06"
+    seen = []
     for where in FILTERS:
         for limit in (7, 100):
             expected = await all_pages(plain, where, order, limit)
+            seen.append([page for page, _ in expected])
             assert await all_pages(prepared, where, order, limit) == expected, where
             found = await json_pages(prepared, where, order, limit)
             assert [key for _, _, key in found] == [key for _, key in expected], where
@@ -151,6 +154,8 @@ async def test_prepared_listing_is_sqlalchemys_listing(
     assert b"globex" not in b"".join(page for page, _ in expected)
     reasons = {row["end_reason"] for page, _ in expected for row in orjson.loads(page)}
     assert AWKWARD_TEXT in reasons  # the escapes were compared, not only plain text
+    every = b"".join(page for filtered in seen for page in filtered)
+    assert b'"duration_s":65.0,' in every  # a whole float keeps its ".0", as orjson writes it
 
 
 async def test_instants_in_any_zone_filter_as_the_instants_they_are(
