@@ -29,8 +29,10 @@ one core (``--server-cpu``), as the API inside the gateway's process runs;
 several are pinned as ``callgate api --workers N`` pins them (round robin
 over the machine's CPUs, :mod:`gateway.api.workers`) and listen on one port
 with ``SO_REUSEPORT``, the first running retention. The load generator runs
-pinned to another core (``--client-cpu``; with two workers on two cores it
-shares one with a worker): ``--clients`` concurrent clients on one
+pinned to another core (``--client-cpu``) against one worker, and where the
+kernel puts it against several (on a 2-core machine it shares the workers'
+cores; pinned to one of them it made that worker the slow one and the p99
+worse): ``--clients`` concurrent clients on one
 ``aiohttp.ClientSession`` whose connection pool holds as many keep-alive
 connections, each sending its next request as soon as the previous answer
 has been read in full (a closed loop). The parent only orchestrates.
@@ -421,8 +423,8 @@ async def _generator(conn: multiprocessing.connection.Connection) -> None:
             return
 
 
-def generator_main(conn: multiprocessing.connection.Connection, cpu: int) -> None:
-    os.sched_setaffinity(0, {cpu})
+def generator_main(conn: multiprocessing.connection.Connection, cpus: set[int]) -> None:
+    os.sched_setaffinity(0, cpus)
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(_generator(conn))
 
@@ -796,7 +798,8 @@ def start_backend(
     generator_conn, generator_end = ctx.Pipe()
     generator = ctx.Process(
         target=generator_main,
-        args=(generator_end, args.client_cpu),
+        # its own core against one worker; where the kernel puts it against several
+        args=(generator_end, {args.client_cpu} if workers == 1 else set(args.cpus)),
         name="callgate-api-load",
         daemon=True,
     )
@@ -917,7 +920,7 @@ def print_method(args: argparse.Namespace) -> None:
             for count in args.workers
             if count > 1
         )
-        + f"generator on CPU {args.client_cpu}"
+        + f"generator on CPU {args.client_cpu} (on any with several workers)"
     )
     print(flush=True)
 
