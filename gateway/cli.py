@@ -187,6 +187,7 @@ def _api(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     setup_logging(settings.log_level, settings.log_format)
     from gateway.api.commands import serve_api
+    from gateway.api.workers import WorkersUnavailable, check_workers_supported, pin_process
     from gateway.app import new_event_loop
 
     if args.workers is not None:
@@ -195,6 +196,14 @@ def _api(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         api = settings.api.model_copy(update={"workers": args.workers})
         settings = settings.model_copy(update={"api": api})
+    if settings.api.workers > 1:
+        try:
+            check_workers_supported()
+        except WorkersUnavailable as error:
+            print(f"callgate: {error}", file=sys.stderr)
+            return EXIT_CONFIG
+    else:
+        pin_process(0)  # one worker: on one core, as each of several is
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             return runner.run(serve_api(settings))

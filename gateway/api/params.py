@@ -120,7 +120,7 @@ class QueryParams:
             raise bad_request(f"{name}={value!r} is not a number of seconds") from None
         if not math.isfinite(number) or number < 0:
             raise bad_request(f"{name} must be a finite number of seconds >= 0")
-        return number
+        return number + 0.0  # -0 read as 0: one query, one cursor fingerprint
 
 
 def is_record_id(text: str) -> bool:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal_column
+from sqlalchemy import ColumnElement, func, literal_column, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -46,6 +47,7 @@ __all__ = [
     "listing_object",
     "listing_rows",
     "sqlite_rfc3339",
+    "stored_listing_ready",
 ]
 
 LIST_EXCLUDED = ("media_stats", "consent_rules")
@@ -85,6 +87,53 @@ def listed_columns(dialect: Dialect) -> tuple[ColumnElement[Any], ...]:
 
 LISTED_JSON = "listed"
 """The column of each call's listing JSON object (kept by triggers, revision 0007)."""
+LISTED_TRIGGERS = {
+    "sqlite": frozenset({"calls_listed_on_insert", "calls_listed_on_update"}),
+    "postgresql": frozenset({"calls_listed"}),
+}
+"""The triggers that write :data:`LISTED_JSON`, by database (revision 0007)."""
+
+log = logging.getLogger(__name__)
+
+
+async def stored_listing_ready(engine: AsyncEngine) -> bool:
+    """Whether the store keeps the listing JSON: ``calls.listed`` and every trigger that
+    writes it are there (and, on SQLite, its JSON functions). A table rebuilt by a later
+    migration loses its triggers; a store migrated by a SQLite without JSON functions
+    has no column: the listing is then encoded from the columns, never read stale."""
+    name = engine.dialect.name
+    if name not in LISTED_TRIGGERS or (name == "sqlite" and not _sqlite_writes_json()):
+        return False
+    async with engine.connect() as connection:
+        if name == "sqlite":
+            triggers = await connection.execute(
+                text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'calls'")
+            )
+            columns = await connection.execute(text("PRAGMA table_info(calls)"))
+            found = set(triggers.scalars()), {row[1] for row in columns}
+        else:
+            triggers = await connection.execute(
+                text(
+                    "SELECT tgname FROM pg_trigger WHERE tgrelid = 'calls'::regclass "
+                    "AND NOT tgisinternal AND tgenabled <> 'D'"
+                )
+            )
+            columns = await connection.execute(
+                text(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = 'calls'"
+                )
+            )
+            found = set(triggers.scalars()), set(columns.scalars())
+    ready = LISTED_TRIGGERS[name] <= found[0] and LISTED_JSON in found[1]
+    if not ready:
+        log.error(
+            "calls.%s or its triggers (%s) are missing: the API encodes listings from the "
+            "columns instead (slower); migrate the store again to restore them",
+            LISTED_JSON,
+            ", ".join(sorted(LISTED_TRIGGERS[name])),
+        )
+    return ready
 
 
 def listing_object() -> ColumnElement[Any]:

@@ -173,9 +173,19 @@ class PreparedReads:
             raise ValueError(f"a read's time budget must be positive, got {timeout_s}")
         self.engine = engine
         self._statements: dict[Hashable, Prepared] = {}
+        self._stored_listing: bool | None = None
         self._backend: _Backend = (
             _EngineConnection(engine) if through_engine else _backend_for(engine, timeout_s)
         )
+
+    async def stored_listing(self) -> bool:
+        """Whether pages may be read from the store's listing JSON (looked at once:
+        :func:`~gateway.store.listing_rows.stored_listing_ready`)."""
+        if self._stored_listing is None:
+            from gateway.store.listing_rows import stored_listing_ready
+
+            self._stored_listing = await stored_listing_ready(self.engine)
+        return self._stored_listing
 
     def prepared(
         self, key: Hashable, build: Callable[[], ClauseElement], values: dict[str, Any]

@@ -389,7 +389,11 @@ class TenantView:
         With :attr:`prepared` reads, the store hands over each row's JSON object as it
         keeps it (:func:`~gateway.store.listing_rows.listed_json_columns`); without, the
         rows of :meth:`list_calls` are encoded (orjson)."""
-        if self.prepared is None or listed_json_columns(self.engine.dialect) is None:
+        if (
+            self.prepared is None
+            or listed_json_columns(self.engine.dialect) is None
+            or not await self.prepared.stored_listing()
+        ):
             page = await self.list_calls(where, limit=limit, order=order, after=after)
             return JsonPage(orjson.dumps(page.rows), len(page.rows), page.next_key)
         statement, values = self._prepared_page(where, order, after, limit, "json")

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from gateway.api.workers import worker_cpus
+from gateway.api.workers import Workers, worker_cpus
 from tests.support.api import wait_for
 from tests.support.gateway import GATEWAY_HOST, callgate_command, free_port, write_config
 
@@ -152,3 +154,47 @@ def test_bad_worker_counts_stop_before_serving(tmp_path: Path) -> None:
         )
         assert done.returncode == 2, done
         assert reason in done.stderr, done.stderr
+
+
+def test_a_port_another_process_listens_on_is_refused(tmp_path: Path) -> None:
+    """With SO_REUSEPORT alone a second instance would join the port: it is refused as one
+    process is."""
+    config = tmp_path / "gateway.toml"
+    with socket.socket() as taken:  # as another `callgate api --workers` listens
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind((GATEWAY_HOST, 0))
+        taken.listen()
+        write_config(
+            config,
+            db_url=f"sqlite+aiosqlite:///{tmp_path / 'calls.sqlite3'}",
+            sip_port=5060,
+            pbx_port=5070,
+            trunk_port=5080,
+            api_port=taken.getsockname()[1],
+        )
+        done = subprocess.run(
+            [*callgate_command(), "api", "--config", str(config), "--workers", "2"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+    assert done.returncode == 1, done
+    assert "Address already in use" in done.stderr + done.stdout
+
+
+def test_a_worker_that_keeps_dying_at_once_is_given_up_on() -> None:
+    """Each quick death doubles the wait before the next start; the fifth in a row stops
+    the API (it cannot serve) instead of starting the worker forever."""
+    workers = Workers.__new__(Workers)
+    workers.processes = [None]
+    workers.started_at = [0.0]
+    workers.quick_deaths = [0]
+    waits = []
+    for _ in range(5):
+        workers.started_at[0] = time.monotonic()
+        waits.append(workers.died(0))
+    assert waits == [1.0, 2.0, 4.0, 8.0, None]
+    workers.quick_deaths[0] = 3
+    workers.started_at[0] = time.monotonic() - 60  # ran a minute: not a quick death
+    assert workers.died(0) == 1.0 and workers.quick_deaths[0] == 0

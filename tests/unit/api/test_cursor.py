@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from multidict import MultiDict
 
 from gateway.api.cursor import decode_cursor, encode_cursor, fingerprint
 from gateway.api.problems import ApiProblem
@@ -55,3 +56,15 @@ def test_another_query_or_a_forged_cursor_is_refused() -> None:
         with pytest.raises(ApiProblem) as refused:
             decode_cursor(text, other)
         assert refused.value.status == 400, text
+
+
+def test_queries_with_numbers_are_not_kept_and_minus_zero_is_zero() -> None:
+    from gateway.api.cursor import _fingerprint
+    from gateway.api.params import QueryParams
+
+    _fingerprint.cache_clear()
+    fingerprint(QUERY)
+    fingerprint({**QUERY, "numbers": ()})
+    assert _fingerprint.cache_info().currsize == 1
+    read = QueryParams(MultiDict(min_duration="-0"), ("min_duration",)).seconds("min_duration")
+    assert str(read) == "0.0"

@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 from alembic import command
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.engine import alembic_config, make_engine
-from gateway.store.listing_rows import listing_object
+from gateway.store.listing_rows import LISTED_TRIGGERS, listing_object, stored_listing_ready
 from gateway.store.models import CALLS
+from gateway.store.prepared import PreparedReads
 from gateway.store.tenant_view import CallFilter, Subject, TenantView
 from gateway.store.writer import RecordWriter
 from tests.unit.store.records import answer, end, new_id, start
@@ -134,3 +135,38 @@ async def test_the_revision_fills_old_rows_and_goes_back_cleanly(
     writer.submit(start(new_id()))
     await writer.stop()
     assert (writer.written, writer.rejected) == (1, 0)
+
+
+async def test_pages_never_come_from_a_listing_whose_triggers_are_gone(
+    db_engine: AsyncEngine,
+) -> None:
+    """A table a later migration rebuilt would lose its triggers and keep a column that no
+    longer follows the rows: pages are then encoded from the columns, not read stale."""
+    engine = db_engine
+    assert await stored_listing_ready(engine)
+    record_id = new_id()
+    writer = RecordWriter(engine)
+    writer.submit(start(record_id, source_number=CALLER))
+    await writer.stop()
+    trigger_drops = {
+        "sqlite": [f"DROP TRIGGER {name}" for name in LISTED_TRIGGERS["sqlite"]],
+        "postgresql": ["DROP TRIGGER calls_listed ON calls"],
+    }[engine.dialect.name]
+    async with engine.begin() as connection:
+        for statement in trigger_drops:
+            await connection.execute(text(statement))
+        await connection.execute(
+            update(CALLS).where(CALLS.c.id == record_id).values(source_number="+14155550177")
+        )
+    assert CALLER in ((await _stored(engine))[record_id] or "")  # stale now
+
+    assert not await stored_listing_ready(engine)
+    reads = PreparedReads(engine)
+    try:
+        page = await TenantView(engine, "acme", prepared=reads).list_calls_json(
+            CallFilter(), limit=10
+        )
+    finally:
+        await reads.close()
+    listed = orjson.loads(page.json)
+    assert [row["source_number"] for row in listed] == ["+14155550177"]
