@@ -25,7 +25,7 @@ Three processes, or more. The API server runs as ``callgate api`` does
 the default key cache; :func:`gateway.app.settle_for_serving` once it is
 up), on 127.0.0.1 with a free port. Each measurement is made with each
 count of ``--workers`` in turn (1 and 2 by default): one worker is pinned to
-one core (``--server-cpu``), as the API inside the gateway's process runs;
+one core (``--server-cpu``), as one ``callgate api`` process pins itself;
 several are pinned as ``callgate api --workers N`` pins them (round robin
 over the machine's CPUs, :mod:`gateway.api.workers`) and listen on one port
 with ``SO_REUSEPORT``, the first running retention. The load generator runs
