@@ -149,7 +149,6 @@ class Workers:
         self.processes: list[BaseProcess | None] = [None] * count
         self.started_at: list[float] = [0.0] * count
         self.quick_deaths: list[int] = [0] * count
-        self.restarts = 0
 
     def start(self, index: int) -> None:
         process = self._context.Process(
@@ -243,7 +242,6 @@ async def serve_workers(settings: Settings, count: int) -> int:
                     process.exitcode,
                     delay,
                 )
-                workers.restarts += 1
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
                 if stop.is_set():

@@ -52,19 +52,36 @@ def _answers(url: str) -> bool:
         return False
 
 
-@pytest.fixture
-def api_with_workers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
-    config = tmp_path / "gateway.toml"
-    api_port = free_port(GATEWAY_HOST)
+def _config(directory: Path, api_port: int = 0) -> Path:
+    """A gateway TOML on a SQLite store in ``directory`` (SIP ports unused: no SIP here)."""
+    config = directory / "gateway.toml"
     write_config(
         config,
-        db_url=f"sqlite+aiosqlite:///{tmp_path / 'calls.sqlite3'}",
+        db_url=f"sqlite+aiosqlite:///{directory / 'calls.sqlite3'}",
         sip_port=free_port(GATEWAY_HOST, taken=(api_port,)),
         pbx_port=5070,
         trunk_port=5080,
         api_port=api_port,
         log_level="INFO",
     )
+    return config
+
+
+def _api_run(config: Path, workers: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``callgate api --workers`` run to its end (it should stop on its own)."""
+    return subprocess.run(
+        [*callgate_command(), "api", "--config", str(config), "--workers", workers],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=config.parent,
+    )
+
+
+@pytest.fixture
+def api_with_workers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    api_port = free_port(GATEWAY_HOST)
+    config = _config(tmp_path, api_port)
     log_path = tmp_path / "api.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -136,22 +153,9 @@ def test_each_worker_has_a_core_of_its_own_round_robin() -> None:
 
 
 def test_bad_worker_counts_stop_before_serving(tmp_path: Path) -> None:
-    config = tmp_path / "gateway.toml"
-    write_config(
-        config,
-        db_url=f"sqlite+aiosqlite:///{tmp_path / 'calls.sqlite3'}",
-        sip_port=5060,
-        pbx_port=5070,
-        trunk_port=5080,
-    )
+    config = _config(tmp_path)
     for count, reason in (("0", "positive"), ("65", "at most 64")):
-        done = subprocess.run(
-            [*callgate_command(), "api", "--config", str(config), "--workers", count],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            cwd=tmp_path,
-        )
+        done = _api_run(config, count, timeout=30)
         assert done.returncode == 2, done
         assert reason in done.stderr, done.stderr
 
@@ -159,26 +163,11 @@ def test_bad_worker_counts_stop_before_serving(tmp_path: Path) -> None:
 def test_a_port_another_process_listens_on_is_refused(tmp_path: Path) -> None:
     """With SO_REUSEPORT alone a second instance would join the port: it is refused as one
     process is."""
-    config = tmp_path / "gateway.toml"
     with socket.socket() as taken:  # as another `callgate api --workers` listens
         taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         taken.bind((GATEWAY_HOST, 0))
         taken.listen()
-        write_config(
-            config,
-            db_url=f"sqlite+aiosqlite:///{tmp_path / 'calls.sqlite3'}",
-            sip_port=5060,
-            pbx_port=5070,
-            trunk_port=5080,
-            api_port=taken.getsockname()[1],
-        )
-        done = subprocess.run(
-            [*callgate_command(), "api", "--config", str(config), "--workers", "2"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=tmp_path,
-        )
+        done = _api_run(_config(tmp_path, taken.getsockname()[1]), "2", timeout=60)
     assert done.returncode == 1, done
     assert "Address already in use" in done.stderr + done.stdout
 
