@@ -28,7 +28,7 @@ from gateway.api.openapi import add_routes as add_openapi
 from gateway.api.problems import Handler, problem_middleware
 from gateway.api.routes_subjects import remove_files
 from gateway.config import Settings
-from gateway.store.audit import AuditBuffer
+from gateway.store.audit import AuditBuffer, open_read_log
 from gateway.store.capture_bus import CaptureBus
 from gateway.store.engine import refresh_statistics
 from gateway.store.prepared import PreparedReads
@@ -143,7 +143,7 @@ class ApiServer:
             bus = CaptureBus(self.context.engine.url, self.settings.instance_id)
             await bus.start(live.consent.capture_command if live is not None else None)
             self.context.bus = bus
-        self.context.reads = AuditBuffer(self.context.engine)
+        self.context.reads = AuditBuffer(await open_read_log(self.context.engine))
         self.context.prepared = PreparedReads(
             self.context.engine, timeout_s=self.context.settings.api.read_timeout_s
         )
@@ -176,6 +176,8 @@ class ApiServer:
             self.context.bus = None
         if self.context.reads is not None:
             await self.context.reads.close()
+            if self.context.reads.engine is not self.context.engine:
+                await self.context.reads.engine.dispose()
             self.context.reads = None
         if self.context.prepared is not None:
             await self.context.prepared.close()

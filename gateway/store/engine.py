@@ -69,7 +69,7 @@ def async_url(url: str | URL) -> URL:
     return parsed.set(drivername=driver)
 
 
-def _sqlite_file(url: URL) -> Path | None:
+def sqlite_file(url: URL) -> Path | None:
     """The database file a SQLite URL names; ``None`` for in-memory databases."""
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
@@ -89,7 +89,7 @@ def make_engine(url: str | URL, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_M
     if resolved.drivername == SQLITE_DRIVER:
         if busy_timeout_ms < 0:
             raise ValueError(f"busy_timeout_ms must be >= 0, got {busy_timeout_ms}")
-        path = _sqlite_file(resolved)
+        path = sqlite_file(resolved)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(resolved, **_JSON_CODEC)

@@ -17,6 +17,7 @@ expected there.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import signal
@@ -32,6 +33,8 @@ import numpy as np
 import pytest
 
 from dsp.wav import read_wav
+from gateway.store.audit import audit_entries
+from gateway.store.engine import make_engine
 from tests.support.api import SHORT_NOTICE_CONSENT, get, make_key, wait_for, write_notice
 from tests.support.gateway import (
     BACKENDS,
@@ -243,6 +246,25 @@ def test_erasure_end_to_end(
     assert number not in str(after) and after["recordings"] == []
     assert get(http, admin, "/v1/stats").json()["totals"] == stats_before
     assert get(http, admin, f"/v1/calls/{call['id']}/recording").status_code == 404
+
+    def audited() -> list[tuple[str, str | None]] | None:
+        entries = asyncio.run(_audit_log(gateway.db_url, "acme"))
+        found = [(e["action"], e["target"]) for e in entries]
+        return found if ("call.read", call["id"]) in found else None
+
+    found = wait_for(audited, what="the reads' audit entries")  # reads are written in batches
+    actions = [action for action, _ in found]
+    assert actions.count("subject.export") == 1 and actions.count("subject.erase") == 1
+    assert number not in str(found)
+
+
+async def _audit_log(db_url: str, tenant: str) -> list[dict[str, Any]]:
+    """The tenant's audit log as the store (and, on SQLite, the file beside it) holds it."""
+    engine = make_engine(db_url)
+    try:
+        return await audit_entries(engine, tenant)
+    finally:
+        await engine.dispose()
 
 
 def _recording_file(gateway: GatewayProcess, record_id: str) -> Path:

@@ -1,0 +1,114 @@
+"""The audit log: reads' entries in batches, beside a SQLite file store in a file of
+their own; changes' entries in the store; :func:`audit_entries` reading both."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.store.audit import (
+    AuditBuffer,
+    audit_entries,
+    open_read_log,
+    read_log_path,
+    write_audit,
+)
+from gateway.store.engine import make_engine, migrate
+from gateway.store.models import AUDIT_LOG
+
+
+async def _count(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return (await connection.execute(select(func.count()).select_from(AUDIT_LOG))).scalar_one()
+
+
+def test_the_read_log_sits_beside_a_sqlite_file_only(tmp_path: Path) -> None:
+    beside = make_engine(f"sqlite+aiosqlite:///{tmp_path}/store/callgate.sqlite")
+    no_suffix = make_engine(f"sqlite:///{tmp_path}/calls")
+    in_memory = make_engine("sqlite://")
+    postgres = make_engine("postgresql://callgate@127.0.0.1/callgate")
+    assert read_log_path(beside) == tmp_path / "store" / "callgate.read-audit.sqlite"
+    assert read_log_path(no_suffix) == tmp_path / "calls.read-audit.sqlite"
+    assert read_log_path(in_memory) is None
+    assert read_log_path(postgres) is None
+
+
+async def test_reads_go_beside_the_store_and_changes_into_it(db_engine: AsyncEngine) -> None:
+    log_engine = await open_read_log(db_engine)
+    on_sqlite = db_engine.dialect.name == "sqlite"
+    assert (log_engine is db_engine) is not on_sqlite
+    try:
+        async with db_engine.begin() as connection:
+            await write_audit(connection, tenant="acme", key_id="k1", action="policy.update")
+        reads = AuditBuffer(log_engine, max_delay=0.01)
+        for n in range(3):
+            reads.add(tenant="acme", key_id="k2", action="call.read", target=f"call-{n}")
+        reads.add(tenant="globex", key_id="k3", action="calls.list", detail={"rows": 7})
+        await reads.close()
+        assert reads.written == 4
+        if on_sqlite:
+            assert await _count(db_engine) == 1
+            assert await _count(log_engine) == 4
+        entries = await audit_entries(db_engine, "acme")
+    finally:
+        if log_engine is not db_engine:
+            await log_engine.dispose()
+    assert [(e["action"], e["target"], e["key_id"]) for e in entries] == [
+        ("policy.update", None, "k1"),
+        ("call.read", "call-0", "k2"),
+        ("call.read", "call-1", "k2"),
+        ("call.read", "call-2", "k2"),
+    ]
+    assert [e["at"] for e in entries] == sorted(e["at"] for e in entries)
+
+
+async def test_processes_opening_the_read_log_together_make_it_once(tmp_path: Path) -> None:
+    engines = [make_engine(f"sqlite:///{tmp_path}/callgate.sqlite") for _ in range(4)]
+    await migrate(engines[0])
+    try:
+        opened = await asyncio.gather(*(open_read_log(engine) for engine in engines))
+        for n, log_engine in enumerate(opened):
+            reads = AuditBuffer(log_engine)
+            reads.add(tenant="acme", key_id=f"k{n}", action="calls.list")
+            await reads.close()
+            await log_engine.dispose()
+        entries = await audit_entries(engines[0], "acme")
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    assert sorted(e["key_id"] for e in entries) == ["k0", "k1", "k2", "k3"]
+
+
+async def test_a_lost_read_log_table_is_made_again_and_entries_wait_for_it(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/callgate.sqlite")
+    await migrate(engine)
+    try:
+        log_engine = await open_read_log(engine)
+        async with log_engine.begin() as connection:
+            await connection.run_sync(AUDIT_LOG.drop)
+        reads = AuditBuffer(log_engine, max_delay=0.01)
+        reads.add(tenant="acme", key_id="k", action="call.read", target="c1")
+        await reads.flush()  # no table: the entry waits for the next try
+        assert reads.written == 0
+        await (await open_read_log(engine)).dispose()  # a start-up makes the table again
+        await reads.close()
+        await log_engine.dispose()
+        assert reads.written == 1
+        assert [e["target"] for e in await audit_entries(engine, "acme")] == ["c1"]
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("url", ["sqlite://"])
+async def test_an_in_memory_store_keeps_reads_in_its_own_log(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        assert await open_read_log(engine) is engine
+    finally:
+        await engine.dispose()
