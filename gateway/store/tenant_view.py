@@ -24,7 +24,6 @@ import orjson
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
-    Integer,
     Select,
     and_,
     bindparam,
@@ -341,8 +340,10 @@ class TenantView:
         rows: int,
         columns: Sequence[Any] = LIST_COLUMNS,
     ) -> Select[Any]:
-        query = self.listing(where, order, after, columns)
-        return query.limit(bindparam("limit", rows, type_=Integer))
+        # the row count as a literal, not a parameter: with LIMIT $n PostgreSQL's generic
+        # plan of a prepared statement looks costlier than its custom ones and it plans
+        # every read again (a third of its time for a one-day page)
+        return self.listing(where, order, after, columns).limit(literal_column(str(int(rows))))
 
     async def list_calls(
         self,
@@ -423,8 +424,7 @@ class TenantView:
         values = where.values()
         if after is not None:
             values["after_at"], values["after_id"] = after.started_at, after.record_id
-        values["limit"] = limit + 1
-        shape = ("calls.list", form, self.tenant, order, after is not None, *values)
+        shape = ("calls.list", form, self.tenant, order, after is not None, limit, *values)
         statement = self.prepared.prepared(
             shape,
             lambda: self._page_statement(where, order, after, limit + 1, self._listed(form)),
