@@ -99,7 +99,7 @@ def make_engine(url: str | URL, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_M
     return create_async_engine(resolved, pool_pre_ping=True, **_JSON_CODEC)
 
 
-def _json_text(value: Any) -> str:
+def json_text(value: Any) -> str:
     """A JSON column's value as the text the database keeps (orjson: compact, UTF-8).
 
     What orjson refuses and the standard library takes (integers past 64 bits, float
@@ -120,7 +120,7 @@ def _json_value(text: str | bytes) -> Any:
         return json.loads(text)
 
 
-_JSON_CODEC: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": _json_value}
+_JSON_CODEC: dict[str, Any] = {"json_serializer": json_text, "json_deserializer": _json_value}
 """JSON columns (media statistics, consent rules) written and read with orjson: a call's
 record is written on the gateway's event loop, where the standard library's encoder cost
 more than the rest of the record's checks."""

@@ -4,6 +4,7 @@ their own; changes' entries in the store; :func:`audit_entries` reading both."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,10 @@ async def test_reads_go_beside_the_store_and_changes_into_it(db_engine: AsyncEng
             await write_audit(connection, tenant="acme", key_id="k1", action="policy.update")
         reads = AuditBuffer(log_engine, max_delay=0.01)
         for n in range(3):
-            reads.add(tenant="acme", key_id="k2", action="call.read", target=f"call-{n}")
+            detail = {"recording": f"r{n}", "note": "é\u2028"} if n else None
+            reads.add(
+                tenant="acme", key_id="k2", action="call.read", target=f"call-{n}", detail=detail
+            )
         reads.add(tenant="globex", key_id="k3", action="calls.list", detail={"rows": 7})
         await reads.close()
         assert reads.written == 4
@@ -63,7 +67,15 @@ async def test_reads_go_beside_the_store_and_changes_into_it(db_engine: AsyncEng
         ("call.read", "call-1", "k2"),
         ("call.read", "call-2", "k2"),
     ]
-    assert [e["at"] for e in entries] == sorted(e["at"] for e in entries)
+    assert [e["detail"] for e in entries] == [
+        None,
+        None,
+        {"recording": "r1", "note": "é\u2028"},
+        {"recording": "r2", "note": "é\u2028"},
+    ]
+    instants = [datetime.fromisoformat(e["at"]) for e in entries]
+    assert instants == sorted(instants)
+    assert all(at.utcoffset() == timedelta(0) for at in instants)
 
 
 async def test_processes_opening_the_read_log_together_make_it_once(tmp_path: Path) -> None:
