@@ -174,8 +174,9 @@ class AuditBuffer:
 
     A read of personal data needs its entry, but not its own write
     transaction: on SQLite that would make every GET a serialised write. The
-    entries wait here at most ``max_delay`` seconds and go in one INSERT into
-    ``engine`` (:func:`open_read_log`'s); :meth:`close` writes what is left. Changes
+    entries wait here at most ``max_delay`` seconds and go in one statement into
+    ``engine`` (:func:`open_read_log`'s; a ``COPY`` on PostgreSQL, an ``INSERT`` of
+    every row on SQLite); :meth:`close` writes what is left. Changes
     and erasures do not come here: they write their entry in their own transaction.
     """
 
