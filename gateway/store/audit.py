@@ -1,6 +1,6 @@
 """The audit log: every read of personal data, change and erasure, by whom, when.
 
-Changes and erasures write their entry in their own transaction, in the store's
+Changes and erasures write their entry in the act's own transaction, in the store's
 ``audit_log``. Reads' entries are batched (:class:`AuditBuffer`); on a SQLite file
 store they go to a file of their own beside it (:func:`read_log_path`), with the
 same ``audit_log`` table: each commit to the store's file makes every reader of it
@@ -80,7 +80,8 @@ READ_LOG_INFIX = ".read-audit"
 
 def read_log_path(engine: AsyncEngine) -> Path | None:
     """The file where reads' audit entries go beside a SQLite file store; ``None`` when
-    they go to the store's own ``audit_log`` (PostgreSQL, an in-memory SQLite)."""
+    they go to the store's own ``audit_log`` (PostgreSQL, an in-memory SQLite, a store
+    named by a ``file:`` URI)."""
     if engine.dialect.name != "sqlite":
         return None
     store = sqlite_file(engine.url)
@@ -89,26 +90,56 @@ def read_log_path(engine: AsyncEngine) -> Path | None:
     return store.with_name(f"{store.stem}{READ_LOG_INFIX}{store.suffix or '.sqlite'}")
 
 
-def _create_log_table(connection: Connection) -> None:
+READ_LOG_SCHEMA = 1
+"""The shape of ``audit_log`` in the read-audit file (its ``PRAGMA user_version``): the
+table as revision 0003 made it. A revision that changes ``audit_log`` changes this
+number and upgrades the file in :func:`_create_log_table`; a file of another shape
+stops start-up with the reason instead of failing every write."""
+
+
+def _create_log_table(connection: Connection, path: Path) -> None:
+    """Make the read-audit file's table when it has none; refuse a file of another shape."""
     connection.exec_driver_sql("BEGIN IMMEDIATE")  # two processes opening it: one creates
-    AUDIT_LOG.create(connection, checkfirst=True)
+    if not _has_log_table(connection):
+        AUDIT_LOG.create(connection)
+        connection.exec_driver_sql(f"PRAGMA user_version = {READ_LOG_SCHEMA}")
+        return
+    found = connection.exec_driver_sql("PRAGMA user_version").scalar_one()
+    if found != READ_LOG_SCHEMA:
+        raise RuntimeError(
+            f"{path}: its audit_log has shape {found}, this version of callgate writes "
+            f"shape {READ_LOG_SCHEMA}; move the file aside (it is the audit log of reads: "
+            "keep it) and start again to begin a new one"
+        )
+
+
+def _has_log_table(connection: Connection) -> bool:
+    found = connection.exec_driver_sql(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (AUDIT_LOG.name,)
+    )
+    return found.first() is not None
+
+
+def _log_engine(engine: AsyncEngine, path: Path) -> AsyncEngine:
+    return make_engine(
+        URL.create(SQLITE_DRIVER, database=str(path)),
+        busy_timeout_ms=sqlite_busy_timeout_ms(engine),
+    )
 
 
 async def open_read_log(engine: AsyncEngine) -> AsyncEngine:
     """The engine reads' audit entries are written with: ``engine`` itself, or for a
     SQLite file store one on :func:`read_log_path`, whose ``audit_log`` table (the
     model's, with its index) is made when missing. Dispose of it when it is not
-    ``engine``."""
+    ``engine``. ``RuntimeError`` for a file whose table has another shape
+    (:data:`READ_LOG_SCHEMA`)."""
     path = read_log_path(engine)
     if path is None:
         return engine
-    log_engine = make_engine(
-        URL.create(SQLITE_DRIVER, database=str(path)),
-        busy_timeout_ms=sqlite_busy_timeout_ms(engine),
-    )
+    log_engine = _log_engine(engine, path)
     try:
         async with log_engine.connect() as connection:
-            await connection.run_sync(_create_log_table)
+            await connection.run_sync(_create_log_table, path)
             await connection.commit()
     except BaseException:
         await log_engine.dispose()
@@ -119,21 +150,25 @@ async def open_read_log(engine: AsyncEngine) -> AsyncEngine:
 async def _entries(engine: AsyncEngine, tenant: str) -> list[dict[str, Any]]:
     query = select(AUDIT_LOG).where(AUDIT_LOG.c.tenant == tenant).order_by(AUDIT_LOG.c.id)
     async with engine.connect() as connection:
+        if engine.dialect.name == "sqlite" and not await connection.run_sync(_has_log_table):
+            return []
         return [record_dict(row) for row in (await connection.execute(query)).mappings()]
 
 
 async def audit_entries(engine: AsyncEngine, tenant: str) -> list[dict[str, Any]]:
-    """A tenant's audit log, oldest first: the store's entries and, beside a SQLite file
-    store, those of reads (:func:`read_log_path`), merged by time."""
+    """A tenant's audit log, oldest first (by ``at``): the store's entries and, beside a
+    SQLite file store, those of reads (:func:`read_log_path`; their ids count apart
+    from the store's). Reads' entries are stamped when the read is made and written
+    within :attr:`AuditBuffer.max_delay`, so on one table too ``at``, not ``id``, is
+    the order things happened in."""
     entries = await _entries(engine, tenant)
     path = read_log_path(engine)
-    if path is None or not path.exists():
-        return entries
-    log_engine = await open_read_log(engine)
-    try:
-        entries += await _entries(log_engine, tenant)
-    finally:
-        await log_engine.dispose()
+    if path is not None and path.exists():
+        log_engine = _log_engine(engine, path)  # read only: nothing is made here
+        try:
+            entries += await _entries(log_engine, tenant)
+        finally:
+            await log_engine.dispose()
     return sorted(entries, key=lambda entry: datetime.fromisoformat(entry["at"]))
 
 
@@ -177,7 +212,7 @@ class AuditBuffer:
     entries wait here at most ``max_delay`` seconds and go in one statement into
     ``engine`` (:func:`open_read_log`'s; a ``COPY`` on PostgreSQL, an ``INSERT`` of
     every row on SQLite); :meth:`close` writes what is left. Changes
-    and erasures do not come here: they write their entry in their own transaction.
+    and erasures do not come here: they write their entry in the act's transaction.
     """
 
     def __init__(self, engine: AsyncEngine, max_delay: float = 0.2, batch: int = 1000) -> None:

@@ -1,6 +1,7 @@
 """Engines for the call-record store and its schema migrations.
 
-SQLite (through aiosqlite) is the embedded default: one file, write-ahead
+SQLite (through aiosqlite) is the embedded default: one file (and, beside it,
+the audit log of the API's reads: :mod:`gateway.store.audit`), write-ahead
 logging so readers never block the writer. PostgreSQL (through asyncpg) is
 the shared store when several gateway instances run. The schema is brought to
 the newest Alembic revision at start-up by :func:`migrate`.

@@ -194,7 +194,7 @@ class PreparedReads:
         if found is None:
             found = prepare(build(), self.engine.dialect, values)
             if len(self._statements) >= STATEMENTS_KEPT:
-                self._statements.clear()  # keys are tenants x filter shapes: few, unless probed
+                self._statements.clear()  # tenants x shapes x page sizes: few, unless probed
             self._statements[key] = found
         return found
 

@@ -67,6 +67,25 @@ ERASED_PREFIX = "erased:"
 """What an erased number becomes: this and a keyed hash (the same for the same number)."""
 
 
+PAGE_SIZES = (10, 20, 25, 50, 100, 200, 250, 500, 1000)
+"""The page sizes a page's statement is made for: a ``limit`` in between reads up to the
+next one (the rows past ``limit`` are dropped)."""
+
+
+def fetched_rows(limit: int) -> int:
+    """The rows a page of ``limit`` asks the store for: ``limit`` rounded up to one of
+    :data:`PAGE_SIZES` (past them, to thousands), and one more, which tells whether
+    another page follows. The count is a literal in the statement, so each distinct count
+    is a statement of its own, compiled and prepared apart: a client paging with every
+    limit from 1 to 1000 makes nine, not a thousand."""
+    if limit < 1:
+        raise ValueError(f"a page holds at least one row, not {limit}")
+    for size in PAGE_SIZES:
+        if limit <= size:
+            return size + 1
+    return -(-limit // 1000) * 1000 + 1
+
+
 @dataclass(frozen=True, slots=True)
 class CallFilter:
     """The filters of a call listing; ``None`` or empty means no filter."""
@@ -342,7 +361,8 @@ class TenantView:
     ) -> Select[Any]:
         # the row count as a literal, not a parameter: with LIMIT $n PostgreSQL's generic
         # plan of a prepared statement looks costlier than its custom ones and it plans
-        # every read again (a third of its time for a one-day page)
+        # every read again (a third of its time for a one-day page); few distinct counts
+        # (fetched_rows), so few statements
         return self.listing(where, order, after, columns).limit(literal_column(str(int(rows))))
 
     async def list_calls(
@@ -359,7 +379,7 @@ class TenantView:
         once and instants come as RFC 3339 text; without, as UTC datetimes (the API's
         JSON encoder writes both the same)."""
         if self.prepared is None:
-            query = self._page_statement(where, order, after, limit + 1)
+            query = self._page_statement(where, order, after, fetched_rows(limit))
             async with self.engine.connect() as connection:
                 found = [
                     dict(zip(LIST_NAMES, row, strict=True))
@@ -424,10 +444,20 @@ class TenantView:
         values = where.values()
         if after is not None:
             values["after_at"], values["after_id"] = after.started_at, after.record_id
-        shape = ("calls.list", form, self.tenant, order, after is not None, limit, *values)
+        shape = (
+            "calls.list",
+            form,
+            self.tenant,
+            order,
+            after is not None,
+            fetched_rows(limit),
+            *values,
+        )
         statement = self.prepared.prepared(
             shape,
-            lambda: self._page_statement(where, order, after, limit + 1, self._listed(form)),
+            lambda: self._page_statement(
+                where, order, after, fetched_rows(limit), self._listed(form)
+            ),
             values,
         )
         return statement, values

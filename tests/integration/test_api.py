@@ -31,10 +31,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from dsp.wav import read_wav
 from gateway.store.audit import audit_entries
 from gateway.store.engine import make_engine
+from gateway.store.models import AUDIT_LOG
 from tests.support.api import SHORT_NOTICE_CONSENT, get, make_key, wait_for, write_notice
 from tests.support.gateway import (
     BACKENDS,
@@ -247,22 +249,39 @@ def test_erasure_end_to_end(
     assert get(http, admin, "/v1/stats").json()["totals"] == stats_before
     assert get(http, admin, f"/v1/calls/{call['id']}/recording").status_code == 404
 
-    def audited() -> list[tuple[str, str | None]] | None:
-        entries = asyncio.run(_audit_log(gateway.db_url, "acme"))
-        found = [(e["action"], e["target"]) for e in entries]
-        return found if ("call.read", call["id"]) in found else None
+    transcript = get(http, admin, f"/v1/calls/{call['id']}/transcript")
+    assert transcript.status_code == 200, transcript.text
 
-    found = wait_for(audited, what="the reads' audit entries")  # reads are written in batches
-    actions = [action for action, _ in found]
+    def audited() -> list[dict[str, Any]] | None:
+        entries, _ = asyncio.run(_audit_log(gateway.db_url, "acme"))
+        read_after = any(
+            (e["action"], e["target"]) == ("call.transcript", call["id"]) for e in entries
+        )
+        return entries if read_after else None  # reads are written in batches
+
+    entries = wait_for(audited, what="the audit entry of the read after the erasure")
+    actions = [e["action"] for e in entries]
     assert actions.count("subject.export") == 1 and actions.count("subject.erase") == 1
-    assert number not in str(found)
+    assert actions.index("subject.erase") < actions.index("call.transcript")
+    assert number not in str(entries) and number.lstrip("+") not in str(entries)
+    _, in_store = asyncio.run(_audit_log(gateway.db_url, "acme"))
+    assert {"subject.erase", "subject.export"} <= set(in_store)
+    reads_in_store = {"calls.list", "call.read", "call.transcript"} & set(in_store)
+    if gateway.db_url.startswith("sqlite"):  # reads' entries in the file beside the store
+        assert not reads_in_store
+    else:
+        assert sorted(in_store) == sorted(actions)
 
 
-async def _audit_log(db_url: str, tenant: str) -> list[dict[str, Any]]:
-    """The tenant's audit log as the store (and, on SQLite, the file beside it) holds it."""
+async def _audit_log(db_url: str, tenant: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The tenant's audit log as :func:`audit_entries` gives it, and the actions of the
+    entries in the store's own ``audit_log``."""
     engine = make_engine(db_url)
     try:
-        return await audit_entries(engine, tenant)
+        in_store = select(AUDIT_LOG.c.action).where(AUDIT_LOG.c.tenant == tenant)
+        async with engine.connect() as connection:
+            actions = list((await connection.execute(in_store)).scalars())
+        return await audit_entries(engine, tenant), actions
     finally:
         await engine.dispose()
 

@@ -16,6 +16,7 @@ from gateway.store import export
 from gateway.store.audit import audit_entries
 from gateway.store.models import CALLS
 from gateway.store.prepared import PreparedReads
+from gateway.store.tenant_view import PAGE_SIZES, fetched_rows
 from tests.unit.api.conftest import Api
 from tests.unit.store.records import T0, answer, consent_event, end, new_id, recording, start
 
@@ -46,6 +47,36 @@ async def test_pages_follow_the_keyset_and_see_every_call_once(api: Api) -> None
             await api.write(start(at=T0 + timedelta(days=1)))
     assert pages == 3
     assert seen == list(reversed(ids))
+
+
+@pytest.mark.parametrize("limit", [13, 20])
+async def test_a_page_of_any_size_tells_whether_another_follows(api: Api, limit: int) -> None:
+    """The store is asked for rows by page size (13 reads up to 21); pages still hold
+    ``limit`` and a full last page has no next link."""
+    ids = await _calls(api, 2 * limit)
+    status, first = await api.json("GET", f"/v1/calls?limit={limit}")
+    assert status == 200 and len(first["calls"]) == limit and first["next"]
+    status, second = await api.json("GET", first["next"])
+    assert status == 200 and len(second["calls"]) == limit and second["next"] is None
+    assert [row["id"] for row in first["calls"] + second["calls"]] == list(reversed(ids))
+
+
+def test_pages_are_read_in_a_few_sizes() -> None:
+    assert [fetched_rows(n) for n in (1, 10, 11, 13, 100, 101, 999, 1000, 1001, 2500)] == [
+        11,
+        11,
+        21,
+        21,
+        101,
+        201,
+        1001,
+        1001,
+        2001,
+        3001,
+    ]
+    assert len({fetched_rows(n) for n in range(1, 1001)}) == len(PAGE_SIZES)
+    with pytest.raises(ValueError):
+        fetched_rows(0)
 
 
 async def test_ascending_order_and_equal_start_times_page_by_id(api: Api) -> None:
