@@ -1,4 +1,5 @@
-"""``callgate api --workers 2``: two processes answer on one port, a worker that dies is
+"""``callgate api --workers 2``: two processes answer on one port (IPv6 and a port the
+kernel chose too), a worker that dies is
 started again while the other goes on answering, and SIGTERM stops them all.
 
 Real processes and real HTTP on loopback (SQLite store; the PostgreSQL path of
@@ -8,6 +9,7 @@ a standalone API with workers runs in ``test_api.py``'s ``standalone_api``).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -187,3 +189,48 @@ def test_a_worker_that_keeps_dying_at_once_is_given_up_on() -> None:
     workers.quick_deaths[0] = 3
     workers.started_at[0] = time.monotonic() - 60  # ran a minute: not a quick death
     assert workers.died(0) == 1.0 and workers.quick_deaths[0] == 0
+
+
+def _listeners(port: int) -> int:
+    """Sockets listening on ``port`` over IPv6 (``/proc/net/tcp6``, state 0A)."""
+    lines = Path("/proc/net/tcp6").read_text().splitlines()[1:]
+    return sum(
+        1
+        for line in lines
+        if (fields := line.split())[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port
+    )
+
+
+def test_workers_on_ipv6_join_the_port_the_kernel_chose(tmp_path: Path) -> None:
+    """Port 0: the parent's reservation gets a free port and both workers listen on it."""
+    config = _config(tmp_path, 0)
+    text = config.read_text()
+    assert f'[api]\nhost = "{GATEWAY_HOST}"' in text
+    config.write_text(text.replace(f'[api]\nhost = "{GATEWAY_HOST}"', '[api]\nhost = "::1"'))
+    log_path = tmp_path / "api.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [*callgate_command(), "api", "--config", str(config), "--workers", "2"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+        )
+    try:
+        announced = wait_for(
+            lambda: re.search(r"API on http://::1:(\d+) with 2 workers", log_path.read_text()),
+            timeout=60,
+            what="callgate api announcing its port",
+        )
+        port = int(announced.group(1))
+        assert port != 0
+        base = f"http://[::1]:{port}"
+        wait_for(lambda: _listeners(port) == 2, what="both workers listening")
+        wait_for(lambda: _answers(base + "/readyz"), what="the API on ::1")
+        assert all(_answers(base + "/healthz") for _ in range(10)), log_path.read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
