@@ -1,6 +1,6 @@
 """``callgate api --workers 2``: two processes answer on one port (IPv6 and a port the
-kernel chose too), a worker that dies is
-started again while the other goes on answering, and SIGTERM stops them all.
+kernel chose too), a worker that dies is started again while the other goes on
+answering, and SIGTERM stops them all.
 
 Real processes and real HTTP on loopback (SQLite store; the PostgreSQL path of
 a standalone API with workers runs in ``test_api.py``'s ``standalone_api``).
@@ -80,19 +80,24 @@ def _api_run(config: Path, workers: str, timeout: float) -> subprocess.Completed
     )
 
 
+def _start_api(config: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """``callgate api --workers 2`` started, its output to ``log_path``."""
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(
+            [*callgate_command(), "api", "--config", str(config), "--workers", "2"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=config.parent,
+        )
+
+
 @pytest.fixture
 def api_with_workers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
     api_port = free_port(GATEWAY_HOST)
     config = _config(tmp_path, api_port)
     log_path = tmp_path / "api.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [*callgate_command(), "api", "--config", str(config), "--workers", "2"],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=tmp_path,
-        )
+    process = _start_api(config, log_path)
     base = f"http://{GATEWAY_HOST}:{api_port}"
     try:
         wait_for(
@@ -208,14 +213,7 @@ def test_workers_on_ipv6_join_the_port_the_kernel_chose(tmp_path: Path) -> None:
     assert f'[api]\nhost = "{GATEWAY_HOST}"' in text
     config.write_text(text.replace(f'[api]\nhost = "{GATEWAY_HOST}"', '[api]\nhost = "::1"'))
     log_path = tmp_path / "api.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [*callgate_command(), "api", "--config", str(config), "--workers", "2"],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=tmp_path,
-        )
+    process = _start_api(config, log_path)
     try:
         announced = wait_for(
             lambda: re.search(r"API on http://::1:(\d+) with 2 workers", log_path.read_text()),
