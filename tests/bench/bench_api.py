@@ -790,10 +790,17 @@ def start_backend(
         server.start()
         servers.append(server)
         conns.append(server_conn)
-        if not server_conn.poll(120):
+        deadline = time.monotonic() + 120
+        while not server_conn.poll(0.5) and server.is_alive() and time.monotonic() < deadline:
+            pass
+        if not server_conn.poll(0):
             for started in servers:
                 started.terminate()
-            raise RuntimeError("the API server did not start within 120 s")
+            raise RuntimeError(
+                f"the API server exited with {server.exitcode} (its error is above)"
+                if not server.is_alive()
+                else "the API server did not start within 120 s"
+            )
         _, port = server_conn.recv()
     generator_conn, generator_end = ctx.Pipe()
     generator = ctx.Process(
