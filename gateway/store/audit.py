@@ -5,7 +5,7 @@ Changes and erasures write their entry in the act's own transaction, in the stor
 store they go to a file of their own beside it (:func:`read_log_path`), with the
 same ``audit_log`` table: each commit to the store's file makes every reader of it
 start again from an empty page cache, and with a few thousand audited reads a
-second those commits cost the API's listings a third of their rate (measured by
+second those commits cost the API's listings up to a third of their rate (measured by
 ``tests/bench/bench_api.py``). :func:`audit_entries` reads both.
 """
 
