@@ -54,8 +54,11 @@ async def serve_api(
             await refresh_statistics(engine)
         await server.start()
         settle_for_serving()
+        every = settings.api.retention_interval_s
         log.info(
-            "API ready (no SIP in this process)" + ("" if worker is None else f", worker {worker}")
+            "API ready (no SIP in this process)%s%s",
+            "" if worker is None else f", worker {worker}",
+            f", retention every {every:g} s" if server.retention else "",
         )
         await stop.wait()
     finally:

@@ -1,6 +1,6 @@
 """``callgate api --workers 2``: two processes answer on one port (IPv6 and a port the
 kernel chose too), a worker that dies is started again while the other goes on
-answering, and SIGTERM stops them all.
+answering, only the first runs retention, and SIGTERM stops them all.
 
 Real processes and real HTTP on loopback (SQLite store; the PostgreSQL path of
 a standalone API with workers runs in ``test_api.py``'s ``standalone_api``).
@@ -8,6 +8,7 @@ a standalone API with workers runs in ``test_api.py``'s ``standalone_api``).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -21,8 +22,12 @@ import httpx
 import pytest
 
 from gateway.api.workers import Workers, worker_cpus
+from gateway.store.engine import make_engine
+from gateway.store.ops import CallEnd, CallStart
+from gateway.store.writer import RecordWriter
 from tests.support.api import wait_for
 from tests.support.gateway import GATEWAY_HOST, callgate_command, free_port, write_config
+from tests.unit.store.records import end, new_id, start
 
 
 def _workers(parent: int) -> set[int]:
@@ -54,7 +59,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _config(directory: Path, api_port: int = 0) -> Path:
+def _config(directory: Path, api_port: int = 0, api_settings: str = "") -> Path:
     """A gateway TOML on a SQLite store in ``directory`` (SIP ports unused: no SIP here)."""
     config = directory / "gateway.toml"
     write_config(
@@ -64,6 +69,7 @@ def _config(directory: Path, api_port: int = 0) -> Path:
         pbx_port=5070,
         trunk_port=5080,
         api_port=api_port,
+        api_settings=api_settings,
         log_level="INFO",
     )
     return config
@@ -140,6 +146,48 @@ def test_two_workers_serve_one_port_and_a_dead_one_comes_back(
     assert process.wait(timeout=30) == 0, log_path.read_text()
     assert not any(_alive(pid) for pid in again), "a worker outlived its parent"
     assert not _answers(base + "/healthz")
+
+
+def test_only_the_first_worker_runs_retention(tmp_path: Path) -> None:
+    api_port = free_port(GATEWAY_HOST)
+    config = _config(tmp_path, api_port, api_settings="retention_interval_s = 0.3")
+    with config.open("a") as toml:
+        toml.write("\n[tenants.retention]\nrecords_days = 1\n")  # acme's, the last tenant
+    log_path = tmp_path / "api.log"
+    process = _start_api(config, log_path)
+    try:
+        ready = wait_for(
+            lambda: found if len(found := _ready_lines(log_path)) == 2 else None,
+            timeout=60,
+            what="both workers ready",
+        )
+        assert [line for line in ready if "retention every 0.3 s" in line] == [
+            next(line for line in ready if "worker 0" in line)
+        ], ready
+        old = new_id()  # started on T0, months ago: due under records_days = 1
+        asyncio.run(_write_calls(tmp_path / "calls.sqlite3", start(old), end(old)))
+        wait_for(
+            lambda: "retention: tenant acme: removed 1 call records" in log_path.read_text(),
+            what="worker 0's retention pass to remove the old call",
+        )
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def _ready_lines(log_path: Path) -> list[str]:
+    return [line for line in log_path.read_text().splitlines() if "API ready" in line]
+
+
+async def _write_calls(store: Path, *ops: CallStart | CallEnd) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{store}")
+    try:
+        writer = RecordWriter(engine)
+        for op in ops:
+            writer.submit(op)
+        await writer.stop()
+    finally:
+        await engine.dispose()
 
 
 def test_workers_stop_when_their_parent_is_killed(
