@@ -621,6 +621,8 @@ class RetentionSettings(_Section):
     recordings_days: int = Field(default=0, ge=0)
     transcripts_days: int = Field(default=0, ge=0)
     records_days: int = Field(default=0, ge=0)
+    audit_days: int = Field(default=0, ge=0)
+    """Days the tenant's audit entries (reads, changes, erasures, purges) are kept."""
 
 
 REDACTABLE_ENTITIES: tuple[str, ...] = (

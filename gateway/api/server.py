@@ -28,7 +28,7 @@ from gateway.api.openapi import add_routes as add_openapi
 from gateway.api.problems import Handler, problem_middleware
 from gateway.api.routes_subjects import remove_files
 from gateway.config import Settings
-from gateway.store.audit import AuditBuffer, open_read_log
+from gateway.store.audit import AuditBuffer, open_read_log, purge_audit, write_audit
 from gateway.store.capture_bus import CaptureBus
 from gateway.store.engine import refresh_statistics
 from gateway.store.prepared import PreparedReads
@@ -70,12 +70,31 @@ def make_app(context: ApiContext) -> web.Application:
     return app
 
 
+async def _purge_audit(context: ApiContext, tenant: str, now: datetime, days: int) -> int:
+    """The tenant's audit entries older than ``days`` removed, and the purge recorded."""
+    removed = await purge_audit(context.engine, tenant, now - timedelta(days=days))
+    if removed:
+        async with context.engine.begin() as connection:
+            await write_audit(
+                connection,
+                tenant=tenant,
+                key_id=None,
+                action="retention.purge",
+                detail={"audit_entries": removed},
+            )
+        log.info("retention: tenant %s: removed %d audit entries", tenant, removed)
+    return removed
+
+
 async def purge_due(context: ApiContext, now: datetime | None = None) -> dict[str, int]:
     """One retention pass over every tenant; returns calls and recordings removed."""
     now = now or datetime.now(UTC)
-    totals = {"calls": 0, "recordings": 0, "files": 0, "transcripts": 0}
+    totals = {"calls": 0, "recordings": 0, "files": 0, "transcripts": 0, "audit_entries": 0}
     for tenant in context.settings.tenants:
         keep = tenant.retention
+        if keep.audit_days:
+            purged = await _purge_audit(context, tenant.name, now, keep.audit_days)
+            totals["audit_entries"] += purged
         if not (keep.recordings_days or keep.records_days or keep.transcripts_days):
             continue
 

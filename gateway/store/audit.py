@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -170,6 +170,48 @@ async def audit_entries(engine: AsyncEngine, tenant: str) -> list[dict[str, Any]
         finally:
             await log_engine.dispose()
     return sorted(entries, key=lambda entry: datetime.fromisoformat(entry["at"]))
+
+
+PURGE_BATCH = 5000
+"""Entries removed per transaction: a purge of months of reads never holds the store's
+write lock (SQLite) for long."""
+
+
+async def purge_audit(engine: AsyncEngine, tenant: str, before: datetime) -> int:
+    """Remove a tenant's audit entries stamped before ``before``, from the store's
+    ``audit_log`` and from the reads' file beside a SQLite store; the number removed.
+
+    Each batch of :data:`PURGE_BATCH` is its own transaction. The caller records the
+    purge (an entry stamped now, which this purge does not reach)."""
+    removed = await _purge_entries(engine, tenant, before)
+    path = read_log_path(engine)
+    if path is not None and path.exists():
+        log_engine = _log_engine(engine, path)
+        try:
+            removed += await _purge_entries(log_engine, tenant, before)
+        finally:
+            await log_engine.dispose()
+    return removed
+
+
+async def _purge_entries(engine: AsyncEngine, tenant: str, before: datetime) -> int:
+    due = (
+        select(AUDIT_LOG.c.id)
+        .where(AUDIT_LOG.c.tenant == tenant, AUDIT_LOG.c.at < before)
+        .limit(PURGE_BATCH)
+        .scalar_subquery()
+    )
+    removed = 0
+    while True:
+        async with engine.begin() as connection:
+            if engine.dialect.name == "sqlite" and not await connection.run_sync(_has_log_table):
+                return removed
+            deleted = await connection.execute(delete(AUDIT_LOG).where(AUDIT_LOG.c.id.in_(due)))
+            batch = deleted.rowcount
+        removed += batch
+        if batch < PURGE_BATCH:
+            return removed
+        await asyncio.sleep(0)  # let the loop's other work through between batches
 
 
 _COPIED = ("at", "tenant", "key_id", "action", "target", "detail")

@@ -1,14 +1,26 @@
-"""Retention: recordings and records past the tenant's days are removed, and logged."""
+"""Retention: recordings, records and audit entries past the tenant's days are removed,
+and logged."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from gateway.api.server import purge_due
-from gateway.store.audit import audit_entries
+from gateway.store import audit
+from gateway.store.audit import audit_entries, audit_row, open_read_log
+from gateway.store.models import AUDIT_LOG
 from tests.unit.api.conftest import Api, add_transcript, api_settings
 from tests.unit.store.records import T0, consent_event, end, new_id, recording, start
+
+
+def _removed(**counts: int) -> dict[str, int]:
+    """What a retention pass returns: these counts, 0 for the rest."""
+    return {"calls": 0, "recordings": 0, "files": 0, "transcripts": 0, "audit_entries": 0} | counts
 
 
 async def test_due_recordings_then_records_go(api: Api, tmp_path: Path) -> None:
@@ -42,13 +54,13 @@ async def test_due_recordings_then_records_go(api: Api, tmp_path: Path) -> None:
     now = T0 + timedelta(days=25)
 
     removed = await purge_due(api.context, now)
-    assert removed == {"calls": 0, "recordings": 1, "files": 1, "transcripts": 0}
+    assert removed == _removed(recordings=1, files=1)
     assert not files[old].exists() and files[recent].exists() and files[theirs].exists()
     _, body = await api.json("GET", f"/v1/calls/{old}")
     assert body["recordings"] == [] and len(body["consent_events"]) == 1
 
     removed = await purge_due(api.context, T0 + timedelta(days=40))
-    assert removed == {"calls": 1, "recordings": 1, "files": 1, "transcripts": 0}
+    assert removed == _removed(calls=1, recordings=1, files=1)
     status, _ = await api.json("GET", f"/v1/calls/{old}")
     assert status == 404
     status, _ = await api.json("GET", f"/v1/calls/{recent}")
@@ -79,7 +91,7 @@ async def test_transcripts_outlive_their_recording_and_go_on_their_own_days(
     api.context.settings = settings
 
     removed = await purge_due(api.context, T0 + timedelta(days=20))
-    assert removed == {"calls": 0, "recordings": 1, "files": 1, "transcripts": 0}
+    assert removed == _removed(recordings=1, files=1)
     assert not audio.exists()
     _, kept = await api.json("GET", f"/v1/calls/{call}/transcript")
     assert [t["party"] for t in kept["transcripts"]] == ["callee", "caller"]
@@ -87,8 +99,56 @@ async def test_transcripts_outlive_their_recording_and_go_on_their_own_days(
     assert [r["entity"] for r in kept["redactions"]] == ["CARD"]
 
     removed = await purge_due(api.context, T0 + timedelta(days=31))
-    assert removed == {"calls": 0, "recordings": 0, "files": 0, "transcripts": 2}
+    assert removed == _removed(transcripts=2)
     _, gone = await api.json("GET", f"/v1/calls/{call}/transcript")
     assert gone["transcripts"] == [] and gone["redactions"] == []
     status, _ = await api.json("GET", f"/v1/calls/{call}")
     assert status == 200  # the record has days of its own
+
+
+async def test_audit_entries_past_their_days_go_from_the_store_and_the_read_log(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit, "PURGE_BATCH", 2)  # several batches of each table
+    read_log = await open_read_log(api.engine)
+    old, recent = T0, T0 + timedelta(days=20)
+    try:
+        await _add_entries(
+            api.engine, ("acme", "subject.erase", old), ("globex", "policy.update", old)
+        )
+        await _add_entries(
+            read_log,
+            *(("acme", "call.read", old + timedelta(seconds=n)) for n in range(3)),
+            ("acme", "calls.list", recent),
+            ("globex", "calls.list", old),
+        )
+        await _add_entries(api.engine, ("acme", "policy.update", recent + timedelta(seconds=1)))
+    finally:
+        if read_log is not api.engine:
+            await read_log.dispose()
+    settings = api_settings(tmp_path)
+    settings.tenants[0].retention.audit_days = 10
+    api.context.settings = settings
+
+    removed = await purge_due(api.context, T0 + timedelta(days=25))
+    assert removed["audit_entries"] == 4
+    kept = await audit_entries(api.engine, "acme")
+    assert [(e["action"], e["detail"]) for e in kept] == [
+        ("calls.list", None),
+        ("policy.update", None),
+        ("retention.purge", {"audit_entries": 4}),  # the purge itself, stamped now
+    ]
+    assert [e["action"] for e in await audit_entries(api.engine, "globex")] == [
+        "policy.update",
+        "calls.list",
+    ]  # globex keeps every entry
+    assert (await purge_due(api.context, T0 + timedelta(days=25)))["audit_entries"] == 0
+
+
+async def _add_entries(engine: AsyncEngine, *entries: tuple[str, str, datetime]) -> None:
+    rows = []
+    for tenant, action, at in entries:
+        row = audit_row(tenant=tenant, key_id=None, action=action, target=None, detail=None)
+        rows.append({**row, "at": at})
+    async with engine.begin() as connection:
+        await connection.execute(insert(AUDIT_LOG), rows)
