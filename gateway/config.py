@@ -622,7 +622,8 @@ class RetentionSettings(_Section):
     transcripts_days: int = Field(default=0, ge=0)
     records_days: int = Field(default=0, ge=0)
     audit_days: int = Field(default=0, ge=0)
-    """Days the tenant's audit entries (reads, changes, erasures, purges) are kept."""
+    """Days the audit log's entries of the tenant's reads are kept (changes, erasures and
+    purges are kept whatever this says)."""
 
 
 REDACTABLE_ENTITIES: tuple[str, ...] = (

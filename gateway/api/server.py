@@ -1,7 +1,8 @@
 """The API application and its server: in the gateway process, or alone (``callgate api``).
 
 Background work that belongs to the API runs here too: retention (each
-tenant's due recordings and records removed every ``api.retention_interval_s``)
+tenant's due recordings, transcripts, records and audit entries of reads removed
+every ``api.retention_interval_s``)
 and, in a gateway, taking up policies another instance stored.
 """
 
@@ -27,8 +28,8 @@ from gateway.api.context import CONTEXT, ApiContext, LiveGateway
 from gateway.api.openapi import add_routes as add_openapi
 from gateway.api.problems import Handler, problem_middleware
 from gateway.api.routes_subjects import remove_files
-from gateway.config import Settings
-from gateway.store.audit import AuditBuffer, open_read_log, purge_audit, write_audit
+from gateway.config import RetentionSettings, Settings
+from gateway.store.audit import AuditBuffer, open_read_log, purge_reads, write_audit
 from gateway.store.capture_bus import CaptureBus
 from gateway.store.engine import refresh_statistics
 from gateway.store.prepared import PreparedReads
@@ -70,61 +71,79 @@ def make_app(context: ApiContext) -> web.Application:
     return app
 
 
-async def _purge_audit(context: ApiContext, tenant: str, now: datetime, days: int) -> int:
-    """The tenant's audit entries older than ``days`` removed, and the purge recorded."""
-    removed = await purge_audit(context.engine, tenant, now - timedelta(days=days))
-    if removed:
-        async with context.engine.begin() as connection:
-            await write_audit(
-                connection,
-                tenant=tenant,
-                key_id=None,
-                action="retention.purge",
-                detail={"audit_entries": removed},
-            )
-        log.info("retention: tenant %s: removed %d audit entries", tenant, removed)
-    return removed
-
-
 async def purge_due(context: ApiContext, now: datetime | None = None) -> dict[str, int]:
-    """One retention pass over every tenant; returns calls and recordings removed."""
+    """One retention pass over every tenant: what it removed (calls, recordings, their
+    files, transcripts, entries of reads in the audit log)."""
     now = now or datetime.now(UTC)
     totals = {"calls": 0, "recordings": 0, "files": 0, "transcripts": 0, "audit_entries": 0}
     for tenant in context.settings.tenants:
         keep = tenant.retention
+        if keep.recordings_days or keep.records_days or keep.transcripts_days:
+            await _purge_data(context, tenant.name, now, keep, totals)
         if keep.audit_days:
-            purged = await _purge_audit(context, tenant.name, now, keep.audit_days)
-            totals["audit_entries"] += purged
-        if not (keep.recordings_days or keep.records_days or keep.transcripts_days):
-            continue
-
-        def before(days: int) -> datetime | None:
-            return now - timedelta(days=days) if days else None
-
-        # the hours about to lose records are aggregated first, so the stats keep them
-        await settle(context.engine, tenant.name, now, fresh=True)
-        view = TenantView(context.engine, tenant.name)
-        removed = await view.purge(
-            recordings_before=before(keep.recordings_days),
-            records_before=before(keep.records_days),
-            transcripts_before=before(keep.transcripts_days),
-        )
-        files = await asyncio.to_thread(remove_files, removed.files)
-        if removed.calls or removed.recordings or removed.transcripts:
-            log.info(
-                "retention: tenant %s: removed %d call records, %d recordings (%d files), "
-                "%d transcripts",
-                tenant.name,
-                removed.calls,
-                removed.recordings,
-                files,
-                removed.transcripts,
+            totals["audit_entries"] += await _purge_reads(
+                context, tenant.name, now - timedelta(days=keep.audit_days)
             )
-        totals["calls"] += removed.calls
-        totals["recordings"] += removed.recordings
-        totals["files"] += files
-        totals["transcripts"] += removed.transcripts
     return totals
+
+
+async def _purge_data(
+    context: ApiContext,
+    tenant: str,
+    now: datetime,
+    keep: RetentionSettings,
+    totals: dict[str, int],
+) -> None:
+    def before(days: int) -> datetime | None:
+        return now - timedelta(days=days) if days else None
+
+    # the hours about to lose records are aggregated first, so the stats keep them
+    await settle(context.engine, tenant, now, fresh=True)
+    view = TenantView(context.engine, tenant)
+    removed = await view.purge(
+        recordings_before=before(keep.recordings_days),
+        records_before=before(keep.records_days),
+        transcripts_before=before(keep.transcripts_days),
+    )
+    files = await asyncio.to_thread(remove_files, removed.files)
+    if removed.calls or removed.recordings or removed.transcripts:
+        log.info(
+            "retention: tenant %s: removed %d call records, %d recordings (%d files), "
+            "%d transcripts",
+            tenant,
+            removed.calls,
+            removed.recordings,
+            files,
+            removed.transcripts,
+        )
+    totals["calls"] += removed.calls
+    totals["recordings"] += removed.recordings
+    totals["files"] += files
+    totals["transcripts"] += removed.transcripts
+
+
+async def _purge_reads(context: ApiContext, tenant: str, before: datetime) -> int:
+    """The tenant's entries of reads stamped before ``before`` removed, and the purge
+    recorded, with what was removed before any failure (which is logged: the next pass
+    goes on where this one stopped)."""
+    removed = 0
+    try:
+        async for batch in purge_reads(context.engine, tenant, before):
+            removed += batch
+    except Exception:
+        log.exception("retention: tenant %s: purging the audit log's reads failed", tenant)
+    finally:
+        if removed:
+            async with context.engine.begin() as connection:
+                await write_audit(
+                    connection,
+                    tenant=tenant,
+                    key_id=None,
+                    action="retention.purge",
+                    detail={"audit_entries": removed},
+                )
+            log.info("retention: tenant %s: removed %d audit entries of reads", tenant, removed)
+    return removed
 
 
 class ApiServer:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from gateway.store.engine import (
     sqlite_busy_timeout_ms,
     sqlite_file,
 )
-from gateway.store.models import AUDIT_ACTIONS, AUDIT_LOG
+from gateway.store.models import AUDIT_ACTIONS, AUDIT_LOG, READ_ACTIONS
 from gateway.store.queries import record_dict
 
 log = logging.getLogger(__name__)
@@ -177,40 +178,48 @@ PURGE_BATCH = 5000
 write lock (SQLite) for long."""
 
 
-async def purge_audit(engine: AsyncEngine, tenant: str, before: datetime) -> int:
-    """Remove a tenant's audit entries stamped before ``before``, from the store's
-    ``audit_log`` and from the reads' file beside a SQLite store; the number removed.
+async def purge_reads(engine: AsyncEngine, tenant: str, before: datetime) -> AsyncIterator[int]:
+    """Remove a tenant's entries of reads (:data:`READ_ACTIONS`) stamped before
+    ``before``, from the store's ``audit_log`` and from the reads' file beside a SQLite
+    store; yields the count of each batch as it is committed.
 
-    Each batch of :data:`PURGE_BATCH` is its own transaction. The caller records the
-    purge (an entry stamped now, which this purge does not reach)."""
-    removed = await _purge_entries(engine, tenant, before)
+    Entries of changes, erasures and purges stay: they are the record that a policy
+    changed or a subject's data went. Each batch of :data:`PURGE_BATCH` is its own
+    transaction. The caller records the purge (an entry stamped now, which this purge
+    does not reach)."""
+    async for removed in _purge_entries(engine, tenant, before):
+        yield removed
     path = read_log_path(engine)
     if path is not None and path.exists():
         log_engine = _log_engine(engine, path)
         try:
-            removed += await _purge_entries(log_engine, tenant, before)
+            async for removed in _purge_entries(log_engine, tenant, before):
+                yield removed
         finally:
             await log_engine.dispose()
-    return removed
 
 
-async def _purge_entries(engine: AsyncEngine, tenant: str, before: datetime) -> int:
+async def _purge_entries(engine: AsyncEngine, tenant: str, before: datetime) -> AsyncIterator[int]:
     due = (
         select(AUDIT_LOG.c.id)
-        .where(AUDIT_LOG.c.tenant == tenant, AUDIT_LOG.c.at < before)
+        .where(
+            AUDIT_LOG.c.tenant == tenant,
+            AUDIT_LOG.c.at < before,
+            AUDIT_LOG.c.action.in_(sorted(READ_ACTIONS)),
+        )
         .limit(PURGE_BATCH)
         .scalar_subquery()
     )
-    removed = 0
     while True:
         async with engine.begin() as connection:
             if engine.dialect.name == "sqlite" and not await connection.run_sync(_has_log_table):
-                return removed
+                return
             deleted = await connection.execute(delete(AUDIT_LOG).where(AUDIT_LOG.c.id.in_(due)))
             batch = deleted.rowcount
-        removed += batch
+        if batch:
+            yield batch
         if batch < PURGE_BATCH:
-            return removed
+            return
         await asyncio.sleep(0)  # let the loop's other work through between batches
 
 

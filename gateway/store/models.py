@@ -310,6 +310,11 @@ AUDIT_ACTIONS: tuple[str, ...] = (
     "retention.purge",
 )
 """What an audit entry records: reads of personal data, changes, erasures, purges."""
+READ_ACTIONS: frozenset[str] = frozenset(
+    ("calls.list", "calls.export", "call.read", "call.transcript", "call.recording", "call.cues")
+)
+"""The entries of reads (batched by :class:`~gateway.store.audit.AuditBuffer`); the
+others record changes, a data subject's export or erasure, and purges."""
 
 
 class ApiKey(Base):

@@ -50,6 +50,11 @@ a stall counts for every request it held up, the correction for coordinated
 omission that wrk2 makes; the generator's timers have 1 ms resolution, so
 this can only add). Requests/s is the count over the window.
 
+"over 20 ms" counts the stretches of the window in which answers took longer
+than the target (answers under 0.1 s apart make one stretch) and gives the
+longest: slow answers spread over the window are a load near capacity, a few
+long stretches a stall of the server or the host.
+
 The closed loop measures capacity: with 32 requests always outstanding, its
 mean latency is 32 / throughput (Little's law) and its p99 is mostly the
 queue. The latency target is judged on the scheduled load, which holds the
@@ -139,7 +144,7 @@ from tests.bench.common import (
     process_cpu_s,
     process_rss_bytes,
 )
-from tests.bench.http_load import LoadResult, run_load
+from tests.bench.http_load import LoadResult, run_load, slow_spells
 
 TARGET_P99_MS = 20.0
 TARGET_RPS = 2000.0
@@ -552,6 +557,13 @@ class Measurement:
             return float("nan")
         return values[min(len(values) - 1, int(share * len(values)))]
 
+    def spells(self) -> str:
+        """Stretches with answers over the p99 target: how many, the longest (``-``: none)."""
+        found = slow_spells(self.result, TARGET_P99_MS)
+        if not found:
+            return "-"
+        return f"{len(found)}, {max(length for _, length in found):.2f} s"
+
     @property
     def failures(self) -> int:
         return self.result.errors + self.result.failed
@@ -907,6 +919,10 @@ def print_method(args: argparse.Namespace) -> None:
         )
         + f"generator on CPU {args.client_cpu} (on any with several workers)"
     )
+    if not args.rate:
+        print("p99 is not judged: no scheduled load (--rate 0); closed loops show capacity")
+    elif args.rate <= TARGET_RPS:
+        print(f"note: --rate {args.rate:,.0f} is not over the target's {TARGET_RPS:,.0f}/s")
     print(flush=True)
 
 
@@ -921,6 +937,7 @@ HEADERS = [
     "p90 ms",
     "p99 ms",
     "max ms",
+    f"over {TARGET_P99_MS:.0f} ms (spells, longest)",
     "server CPU",
     "loop",
     "client CPU",
@@ -942,6 +959,7 @@ def measurement_row(m: Measurement) -> list[str]:
         f"{m.percentile(0.9):.1f}",
         f"{m.percentile(0.99):.1f}",
         f"{max(m.result.latencies_ms, default=float('nan')):.1f}",
+        m.spells(),
         f"{m.server_cpu:.0%}",
         f"{m.loop_share:.0%}",
         f"{m.client_cpu:.0%}",

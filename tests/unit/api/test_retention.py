@@ -3,13 +3,16 @@ and logged."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.api import server
 from gateway.api.server import purge_due
 from gateway.store import audit
 from gateway.store.audit import audit_entries, audit_row, open_read_log
@@ -106,10 +109,10 @@ async def test_transcripts_outlive_their_recording_and_go_on_their_own_days(
     assert status == 200  # the record has days of its own
 
 
-async def test_audit_entries_past_their_days_go_from_the_store_and_the_read_log(
+async def test_entries_of_reads_past_their_days_go_and_changes_stay(
     api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(audit, "PURGE_BATCH", 2)  # several batches of each table
+    monkeypatch.setattr(audit, "PURGE_BATCH", 2)  # several batches
     read_log = await open_read_log(api.engine)
     old, recent = T0, T0 + timedelta(days=20)
     try:
@@ -126,23 +129,46 @@ async def test_audit_entries_past_their_days_go_from_the_store_and_the_read_log(
     finally:
         if read_log is not api.engine:
             await read_log.dispose()
-    settings = api_settings(tmp_path)
-    settings.tenants[0].retention.audit_days = 10
-    api.context.settings = settings
+    _keep_audit_days(api, tmp_path, 10)
 
     removed = await purge_due(api.context, T0 + timedelta(days=25))
-    assert removed["audit_entries"] == 4
+    assert removed == _removed(audit_entries=3)
     kept = await audit_entries(api.engine, "acme")
     assert [(e["action"], e["detail"]) for e in kept] == [
+        ("subject.erase", None),  # the record of an erasure outlives the days of reads
         ("calls.list", None),
         ("policy.update", None),
-        ("retention.purge", {"audit_entries": 4}),  # the purge itself, stamped now
+        ("retention.purge", {"audit_entries": 3}),  # the purge itself, stamped now
     ]
     assert [e["action"] for e in await audit_entries(api.engine, "globex")] == [
         "policy.update",
         "calls.list",
     ]  # globex keeps every entry
-    assert (await purge_due(api.context, T0 + timedelta(days=25)))["audit_entries"] == 0
+    assert await purge_due(api.context, T0 + timedelta(days=25)) == _removed()
+
+
+async def test_a_failed_purge_of_reads_is_logged_and_what_went_is_recorded(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def fails_after_one_batch(*_: object) -> AsyncIterator[int]:
+        yield 5
+        raise OperationalError("DELETE", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(server, "purge_reads", fails_after_one_batch)
+    _keep_audit_days(api, tmp_path, 10)
+
+    assert await purge_due(api.context, T0) == _removed(audit_entries=5)
+    assert "purging the audit log's reads failed" in caplog.text
+    entries = await audit_entries(api.engine, "acme")
+    assert [(e["action"], e["detail"]) for e in entries] == [
+        ("retention.purge", {"audit_entries": 5})
+    ]
+
+
+def _keep_audit_days(api: Api, tmp_path: Path, days: int) -> None:
+    settings = api_settings(tmp_path)
+    settings.tenants[0].retention.audit_days = days
+    api.context.settings = settings
 
 
 async def _add_entries(engine: AsyncEngine, *entries: tuple[str, str, datetime]) -> None:
