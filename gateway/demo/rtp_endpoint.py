@@ -62,6 +62,9 @@ __all__ = [
 
 G711_NAMES: Final = {g711.PAYLOAD_TYPE_PCMU: "PCMU", g711.PAYLOAD_TYPE_PCMA: "PCMA"}
 EVENT_PAYLOAD_TYPE: Final = 101
+JITTER_SAMPLES: Final = 480
+"""How far (60 ms at 8 kHz) a packet that follows in sequence may arrive from where the
+previous one ended and still be played right after it (:meth:`RtpEndpoint.received_audio`)."""
 _EVENT_ENCODING: Final = "telephone-event"
 _RTP_HEADER: Final = struct.Struct("!BBHII")
 _RTP_VERSION_BITS: Final = 0x80
@@ -355,22 +358,35 @@ class RtpEndpoint:
                 self.digit_arrivals.append((arrival, digit))
 
     def received_audio(self) -> npt.NDArray[np.int16]:
-        """The G.711 audio received, decoded, on a timeline by arrival time.
+        """The G.711 audio received, decoded, on a timeline by arrival time, as a
+        jitter buffer would play it.
 
-        Sample index = round((arrival - media_t0) * 8000); gaps are zeros; a
-        later packet overwrites an earlier one where they overlap; what
-        arrived before ``media_t0`` is cut off. Empty before media starts.
+        A packet starts at sample round((arrival - media_t0) * 8000), unless it
+        is the next of its stream (same SSRC, the next sequence number, RFC 3550
+        5.1) and arrived within :data:`JITTER_SAMPLES` of where the previous one
+        ended: then it follows that one without a gap, so packets that a busy
+        host delivered in a bunch play as they were sent. Gaps are zeros; a
+        later packet overwrites an earlier one where they overlap; what arrived
+        before ``media_t0`` is cut off. Empty before media starts.
         """
         t0 = self.media_t0
         if t0 is None:
             return np.zeros(0, dtype=np.int16)
         placed: list[tuple[int, RtpPacket]] = []
         end = 0
+        previous: tuple[int, int, int] | None = None  # SSRC, sequence number, end sample
         for arrival, packet in self.received_packets:
             if packet.payload_type not in G711_NAMES:
                 continue
             start = round((arrival - t0) * SAMPLE_RATE)
+            if (
+                previous is not None
+                and previous[:2] == (packet.ssrc, (packet.sequence_number - 1) & 0xFFFF)
+                and abs(start - previous[2]) <= JITTER_SAMPLES
+            ):
+                start = previous[2]
             stop = start + len(packet.payload)
+            previous = (packet.ssrc, packet.sequence_number, stop)
             if stop <= 0:
                 continue
             placed.append((start, packet))
