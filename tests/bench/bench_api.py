@@ -43,12 +43,14 @@ or, if its previous answer came late, at once. The parent only orchestrates.
 PostgreSQL's own processes are not pinned: they share the two cores.
 
 Each measurement runs ``--warmup`` seconds unmeasured, then ``--duration``
-seconds measured; a request counts when its answer's last byte arrives in
-the measured window, and its latency runs from the request being sent to
-that last byte; on a schedule, from when it was due if it went out late (so
-a stall counts for every request it held up, the correction for coordinated
-omission that wrk2 makes; the generator's timers have 1 ms resolution, so
-this can only add). Requests/s is the count over the window.
+seconds measured. In a closed loop a request counts when its answer's last
+byte arrives in the measured window, and its latency runs from the request
+being sent to that last byte. On a schedule a request counts when it was due
+in the window (its answer may come after it), and its latency runs from when
+it was due if it went out late (so a stall counts for every request it held
+up, the correction for coordinated omission that wrk2 makes; the
+generator's timers have 1 ms resolution, so this can only add). An answer
+slower than 30 s is an error. Requests/s is the count over the window.
 
 "over 20 ms" counts the stretches of the window in which answers took longer
 than the target (answers under 0.1 s apart make one stretch) and gives the
