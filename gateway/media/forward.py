@@ -10,6 +10,18 @@ an SDP changes, so the path below reads attributes and makes one system call.
 
 RTP and RTCP are told apart inline by the first two octets (RFC 7983 7,
 RFC 5761 4; see :mod:`gateway.media.rtp`), without a function call.
+
+Flow sockets: once a party's RTP source is latched (on Linux, on a loop with
+``add_reader``), a second socket is bound to the same port (SO_REUSEPORT) and
+connected to that source. The kernel delivers a connected socket the
+datagrams of its peer ahead of an unconnected one on the same port, so the
+party's packets arrive on the flow socket and anything from another source
+still reaches the first socket, where it is dropped and counted. The flow
+socket is read with ``recv`` (no source address to build: the kernel has
+matched it) and packets toward the party leave by its ``send`` (no address
+to parse, and a route the kernel keeps with the connection instead of
+looking it up per packet). ``tests/bench/bench_relay.py`` compares both
+paths in one run (``--flows``).
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ import socket
 import struct
 from collections.abc import Callable
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 if TYPE_CHECKING:
     from gateway.media.session import MediaSide
@@ -120,10 +132,37 @@ class Receiver(asyncio.DatagramProtocol):
             )
 
 
-class RtpReceiver(Receiver):
-    """The RTP socket facing one party: the relay's hot path."""
+class FlowSockets(NamedTuple):
+    """What a receiver needs to open flow sockets: the loop that reads them and the
+    relay's socket options for them."""
 
-    __slots__ = ("out_stats", "rtcp_dest", "rtcp_send", "tap", "update")
+    loop: asyncio.AbstractEventLoop
+    tune: Callable[[socket.socket], None]
+
+
+FLOW_RECV_SIZE: Final = 65536
+"""Read size on a flow socket: a datagram larger than this would be truncated, and no
+UDP datagram is."""
+
+
+class RtpReceiver(Receiver):
+    """The RTP socket facing one party: the relay's hot path.
+
+    ``flow_send`` is set (by the other side's
+    :meth:`~gateway.media.session.MediaSide.refresh_routes`) when packets toward the
+    other party leave by that party's flow socket; ``send``/``dest`` otherwise.
+    """
+
+    __slots__ = (
+        "flow",
+        "flow_send",
+        "flows",
+        "out_stats",
+        "rtcp_dest",
+        "rtcp_send",
+        "tap",
+        "update",
+    )
 
     def __init__(self, side: MediaSide, sock: socket.socket) -> None:
         super().__init__(side, sock)
@@ -132,27 +171,30 @@ class RtpReceiver(Receiver):
         self.rtcp_dest: Address | None = None
         self.rtcp_send: SendTo = discard
         self.tap: Tap | None = None
+        self.flows: FlowSockets | None = None
+        """Set when the party's latched source gets a flow socket."""
+        self.flow: socket.socket | None = None
+        """The flow socket connected to the latched source, while there is one."""
+        self.flow_send: Callable[[bytes], int] | None = None
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        if addr != self.source and not self.admit(addr):
+            return
+        self.relay(data)
+
+    def relay(self, data: bytes) -> None:
+        """One datagram from the latched party: relayed, accounted, tapped."""
         try:
-            if addr != self.source and not self.admit(addr):
-                return
             if data[0] >> 6 != 2:
-                self.other(data)
+                self.forward(data)  # not RTP or RTCP (STUN, DTLS, ZRTP; RFC 7983): not accounted
                 return
             if 191 < data[1] < 224:
                 self.rtcp(data)
                 return
-            dest = self.dest
-            if dest is not None:
-                try:
-                    self.send(data, dest)
-                except OSError:
-                    self.send_errors += 1
-                else:
-                    out = self.out_stats
-                    out.packets_out += 1
-                    out.bytes_out += len(data)
+            if self.forward(data):
+                out = self.out_stats
+                out.packets_out += 1
+                out.bytes_out += len(data)
             arrival = monotonic()
             self.update(data, arrival)
             tap = self.tap
@@ -163,11 +205,21 @@ class RtpReceiver(Receiver):
         except Exception as exc:
             self.fault(exc)
 
-    def release(self) -> None:
-        super().release()
-        self.rtcp_send = discard
-        self.rtcp_dest = None
-        self.tap = None
+    def forward(self, data: bytes) -> bool:
+        """Send ``data`` toward the other party by its route; whether it left."""
+        try:
+            flow_send = self.flow_send
+            if flow_send is not None:
+                flow_send(data)
+                return True
+            dest = self.dest
+            if dest is None:
+                return False
+            self.send(data, dest)
+        except OSError:  # a full buffer, or the party's port refused (ICMP, on a flow)
+            self.send_errors += 1
+            return False
+        return True
 
     def rtcp(self, data: bytes) -> None:
         """RTCP multiplexed on the RTP port (RFC 5761 4): onward on the other side's RTCP route."""
@@ -178,14 +230,98 @@ class RtpReceiver(Receiver):
             except OSError:
                 self.send_errors += 1
 
-    def other(self, data: bytes) -> None:
-        """Not RTP or RTCP (STUN, DTLS, ZRTP; RFC 7983): relayed untouched, not accounted."""
-        dest = self.dest
-        if dest is not None:
-            try:
-                self.send(data, dest)
-            except OSError:
-                self.send_errors += 1
+    def admit(self, addr: Address) -> bool:
+        admitted = super().admit(addr)
+        if admitted and self.flows is not None and self.source == addr:
+            self.open_flow(addr)
+        return admitted
+
+    def open_flow(self, addr: Address) -> None:
+        """Bind a socket to this port, connect it to the latched ``addr``, read it.
+
+        Until ``connect`` returns, the new socket is an unconnected member of the port's
+        group and may take a datagram from anyone; its first read therefore checks each
+        queued datagram's source (:meth:`_first_flow_read`) before the plain reads start.
+        A flow that cannot be opened leaves the party on the first socket.
+        """
+        flows = self.flows
+        side = self.side
+        if flows is None or side is None:
+            return
+        self.close_flow()
+        flow = socket.socket(self.sock.family, socket.SOCK_DGRAM)
+        try:
+            flow.setblocking(False)
+            flow.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            flows.tune(flow)
+            flow.bind(self.sock.getsockname())
+            flow.connect(addr)
+            flows.loop.add_reader(flow.fileno(), self._first_flow_read)
+        except (OSError, NotImplementedError, RuntimeError) as exc:
+            flow.close()
+            log.debug("media socket %s: no flow socket for %s: %r", side.describe(), addr, exc)
+            return
+        self.flow = flow
+        side.refresh_routes()
+
+    def _first_flow_read(self) -> None:
+        flow, flows = self.flow, self.flows
+        if flow is None or flows is None:
+            return
+        source = self.source
+        try:
+            while True:
+                data, addr = flow.recvfrom(FLOW_RECV_SIZE)
+                if addr == source:
+                    self.relay(data)
+                elif self.side is not None:
+                    self.side.stats.dropped_foreign += 1
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as exc:
+            self.error_received(exc)
+        if self.flow is flow:  # the relay above may have closed it
+            recv = flow.recv
+            flows.loop.add_reader(flow.fileno(), self._flow_read, recv)
+
+    def _flow_read(self, recv: Callable[[int], bytes]) -> None:
+        """The flow socket is readable: one datagram of the latched party."""
+        try:
+            data = recv(FLOW_RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # an ICMP error for what we sent the party (ECONNREFUSED)
+            self.error_received(exc)
+            return
+        self.relay(data)
+
+    def close_flow(self) -> None:
+        """Stop reading and close the flow socket; the party's packets reach the first
+        socket again."""
+        flow = self.flow
+        if flow is None:
+            return
+        self.flow = None
+        flows = self.flows
+        if flows is not None and not flows.loop.is_closed():
+            flows.loop.remove_reader(flow.fileno())
+        flow.close()
+        if self.side is not None:
+            self.side.refresh_routes()
+
+    def unlatch(self) -> None:
+        """Forget the latched source (a new SDP address): the next packet latches anew."""
+        self.source = None
+        self.close_flow()
+
+    def release(self) -> None:
+        self.close_flow()
+        super().release()
+        self.rtcp_send = discard
+        self.rtcp_dest = None
+        self.tap = None
+        self.flow_send = None
+        self.flows = None
 
 
 class RtcpReceiver(Receiver):

@@ -21,7 +21,9 @@ Every call has its own sockets, so no packet of one call can reach another.
 
 Performance: the loop delivers datagrams through ``DatagramProtocol``
 (uvloop's C path when installed) and the relay sends with the socket's own
-``sendto``; see :mod:`gateway.media.forward` for the per-packet path and
+``sendto``; once a party is latched, its packets come and go through a flow
+socket connected to it (Linux; ``flow_sockets``). See
+:mod:`gateway.media.forward` for the per-packet path and
 ``tests/bench/bench_relay.py`` for the measurements behind these choices.
 """
 
@@ -32,10 +34,11 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import sys
 from collections.abc import Callable
 from time import monotonic
 
-from gateway.media.forward import Receiver
+from gateway.media.forward import FlowSockets, Receiver, RtpReceiver
 from gateway.media.ports import PortPool, PortPoolExhausted
 from gateway.media.session import SIDES, MediaSession, MediaSide, MediaStream, RemoteMedia
 from gateway.media.stats import StreamStats
@@ -60,7 +63,10 @@ class MediaRelay:
     """Binds call media sessions on ``host`` with ports from ``[port_min, port_max]``.
 
     ``recv_buffer``/``send_buffer`` set SO_RCVBUF/SO_SNDBUF on every media
-    socket when given (the kernel default otherwise).
+    socket when given (the kernel default otherwise). ``flow_sockets`` gives each
+    latched party a socket connected to it (see :mod:`gateway.media.forward`); it
+    takes effect on Linux with a loop that has ``add_reader`` (uvloop's and
+    asyncio's Unix loops).
     """
 
     def __init__(
@@ -72,12 +78,14 @@ class MediaRelay:
         loop: asyncio.AbstractEventLoop | None = None,
         recv_buffer: int | None = None,
         send_buffer: int | None = None,
+        flow_sockets: bool = True,
     ) -> None:
         self.host = host
         self.pool = PortPool(host, port_min, port_max)
         self._loop = loop
         self._recv_buffer = recv_buffer
         self._send_buffer = send_buffer
+        self.flow_sockets = flow_sockets and sys.platform == "linux"
         self._sessions: dict[str, MediaSession] = {}
         self._closed_totals: dict[str, int] = dict.fromkeys(PACKET_TOTALS, 0)
         self._creating: set[str] = set()
@@ -169,6 +177,12 @@ class MediaRelay:
         transport, _ = await loop.create_datagram_endpoint(lambda: receiver, sock=receiver.sock)
         receiver.transport = transport
         receiver.closed = loop.create_future()
+        if self.flow_sockets and isinstance(receiver, RtpReceiver):
+            # set after the bind, which stayed exclusive (the pool's test that the port
+            # is free): from here on only sockets that ask may join the port, and only
+            # this relay's flow sockets ask
+            receiver.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            receiver.flows = FlowSockets(loop, self._tune)
 
     async def _teardown(self, sides: list[MediaSide]) -> None:
         """Close sockets, wait for the loop to let go of them, release their ports."""
@@ -176,6 +190,7 @@ class MediaRelay:
             side.open = False
             side.rtp.tap = None
         for side in sides:
+            side.rtp.close_flow()
             side.refresh_routes()
         waits: list[asyncio.Future[None]] = []
         for side in sides:

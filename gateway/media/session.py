@@ -140,7 +140,7 @@ class MediaSide:
         previous = self.remote
         self.remote = remote
         if previous is None or previous.rtp_address() != remote.rtp_address():
-            self.rtp.source = None
+            self.rtp.unlatch()
         if previous is None or previous.rtcp_address() != remote.rtcp_address():
             self.rtcp.source = None
         self.refresh_routes()
@@ -188,8 +188,12 @@ class MediaSide:
         other = self.peer
         if other is None:
             return  # closed: nothing is relayed any more
+        dest = None if self.announcing else self.rtp_destination()
         other.rtp.send = self._sender(self.rtp_sock)
-        other.rtp.dest = None if self.announcing else self.rtp_destination()
+        other.rtp.dest = dest
+        flow = self.rtp.flow
+        # the flow socket is connected to the latched source: it sends there only
+        other.rtp.flow_send = flow.send if flow is not None and dest == self.rtp.source else None
         rtcp_send, rtcp_dest = self.rtcp_route()
         other.rtp.rtcp_send = rtcp_send
         other.rtp.rtcp_dest = rtcp_dest

@@ -98,6 +98,9 @@ import numpy as np
 from gateway.app import settle_for_serving
 
 PACKET_SIZE = 172
+FLOW_CHOICES = {"on": (True,), "off": (False,), "both": (True, False)}
+PATH_NAMES = {True: "flows", False: "first"}
+"""The relay paths: latched parties on flow sockets, or every packet on the first socket."""
 PTIME_NS = 20_000_000
 SAMPLES_PER_PACKET = 160
 HEADER = struct.Struct("!BBHIIqI")
@@ -194,6 +197,8 @@ async def _relay_serve(
 ) -> None:
     loop = asyncio.get_running_loop()
     kwargs: dict[str, Any] = {}
+    if not options["flow_sockets"]:
+        kwargs["flow_sockets"] = False
     if options["rcvbuf"]:
         kwargs["recv_buffer"] = options["rcvbuf"]
     if options["sndbuf"]:
@@ -476,6 +481,7 @@ def _generator_main(
 @dataclass
 class StepResult:
     calls: int
+    path: str
     pps: float
     loss_pct: float
     direct: RunResult
@@ -525,7 +531,8 @@ def run_step(
     gen: multiprocessing.connection.Connection,
     calls: int,
     args: argparse.Namespace,
-) -> StepResult:
+) -> list[StepResult]:
+    """One step: the direct path, then the relay once per ``--flows`` path."""
     gen.send(("phones", calls))
     phone_ports: list[int] = _reply(gen)
     callers = phone_ports[0::2]
@@ -540,10 +547,25 @@ def run_step(
         ("run", args.direct_duration, min(args.warmup, args.direct_duration / 2), direct_calls)
     )
     direct: RunResult = _reply(gen)
+    return [
+        _relay_run(ctx, gen, calls, args, direct, callers, callees, flows)
+        for flows in FLOW_CHOICES[args.flows]
+    ]
 
-    # RELAY
+
+def _relay_run(
+    ctx: multiprocessing.context.SpawnContext,
+    gen: multiprocessing.connection.Connection,
+    calls: int,
+    args: argparse.Namespace,
+    direct: RunResult,
+    callers: list[int],
+    callees: list[int],
+    flows: bool,
+) -> StepResult:
     parent, child = ctx.Pipe()
     options = {
+        "flow_sockets": flows,
         "relay_cpu": args.relay_cpu,
         "relay_class": args.relay_class,
         "loop": args.loop,
@@ -595,6 +617,7 @@ def run_step(
         notes.append(f"send errors {relay.send_errors}/{direct.send_errors}")
     return StepResult(
         calls=calls,
+        path=PATH_NAMES[flows],
         pps=pps,
         loss_pct=loss,
         direct=direct,
@@ -623,7 +646,7 @@ def _print_header(args: argparse.Namespace, loop_name: str) -> None:
     )
     print()
     print(
-        f"{'calls':>6} {'pkt/s':>8} {'loss%':>7} {'late%':>6} {'direct p50/p99':>15} "
+        f"{'calls':>6} {'path':>7} {'pkt/s':>8} {'loss%':>7} {'late%':>6} {'direct p50/p99':>15} "
         f"{'relay p50/p99':>15} {'added p50/p99':>15} {'relayCPU':>8} {'CPU-s/1kpps':>11} "
         f"{'core':>6} {'rq wait':>7} {'RSS/call':>9} {'gen lag p99':>11} {'gen busy':>8}  note"
     )
@@ -636,7 +659,8 @@ def _print_row(step: StepResult) -> None:
     lag = max(step.relay.lag_p99_ms, step.direct.lag_p99_ms)
     busy = max(step.relay.busy, step.direct.busy)
     print(
-        f"{step.calls:>6} {step.pps:>8.0f} {step.loss_pct:>7.3f} {_late_pct(step.relay):>6.2f} "
+        f"{step.calls:>6} {step.path:>7} {step.pps:>8.0f} {step.loss_pct:>7.3f} "
+        f"{_late_pct(step.relay):>6.2f} "
         f"{d50:>7.0f}/{d99:<7.0f} {r50:>7.0f}/{r99:<7.0f} {r50 - d50:>7.0f}/{r99 - d99:<7.0f} "
         f"{step.relay_cpu_per_s * 100:>7.1f}% {cpu_per_kpps:>11.5f} "
         f"{step.core_busy * 100:>5.0f}% {step.run_delay * 100:>6.1f}% "
@@ -682,6 +706,13 @@ def main(argv: list[str] | None = None) -> int:
         default="gateway.media.relay:MediaRelay",
         help="module:Class with the MediaRelay API, to compare implementations",
     )
+    parser.add_argument(
+        "--flows",
+        choices=sorted(FLOW_CHOICES),
+        default="both",
+        help="relay with flow sockets (on), without (off: every packet on the first "
+        "socket), or both in turn at every step (both)",
+    )
     args = parser.parse_args(argv)
     steps = [int(n) for n in args.calls.split(",") if n.strip()]
     cpus = sorted(os.sched_getaffinity(0))
@@ -698,9 +729,9 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         for calls in steps:
-            step = run_step(ctx, parent, calls, args)
-            results.append(step)
-            _print_row(step)
+            for step in run_step(ctx, parent, calls, args):
+                results.append(step)
+                _print_row(step)
     finally:
         parent.send(("exit",))
         parent.recv()
@@ -723,25 +754,30 @@ def _meets_target(step: StepResult) -> bool:
 
 def _print_summary(results: list[StepResult]) -> None:
     print()
-    saturated = [step.calls for step in results if step.relay_cpu_per_s >= SATURATED_CPU]
+    saturated = [
+        f"{step.calls} ({step.path})" for step in results if step.relay_cpu_per_s >= SATURATED_CPU
+    ]
     disturbed = [
-        step.calls
+        f"{step.calls} ({step.path})"
         for step in results
         if step.run_delay >= CLEAN_RUN_DELAY and step.relay_cpu_per_s < SATURATED_CPU
     ]
     if saturated:
-        print(f"relay saturated its core in steps {saturated} (SCHED_FIFO stops at 95 %)")
-    if disturbed:
-        print(f"relay waited for its CPU in steps {disturbed}: other load on the core")
-    passing = [step for step in results if _meets_target(step)]
-    if passing:
-        best = max(passing, key=lambda step: step.calls)
         print(
-            f"largest step with zero loss and added p99 < 2 ms: {best.calls} calls "
-            f"({best.pps:.0f} packets/s)"
+            f"relay saturated its core in steps {', '.join(saturated)} (SCHED_FIFO stops at 95 %)"
         )
-    else:
-        print("no step had zero loss and added p99 < 2 ms")
+    if disturbed:
+        print(f"relay waited for its CPU in steps {', '.join(disturbed)}: other load on the core")
+    for path in dict.fromkeys(step.path for step in results):
+        passing = [step for step in results if step.path == path and _meets_target(step)]
+        if passing:
+            best = max(passing, key=lambda step: step.calls)
+            print(
+                f"{path}: largest step with zero loss and added p99 < 2 ms: {best.calls} "
+                f"calls ({best.pps:.0f} packets/s)"
+            )
+        else:
+            print(f"{path}: no step had zero loss and added p99 < 2 ms")
 
 
 if __name__ == "__main__":

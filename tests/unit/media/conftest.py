@@ -29,9 +29,15 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> M
     return factories
 
 
-@pytest.fixture
-async def relay() -> AsyncIterator[MediaRelay]:
-    media_relay = MediaRelay("127.0.0.1", TEST_PORT_MIN, TEST_PORT_MAX)
+@pytest.fixture(params=["flow-sockets", "first-socket-only"])
+async def relay(request: pytest.FixtureRequest) -> AsyncIterator[MediaRelay]:
+    """The relay with latched parties on flow sockets (the default), and without them."""
+    media_relay = MediaRelay(
+        "127.0.0.1",
+        TEST_PORT_MIN,
+        TEST_PORT_MAX,
+        flow_sockets=request.param == "flow-sockets",
+    )
     yield media_relay
     await media_relay.close()
 

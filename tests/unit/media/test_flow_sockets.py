@@ -1,0 +1,206 @@
+"""Flow sockets: a latched party's packets on a socket connected to it (Linux).
+
+The relay tests in ``test_relay.py`` run with and without flow sockets; these
+look at what only flow sockets do: that they are opened, closed and replaced
+with the latch, that the kernel still hands other sources to the first socket,
+that a refused send does not stop the relay, and that the first read after
+connecting checks sources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway.media.forward import FlowSockets
+from gateway.media.relay import MediaRelay
+from tests.unit.media.conftest import TEST_PORT_MAX, TEST_PORT_MIN
+from tests.unit.media.test_relay import Call, PhoneFactory, make_call
+from tests.unit.media.udp_phone import ipv6_loopback_available, rtp, wait_until
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="flow sockets are Linux's")
+
+
+@pytest.fixture
+async def flow_relay() -> AsyncIterator[MediaRelay]:
+    media_relay = MediaRelay("127.0.0.1", TEST_PORT_MIN, TEST_PORT_MAX)  # flow sockets: default
+    yield media_relay
+    await media_relay.close()
+
+
+def _bound_exclusively(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+async def _latched_both_ways(call: Call) -> None:
+    call.a.send(call.a_port, rtp(1))
+    await call.b.recv()
+    call.b.send(call.b_port, rtp(1))
+    await call.a.recv()
+
+
+async def test_latched_parties_get_flow_sockets_that_carry_their_packets(
+    flow_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    call = await make_call(flow_relay, phones)
+    a_side, b_side = call.session.streams[0].sides()
+    assert a_side.rtp.flow is None
+    await _latched_both_ways(call)
+    flow = a_side.rtp.flow
+    assert flow is not None and b_side.rtp.flow is not None
+    assert flow.getpeername() == ("127.0.0.1", call.a.port)
+    assert flow.getsockname() == ("127.0.0.1", call.a_port)
+    # packets toward A leave by A's flow socket
+    assert b_side.rtp.flow_send == flow.send
+
+    for seq in range(2, 12):
+        call.a.send(call.a_port, rtp(seq))
+        assert (await call.b.recv())[0] == rtp(seq)
+        call.b.send(call.b_port, rtp(seq))
+        data, source = await call.a.recv()
+        assert data == rtp(seq) and source[1] == call.a_port
+    assert call.stats("a")["packets_in"] == 11
+    assert call.stats("a")["packets_out"] == 11
+    assert call.stats("a")["lost"] == 0
+
+
+async def test_the_kernel_still_hands_other_sources_to_the_first_socket(
+    flow_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    call = await make_call(flow_relay, phones)
+    await _latched_both_ways(call)
+    intruders = [phones() for _ in range(5)]  # sources hash differently
+    for index, intruder in enumerate(intruders):
+        intruder.send(call.a_port, rtp(100 + index, payload=b"intruder"))
+    await wait_until(lambda: call.stats("a")["dropped_foreign"] == len(intruders))
+    call.a.send(call.a_port, rtp(2))
+    assert (await call.b.recv())[0] == rtp(2)
+    assert call.b.pending() == []
+
+
+async def test_a_new_sdp_address_closes_the_flow_and_the_new_source_gets_one(
+    flow_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    call = await make_call(flow_relay, phones)
+    await _latched_both_ways(call)
+    a_side = call.session.streams[0].a
+    old_flow = a_side.rtp.flow
+    assert old_flow is not None
+
+    moved = phones()
+    call.session.set_remote("a", 0, "127.0.0.1", moved.port, None, False)
+    assert a_side.rtp.flow is None and old_flow.fileno() == -1  # closed
+    moved.send(call.a_port, rtp(50))
+    assert (await call.b.recv())[0] == rtp(50)
+    assert a_side.rtp.flow is not None
+    assert a_side.rtp.flow.getpeername() == ("127.0.0.1", moved.port)
+    call.b.send(call.b_port, rtp(51))
+    assert (await moved.recv())[0] == rtp(51)
+
+
+async def test_closing_a_session_closes_its_flows_and_frees_the_ports(
+    flow_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    call = await make_call(flow_relay, phones)
+    await _latched_both_ways(call)
+    flows = [side.rtp.flow for side in call.session.sides()]
+    await flow_relay.close_session(call.session)
+    assert all(flow is not None and flow.fileno() == -1 for flow in flows)
+    for port in (call.a_port, call.b_port):
+        assert _bound_exclusively("127.0.0.1", port)
+
+
+async def test_a_port_held_by_a_flow_cannot_be_taken_by_another_socket(
+    flow_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    """SO_REUSEPORT is set after the exclusive bind: only sockets that ask may join,
+    and another relay's pool (which binds exclusively) skips the port."""
+    call = await make_call(flow_relay, phones)
+    await _latched_both_ways(call)
+    assert not _bound_exclusively("127.0.0.1", call.a_port)
+
+
+async def test_a_refused_send_toward_a_party_does_not_stop_the_relay(
+    flow_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    call = await make_call(flow_relay, phones)
+    await _latched_both_ways(call)
+    b_port = call.b.port
+    call.b.close()  # the callee's port now answers with ICMP port unreachable
+    for seq in range(2, 8):
+        call.a.send(call.a_port, rtp(seq))
+    a_stats = call.session.streams[0].a.stats
+    await wait_until(lambda: a_stats.packets_in == 7)
+    b_side = call.session.streams[0].b
+    errors = b_side.rtp.errors + call.session.streams[0].a.rtp.send_errors
+    assert errors > 0  # the refusals were seen and counted, nothing raised
+
+    back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the callee comes back
+    back.bind(("127.0.0.1", b_port))
+    back.setblocking(False)
+    try:
+        # a refusal still pending on the flow socket fails one more send (the kernel
+        # reports it there); the packets after it arrive
+        for seq in (9, 10):
+            call.a.send(call.a_port, rtp(seq))
+        await wait_until(lambda: a_stats.packets_in == 9)
+        data, source = back.recvfrom(4096)
+        assert data in (rtp(9), rtp(10)) and source[1] == call.b_port
+    finally:
+        back.close()
+
+
+async def test_the_first_read_of_a_flow_checks_each_queued_source(
+    flow_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    """Between bind and connect a flow socket may take anyone's datagram; the first
+    read relays only the latched source's and counts the rest as foreign."""
+    call = await make_call(flow_relay, phones)
+    await _latched_both_ways(call)
+    receiver = call.session.streams[0].a.rtp
+    receiver.close_flow()
+    intruder = phones()
+    # a socket standing for the flow before its connect: unconnected, with a
+    # datagram from the intruder and one from the latched caller queued
+    stand_in = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stand_in.bind(("127.0.0.1", 0))
+    stand_in.setblocking(False)
+    intruder.sock.sendto(rtp(20, payload=b"intruder"), stand_in.getsockname())
+    call.a.sock.sendto(rtp(21), stand_in.getsockname())
+    receiver.flows = FlowSockets(asyncio.get_running_loop(), lambda sock: None)
+    receiver.flow = stand_in  # loopback delivers at once: both are queued
+    receiver._first_flow_read()
+    assert (await call.b.recv())[0] == rtp(21)
+    assert call.b.pending() == []
+    assert call.stats("a")["dropped_foreign"] == 1
+    receiver.close_flow()
+    assert stand_in.fileno() == -1
+
+
+async def test_ipv6_flows(phones: PhoneFactory) -> None:
+    if not ipv6_loopback_available():
+        pytest.skip("the kernel has no IPv6 loopback")
+    relay = MediaRelay("::1", TEST_PORT_MIN, TEST_PORT_MAX)
+    try:
+        call = await make_call(relay, phones, host="::1")
+        await _latched_both_ways(call)
+        a_side = call.session.streams[0].a
+        assert a_side.rtp.flow is not None
+        assert a_side.rtp.flow.getpeername()[:2] == ("::1", call.a.port)
+        intruder = phones("::1")
+        intruder.send(call.a_port, rtp(30))
+        await wait_until(lambda: call.stats("a")["dropped_foreign"] == 1)
+        call.b.send(call.b_port, rtp(31))
+        assert (await call.a.recv())[0] == rtp(31)
+    finally:
+        await relay.close()
