@@ -63,7 +63,9 @@ class Gateway:
             max_delay=settings.store.max_delay_s,
         )
         media = settings.media
-        self.relay = MediaRelay(media.host, media.port_min, media.port_max)
+        self.relay = MediaRelay(
+            media.host, media.port_min, media.port_max, flow_sockets=media.flow_sockets
+        )
         sip = settings.sip
         self.stack = SipStack(
             listen=[ListenAddress(item.transport, item.host, item.port) for item in sip.listen],

@@ -898,6 +898,7 @@ class MediaSettings(_Section):
     port_max: int = 29999
     timeout_s: PositiveSeconds = 60.0
     hold_timeout_s: float = Field(default=3600.0, ge=0)
+    flow_sockets: bool = True
 
     @field_validator("host")
     @classmethod

@@ -210,13 +210,18 @@ class RtpReceiver(Receiver):
         try:
             flow_send = self.flow_send
             if flow_send is not None:
-                flow_send(data)
+                try:
+                    flow_send(data)
+                except ConnectionRefusedError:
+                    # a refusal (ICMP) of an earlier packet, reported on this send and
+                    # cleared by it: this packet was not sent yet
+                    flow_send(data)
                 return True
             dest = self.dest
             if dest is None:
                 return False
             self.send(data, dest)
-        except OSError:  # a full buffer, or the party's port refused (ICMP, on a flow)
+        except OSError:  # a full buffer; a refusal again
             self.send_errors += 1
             return False
         return True
@@ -249,7 +254,11 @@ class RtpReceiver(Receiver):
         if flows is None or side is None:
             return
         self.close_flow()
-        flow = socket.socket(self.sock.family, socket.SOCK_DGRAM)
+        try:
+            flow = socket.socket(self.sock.family, socket.SOCK_DGRAM)
+        except OSError as exc:  # out of descriptors, say
+            log.debug("media socket %s: no flow socket for %s: %r", side.describe(), addr, exc)
+            return
         try:
             flow.setblocking(False)
             flow.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -265,39 +274,44 @@ class RtpReceiver(Receiver):
         side.refresh_routes()
 
     def _first_flow_read(self) -> None:
+        """Relay what is queued from the latched source, count the rest as foreign, then
+        read with plain ``recv``."""
         flow, flows = self.flow, self.flows
         if flow is None or flows is None:
             return
         source = self.source
-        try:
-            while True:
+        while self.flow is flow:  # relaying may close it (a tap ending the call)
+            try:
                 data, addr = flow.recvfrom(FLOW_RECV_SIZE)
-                if addr == source:
-                    self.relay(data)
-                elif self.side is not None:
-                    self.side.stats.dropped_foreign += 1
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError as exc:
-            self.error_received(exc)
-        if self.flow is flow:  # the relay above may have closed it
-            recv = flow.recv
-            flows.loop.add_reader(flow.fileno(), self._flow_read, recv)
+            except (BlockingIOError, InterruptedError):
+                break
+            except ConnectionRefusedError:
+                continue  # a refusal of what we sent the party comes before queued data
+            except OSError as exc:
+                self.error_received(exc)
+                break
+            if addr == source:
+                self.relay(data)
+            elif self.side is not None:
+                self.side.stats.dropped_foreign += 1
+        if self.flow is flow:
+            flows.loop.add_reader(flow.fileno(), self._flow_read, flow.recv)
 
     def _flow_read(self, recv: Callable[[int], bytes]) -> None:
         """The flow socket is readable: one datagram of the latched party."""
         try:
             data = recv(FLOW_RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:  # an ICMP error for what we sent the party (ECONNREFUSED)
+        except (BlockingIOError, InterruptedError, ConnectionRefusedError):
+            return  # a refusal (ICMP) of what we sent the party: the party's port is shut
+        except OSError as exc:
             self.error_received(exc)
             return
         self.relay(data)
 
     def close_flow(self) -> None:
         """Stop reading and close the flow socket; the party's packets reach the first
-        socket again."""
+        socket again. Datagrams still queued on it are dropped: they are from a source
+        the relay no longer takes (a moved party) or of a call that ended."""
         flow = self.flow
         if flow is None:
             return

@@ -34,12 +34,12 @@ import contextlib
 import ipaddress
 import logging
 import socket
-import sys
 from collections.abc import Callable
 from time import monotonic
 
 from gateway.media.forward import FlowSockets, Receiver, RtpReceiver
 from gateway.media.ports import PortPool, PortPoolExhausted
+from gateway.media.reuseport import connected_sockets_preferred
 from gateway.media.session import SIDES, MediaSession, MediaSide, MediaStream, RemoteMedia
 from gateway.media.stats import StreamStats
 
@@ -65,8 +65,9 @@ class MediaRelay:
     ``recv_buffer``/``send_buffer`` set SO_RCVBUF/SO_SNDBUF on every media
     socket when given (the kernel default otherwise). ``flow_sockets`` gives each
     latched party a socket connected to it (see :mod:`gateway.media.forward`); it
-    takes effect on Linux with a loop that has ``add_reader`` (uvloop's and
-    asyncio's Unix loops).
+    takes effect on Linux kernels that prefer connected sockets in a port's
+    SO_REUSEPORT group (:mod:`gateway.media.reuseport`, checked once) with a loop
+    that has ``add_reader`` (uvloop's and asyncio's Unix loops).
     """
 
     def __init__(
@@ -85,7 +86,13 @@ class MediaRelay:
         self._loop = loop
         self._recv_buffer = recv_buffer
         self._send_buffer = send_buffer
-        self.flow_sockets = flow_sockets and sys.platform == "linux"
+        self.flow_sockets = flow_sockets and connected_sockets_preferred(self.pool.family)
+        if flow_sockets and not self.flow_sockets:
+            log.warning(
+                "media relay: no flow sockets (this kernel does not give a connected UDP "
+                "socket its peer's datagrams ahead of the others on its port); every "
+                "packet takes the first socket"
+            )
         self._sessions: dict[str, MediaSession] = {}
         self._closed_totals: dict[str, int] = dict.fromkeys(PACKET_TOTALS, 0)
         self._creating: set[str] = set()
@@ -179,8 +186,9 @@ class MediaRelay:
         receiver.closed = loop.create_future()
         if self.flow_sockets and isinstance(receiver, RtpReceiver):
             # set after the bind, which stayed exclusive (the pool's test that the port
-            # is free): from here on only sockets that ask may join the port, and only
-            # this relay's flow sockets ask
+            # is free, so no other relay's pool takes it); from here on a socket of the
+            # same user that sets SO_REUSEPORT may join the port (Linux checks the uid):
+            # this relay's flow sockets, or a process that could read this one's memory
             receiver.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             receiver.flows = FlowSockets(loop, self._tune)
 

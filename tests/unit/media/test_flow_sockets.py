@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from gateway.media import relay as relay_module
 from gateway.media.forward import FlowSockets
 from gateway.media.relay import MediaRelay
+from gateway.media.reuseport import connected_sockets_preferred
 from tests.unit.media.conftest import TEST_PORT_MAX, TEST_PORT_MIN
 from tests.unit.media.test_relay import Call, PhoneFactory, make_call
 from tests.unit.media.udp_phone import ipv6_loopback_available, rtp, wait_until
@@ -120,14 +122,16 @@ async def test_closing_a_session_closes_its_flows_and_frees_the_ports(
         assert _bound_exclusively("127.0.0.1", port)
 
 
-async def test_a_port_held_by_a_flow_cannot_be_taken_by_another_socket(
+async def test_another_pool_cannot_take_a_port_a_flow_shares(
     flow_relay: MediaRelay, phones: PhoneFactory
 ) -> None:
-    """SO_REUSEPORT is set after the exclusive bind: only sockets that ask may join,
-    and another relay's pool (which binds exclusively) skips the port."""
+    """SO_REUSEPORT is set after the first socket's exclusive bind: a pool binding
+    without it (another relay's, the pool's own test that a port is free) is refused."""
     call = await make_call(flow_relay, phones)
     await _latched_both_ways(call)
+    assert call.session.streams[0].a.rtp.flow is not None
     assert not _bound_exclusively("127.0.0.1", call.a_port)
+    assert not _bound_exclusively("0.0.0.0", call.a_port)
 
 
 async def test_a_refused_send_toward_a_party_does_not_stop_the_relay(
@@ -141,21 +145,22 @@ async def test_a_refused_send_toward_a_party_does_not_stop_the_relay(
         call.a.send(call.a_port, rtp(seq))
     a_stats = call.session.streams[0].a.stats
     await wait_until(lambda: a_stats.packets_in == 7)
-    b_side = call.session.streams[0].b
-    errors = b_side.rtp.errors + call.session.streams[0].a.rtp.send_errors
-    assert errors > 0  # the refusals were seen and counted, nothing raised
+    # each send's refusal was reported on the next send, which went out all the same
+    assert call.stats("b")["packets_out"] == 7
+    assert call.session.streams[0].a.rtp.send_errors == 0
 
     back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the callee comes back
     back.bind(("127.0.0.1", b_port))
     back.setblocking(False)
     try:
-        # a refusal still pending on the flow socket fails one more send (the kernel
-        # reports it there); the packets after it arrive
+        # a refusal still pending on the flow socket is reported on the next send,
+        # which is made again: no packet is lost to it
         for seq in (9, 10):
             call.a.send(call.a_port, rtp(seq))
         await wait_until(lambda: a_stats.packets_in == 9)
-        data, source = back.recvfrom(4096)
-        assert data in (rtp(9), rtp(10)) and source[1] == call.b_port
+        arrived = [back.recvfrom(4096) for _ in range(2)]
+        assert [data for data, _ in arrived] == [rtp(9), rtp(10)]
+        assert {source[1] for _, source in arrived} == {call.b_port}
     finally:
         back.close()
 
@@ -176,15 +181,62 @@ async def test_the_first_read_of_a_flow_checks_each_queued_source(
     stand_in.bind(("127.0.0.1", 0))
     stand_in.setblocking(False)
     intruder.sock.sendto(rtp(20, payload=b"intruder"), stand_in.getsockname())
-    call.a.sock.sendto(rtp(21), stand_in.getsockname())
+    call.a.sock.sendto(rtp(21), stand_in.getsockname())  # loopback: queued at once
+    # and a refusal pending, which the kernel reports ahead of the queued datagrams
+    shut = phones()
+    shut_address = shut.sock.getsockname()
+    shut.close()
+    stand_in.connect(shut_address)
+    stand_in.send(b"x")
+    stand_in.connect(("127.0.0.1", call.a.port))  # connected to the latched source now
     receiver.flows = FlowSockets(asyncio.get_running_loop(), lambda sock: None)
-    receiver.flow = stand_in  # loopback delivers at once: both are queued
+    receiver.flow = stand_in
     receiver._first_flow_read()
     assert (await call.b.recv())[0] == rtp(21)
     assert call.b.pending() == []
     assert call.stats("a")["dropped_foreign"] == 1
     receiver.close_flow()
     assert stand_in.fileno() == -1
+
+
+async def test_a_relay_on_the_wildcard_address_gets_flows(phones: PhoneFactory) -> None:
+    relay = MediaRelay("0.0.0.0", TEST_PORT_MIN, TEST_PORT_MAX)
+    try:
+        call = await make_call(relay, phones)
+        await _latched_both_ways(call)
+        a_side = call.session.streams[0].a
+        assert a_side.rtp.flow is not None
+        intruder = phones()
+        intruder.send(call.a_port, rtp(40))
+        await wait_until(lambda: call.stats("a")["dropped_foreign"] == 1)
+        call.a.send(call.a_port, rtp(41))
+        assert (await call.b.recv())[0] == rtp(41)
+        call.b.send(call.b_port, rtp(42))
+        data, source = await call.a.recv()
+        assert data == rtp(42) and source == ("127.0.0.1", call.a_port)
+        assert call.b.pending() == [] and call.a.pending() == []
+    finally:
+        await relay.close()
+
+
+def test_this_kernel_prefers_connected_sockets() -> None:
+    """CI's and the gateway's kernels are Linux 5.4 or later: the probe must say so."""
+    assert connected_sockets_preferred(socket.AF_INET)
+
+
+async def test_a_kernel_without_the_preference_gets_no_flows(
+    monkeypatch: pytest.MonkeyPatch, phones: PhoneFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(relay_module, "connected_sockets_preferred", lambda family: False)
+    relay = MediaRelay("127.0.0.1", TEST_PORT_MIN, TEST_PORT_MAX)
+    try:
+        assert not relay.flow_sockets
+        assert "no flow sockets" in caplog.text
+        call = await make_call(relay, phones)
+        await _latched_both_ways(call)
+        assert all(side.rtp.flow is None for side in call.session.sides())
+    finally:
+        await relay.close()
 
 
 async def test_ipv6_flows(phones: PhoneFactory) -> None:
