@@ -178,7 +178,11 @@ class RtpReceiver(Receiver):
         self.flow_send: Callable[[bytes], int] | None = None
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        if addr != self.source and not self.admit(addr):
+        try:
+            if addr != self.source and not self.admit(addr):
+                return
+        except Exception as exc:
+            self.fault(exc)
             return
         self.relay(data)
 
