@@ -1427,10 +1427,13 @@ def _annotation_at(loc: Location) -> Any:
 def _from_environment(name: str, raw: str, annotation: Any) -> Any:
     """An environment string as the type its key declares.
 
-    Numbers are converted (text that is not a number is left for validation
-    to reject); arrays and tables are read as TOML values, e.g.
-    ``[{ transport = "udp", host = "0.0.0.0", port = 5060 }]``.
+    Numbers and booleans (``true``/``false``, as TOML writes them, in any case) are
+    converted (other text is left for validation to reject); arrays and tables are
+    read as TOML values, e.g. ``[{ transport = "udp", host = "0.0.0.0", port = 5060 }]``.
     """
+    if annotation is bool:
+        spelled = raw.strip().lower()
+        return spelled == "true" if spelled in ("true", "false") else raw
     try:
         if annotation is int:
             return int(raw)

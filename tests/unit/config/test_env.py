@@ -32,6 +32,24 @@ def test_scalar_overrides_replace_file_values(write_config: WriteConfig) -> None
     assert settings.sip.advertised_host == "203.0.113.10"
 
 
+@pytest.mark.parametrize(("raw", "value"), [("false", False), ("TRUE", True), (" true ", True)])
+def test_boolean_overrides_are_read_as_toml_writes_them(
+    write_config: WriteConfig, raw: str, value: bool
+) -> None:
+    settings = load_settings(write_config(VALID), env={"CALLGATE_MEDIA__FLOW_SOCKETS": raw})
+    assert settings.media.flow_sockets is value
+
+
+def test_a_boolean_override_that_is_not_one_names_the_variable(
+    write_config: WriteConfig,
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write_config(VALID), env={"CALLGATE_MEDIA__FLOW_SOCKETS": "yes"})
+    assert str(caught.value) == (
+        "CALLGATE_MEDIA__FLOW_SOCKETS: media.flow_sockets: must be true or false, not 'yes'"
+    )
+
+
 def test_override_of_a_section_absent_from_the_file(write_config: WriteConfig) -> None:
     settings = load_settings(write_config('instance_id = "x"\n'), env={"CALLGATE_SIP__T1_S": "0.2"})
     assert settings.sip.t1_s == 0.2
