@@ -112,10 +112,11 @@ class Gateway:
         for bound in self.stack.transports.bound:
             log.info("SIP listening on %s %s:%d", bound.transport, bound.host, bound.port)
         log.info(
-            "media relay on %s ports %d-%d; store %s; instance %s",
+            "media relay on %s ports %d-%d (flow sockets %s); store %s; instance %s",
             self.settings.media.host,
             self.settings.media.port_min,
             self.settings.media.port_max,
+            "on" if self.relay.flow_sockets else "off",
             self.engine.url.render_as_string(hide_password=True),
             self.settings.instance_id,
         )
