@@ -26,6 +26,11 @@ from gateway.calls.b2bua import CallManager
 from gateway.calls.consent_service import ConsentService
 from gateway.collector_pauses import watch_collector
 from gateway.config import Settings
+from gateway.media.descriptors import (
+    DESCRIPTORS_PER_PAIR,
+    media_descriptors,
+    raise_open_files_limit,
+)
 from gateway.media.relay import MediaRelay
 from gateway.net.stack import SipStack
 from gateway.net.transports import Address, ListenAddress
@@ -81,6 +86,7 @@ class Gateway:
         self.analysis = AnalysisPipeline(settings, self.engine)
 
     async def start(self) -> None:
+        self._fit_open_files_limit()
         await migrate(self.engine)
         await refresh_statistics(self.engine)
         self.recovered = await close_orphans(
@@ -120,6 +126,25 @@ class Gateway:
             self.engine.url.render_as_string(hide_password=True),
             self.settings.instance_id,
         )
+
+    def _fit_open_files_limit(self) -> None:
+        media = self.settings.media
+        needed = media_descriptors(media.port_min, media.port_max)
+        limit = raise_open_files_limit(needed)
+        if limit.after > limit.before:
+            log.info("open files limit raised from %d to %d", limit.before, limit.after)
+        if limit.after < needed:
+            log.warning(
+                "open files limited to %d (hard limit %d): the media port range %d-%d may "
+                "need %d (%d per port pair, and a reserve); calls past the limit are refused "
+                "for want of ports",
+                limit.after,
+                limit.hard,
+                media.port_min,
+                media.port_max,
+                needed,
+                DESCRIPTORS_PER_PAIR,
+            )
 
     async def stop(self, drain_timeout: float | None = None) -> None:
         """Drain calls, close sockets, write every record, release the store."""

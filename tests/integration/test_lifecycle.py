@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 import tests.support.gateway as gateway_support
+from gateway.media.descriptors import media_descriptors
 from gateway.store.engine import make_engine
 from gateway.store.recovery import RESTART_REASON
 from gateway.store.writer import CallStart, RecordWriter
@@ -482,3 +483,23 @@ def test_start_draws_fresh_ports_when_one_is_taken_before_the_bind(
                 assert answer.status == 200
         finally:
             assert gateway.stop() == 0, gateway.log_text()[-3000:]
+
+
+def test_the_gateway_raises_its_open_files_limit_to_fit_the_media_range(tmp_path: Path) -> None:
+    """Started with a soft limit of 256 (a hard one of 8192), the gateway raises the soft
+    limit to what its media port range needs (three descriptors per pair and a reserve)."""
+    media_ports = (30000, 30999)
+    gateway = start_gateway(
+        tmp_path,
+        f"sqlite+aiosqlite:///{tmp_path}/calls.sqlite3",
+        open_files=(256, 8192),
+        media_ports=media_ports,
+    )
+    try:
+        needed = media_descriptors(*media_ports)
+        limits = Path(f"/proc/{gateway.process.pid}/limits").read_text()
+        open_files = next(line for line in limits.splitlines() if "open files" in line)
+        assert open_files.split()[3:5] == [str(needed), "8192"], open_files
+        assert f"open files limit raised from 256 to {needed}" in gateway.log_text()
+    finally:
+        assert gateway.stop() == 0, gateway.log_text()[-3000:]

@@ -12,6 +12,7 @@ import asyncio
 import http.client
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -368,10 +369,15 @@ START_ATTEMPTS = 3
 
 
 def start_gateway(
-    tmp: Path, db_url: str, *, cpus: set[int] | None = None, **config: Any
+    tmp: Path,
+    db_url: str,
+    *,
+    cpus: set[int] | None = None,
+    open_files: tuple[int, int] | None = None,
+    **config: Any,
 ) -> GatewayProcess:
-    """Write the configuration, start ``callgate run`` (pinned to ``cpus`` when given)
-    and wait until it answers OPTIONS.
+    """Write the configuration, start ``callgate run`` (pinned to ``cpus``, with the
+    ``(soft, hard)`` limit of ``open_files``, when given) and wait until it answers OPTIONS.
 
     A probed port can still be taken by another program before the gateway binds
     it (another suite on the same host draws from the same range); the gateway
@@ -381,7 +387,7 @@ def start_gateway(
     """
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
-            return _start_gateway_once(tmp, db_url, cpus=cpus, **config)
+            return _start_gateway_once(tmp, db_url, cpus=cpus, open_files=open_files, **config)
         except PortTaken:
             if attempt == START_ATTEMPTS:
                 raise
@@ -389,7 +395,12 @@ def start_gateway(
 
 
 def _start_gateway_once(
-    tmp: Path, db_url: str, *, cpus: set[int] | None, **config: Any
+    tmp: Path,
+    db_url: str,
+    *,
+    cpus: set[int] | None,
+    open_files: tuple[int, int] | None = None,
+    **config: Any,
 ) -> GatewayProcess:
     chosen: list[int] = []
 
@@ -414,9 +425,11 @@ def _start_gateway_once(
     )
     log_path = tmp / "gateway.log"
 
-    def pin_child() -> None:
+    def prepare_child() -> None:
         if cpus:
             os.sched_setaffinity(0, cpus)
+        if open_files:
+            resource.setrlimit(resource.RLIMIT_NOFILE, open_files)
 
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -425,7 +438,7 @@ def _start_gateway_once(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=tmp,
-            preexec_fn=pin_child if cpus else None,
+            preexec_fn=prepare_child if cpus or open_files else None,
         )
     gateway = GatewayProcess(
         config_path=config_path,
