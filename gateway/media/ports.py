@@ -10,6 +10,7 @@ and tried again later.
 from __future__ import annotations
 
 import collections
+import errno
 import ipaddress
 import socket
 
@@ -40,6 +41,16 @@ def bind_udp(host: str, port: int, family: socket.AddressFamily) -> socket.socke
         sock.close()
         raise
     return sock
+
+
+_HELD_ELSEWHERE = frozenset({errno.EADDRINUSE, errno.EACCES})
+"""Bind errors that say the port is taken (or reserved), not that sockets cannot be made."""
+
+
+def _skip_or_raise(error: OSError, host: str) -> None:
+    """Carry on with the next pair when ``error`` says the port is held elsewhere."""
+    if error.errno not in _HELD_ELSEWHERE:
+        raise PortPoolExhausted(f"cannot open a media socket on {host}: {error}") from error
 
 
 class PortPool:
@@ -83,22 +94,26 @@ class PortPool:
     def bind_pair(self) -> tuple[socket.socket, socket.socket]:
         """Allocate a pair and return its two sockets, bound and non-blocking.
 
-        Binding is the test of freedom: a pair whose bind fails (another
-        process holds a port) goes to the back of the queue and the next is
-        tried. Raises :class:`PortPoolExhausted` when no pair can be bound.
+        Binding is the test of freedom: a pair whose bind fails because another
+        process holds a port goes to the back of the queue and the next is
+        tried. Raises :class:`PortPoolExhausted` when no pair can be bound, or
+        at once, with the reason, when no socket can be made at all (out of
+        open files, say).
         """
         for _ in range(len(self._free)):
             rtp_port = self._free.popleft()
             try:
                 rtp_sock = bind_udp(self.host, rtp_port, self.family)
-            except OSError:
+            except OSError as error:
                 self._free.append(rtp_port)
+                _skip_or_raise(error, self.host)
                 continue
             try:
                 rtcp_sock = bind_udp(self.host, rtp_port + 1, self.family)
-            except OSError:
+            except OSError as error:
                 rtp_sock.close()
                 self._free.append(rtp_port)
+                _skip_or_raise(error, self.host)
                 continue
             self._in_use.add(rtp_port)
             return rtp_sock, rtcp_sock

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -60,6 +63,37 @@ def test_pair_held_by_another_socket_is_skipped() -> None:
     finally:
         squatter.close()
     assert pool.allocate() == (base, base + 1)
+
+
+def test_out_of_open_files_is_refused_at_once_with_the_reason() -> None:
+    """Not a port held elsewhere: the pool says why, without trying every pair (in a
+    process whose open-files limit is already used up)."""
+    base = free_even_range(4)
+    script = textwrap.dedent(
+        f"""
+        import resource, socket
+        from gateway.media.ports import PortPool, PortPoolExhausted
+        pool = PortPool("127.0.0.1", {base}, {base + 7})
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+        held = []
+        try:
+            while True:
+                held.append(socket.socket())
+        except OSError:
+            pass
+        try:
+            pool.bind_pair()
+        except PortPoolExhausted as error:
+            print(pool.available, error)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    available, reason = done.stdout.strip().split(" ", 1)
+    assert available == "4"  # every pair still free
+    assert reason.startswith("cannot open a media socket on 127.0.0.1: [Errno 24]"), reason
 
 
 def test_bind_pair_returns_bound_sockets() -> None:
