@@ -219,6 +219,28 @@ async def test_a_relay_on_the_wildcard_address_gets_flows(phones: PhoneFactory) 
         await relay.close()
 
 
+async def test_a_dual_stack_relay_gets_flows_for_ipv4_parties(phones: PhoneFactory) -> None:
+    """Bound to ``::``, the relay sees IPv4 parties as IPv4-mapped addresses; their flows
+    connect to those."""
+    if not ipv6_loopback_available():
+        pytest.skip("the kernel has no IPv6 loopback")
+    relay = MediaRelay("::", TEST_PORT_MIN, TEST_PORT_MAX)
+    try:
+        call = await make_call(relay, phones)  # the parties on 127.0.0.1
+        await _latched_both_ways(call)
+        a_side = call.session.streams[0].a
+        assert a_side.rtp.flow is not None
+        assert a_side.rtp.flow.getpeername()[:2] == ("::ffff:127.0.0.1", call.a.port)
+        intruder = phones()
+        intruder.send(call.a_port, rtp(60))
+        await wait_until(lambda: call.stats("a")["dropped_foreign"] == 1)
+        call.b.send(call.b_port, rtp(61))
+        data, source = await call.a.recv()
+        assert data == rtp(61) and source == ("127.0.0.1", call.a_port)
+    finally:
+        await relay.close()
+
+
 def test_this_kernel_prefers_connected_sockets() -> None:
     """CI's and the gateway's kernels are Linux 5.4 or later: the probe must say so."""
     assert connected_sockets_preferred(socket.AF_INET)
