@@ -26,11 +26,7 @@ from gateway.calls.b2bua import CallManager
 from gateway.calls.consent_service import ConsentService
 from gateway.collector_pauses import watch_collector
 from gateway.config import Settings
-from gateway.media.descriptors import (
-    DESCRIPTORS_PER_PAIR,
-    media_descriptors,
-    raise_open_files_limit,
-)
+from gateway.media.descriptors import media_descriptors, raise_open_files_limit
 from gateway.media.relay import MediaRelay
 from gateway.net.stack import SipStack
 from gateway.net.transports import Address, ListenAddress
@@ -129,21 +125,22 @@ class Gateway:
 
     def _fit_open_files_limit(self) -> None:
         media = self.settings.media
-        needed = media_descriptors(media.port_min, media.port_max)
+        needed = media_descriptors(
+            media.port_min, media.port_max, flow_sockets=self.relay.flow_sockets
+        )
         limit = raise_open_files_limit(needed)
-        if limit.after > limit.before:
+        if limit.after != limit.before:
             log.info("open files limit raised from %d to %d", limit.before, limit.after)
-        if limit.after < needed:
+        if not limit.fits(needed):
             log.warning(
-                "open files limited to %d (hard limit %d): the media port range %d-%d may "
-                "need %d (%d per port pair, and a reserve); calls past the limit are refused "
-                "for want of ports",
+                "open files limited to %d (hard limit %d%s): the media port range %d-%d "
+                "may need %d; calls past the limit are refused for want of ports",
                 limit.after,
                 limit.hard,
+                f"; raising it was refused: {limit.refused}" if limit.refused else "",
                 media.port_min,
                 media.port_max,
                 needed,
-                DESCRIPTORS_PER_PAIR,
             )
 
     async def stop(self, drain_timeout: float | None = None) -> None:

@@ -17,30 +17,39 @@ import resource
 from typing import Final, NamedTuple
 
 DESCRIPTORS_PER_PAIR: Final = 3
-"""RTP, RTCP and the flow socket of one side of a stream."""
+"""RTP, RTCP and the flow socket of one side of a stream (two without flow sockets)."""
 RESERVE: Final = 512
 """Descriptors for everything else: SIP sockets and connections, the store, the API,
 recordings being written, the event loop's own."""
 
 
-def media_descriptors(port_min: int, port_max: int) -> int:
+def media_descriptors(port_min: int, port_max: int, *, flow_sockets: bool = True) -> int:
     """Descriptors a process may hold when every pair in ``[port_min, port_max]`` is in use
     (see :class:`~gateway.media.ports.PortPool` for how pairs are counted)."""
     first = port_min + (port_min & 1)
     pairs = max(0, (port_max - first + 1) // 2)
-    return pairs * DESCRIPTORS_PER_PAIR + RESERVE
+    per_pair = DESCRIPTORS_PER_PAIR if flow_sockets else DESCRIPTORS_PER_PAIR - 1
+    return pairs * per_pair + RESERVE
 
 
 class OpenFilesLimit(NamedTuple):
-    """The soft limit before and after :func:`raise_open_files_limit`, and the hard one."""
+    """The soft limit before and after :func:`raise_open_files_limit`, the hard one, and
+    why the system refused a raise (empty when it did not)."""
 
     before: int
     after: int
     hard: int
+    refused: str = ""
+
+    def fits(self, needed: int) -> bool:
+        return self.after == resource.RLIM_INFINITY or self.after >= needed
 
 
 def raise_open_files_limit(needed: int) -> OpenFilesLimit:
-    """Raise the soft RLIMIT_NOFILE to ``needed`` (never lower it), capped by the hard limit."""
+    """Raise the soft RLIMIT_NOFILE to ``needed`` (never lower it), capped by the hard limit.
+
+    A raise the system refuses (a soft limit above what it allows per process, a
+    sandbox) leaves the limit as it was, with the reason."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     unlimited = resource.RLIM_INFINITY
     if soft == unlimited or soft >= needed:
@@ -48,5 +57,8 @@ def raise_open_files_limit(needed: int) -> OpenFilesLimit:
     target = needed if hard == unlimited else min(needed, hard)
     if target <= soft:
         return OpenFilesLimit(soft, soft, hard)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as error:  # CPython reports EPERM and EINVAL as ValueError
+        return OpenFilesLimit(soft, soft, hard, str(error))
     return OpenFilesLimit(soft, target, hard)

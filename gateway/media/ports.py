@@ -43,8 +43,9 @@ def bind_udp(host: str, port: int, family: socket.AddressFamily) -> socket.socke
     return sock
 
 
-_HELD_ELSEWHERE = frozenset({errno.EADDRINUSE, errno.EACCES})
-"""Bind errors that say the port is taken (or reserved), not that sockets cannot be made."""
+_HELD_ELSEWHERE = frozenset({errno.EADDRINUSE, errno.EACCES, errno.EPERM})
+"""Bind errors that say the port is taken, reserved or denied (a cgroup's bind filter), not
+that sockets cannot be made."""
 
 
 def _skip_or_raise(error: OSError, host: str) -> None:

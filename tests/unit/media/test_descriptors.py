@@ -25,6 +25,8 @@ def test_three_descriptors_per_port_pair_and_a_reserve(
     port_min: int, port_max: int, pairs: int
 ) -> None:
     assert media_descriptors(port_min, port_max) == pairs * DESCRIPTORS_PER_PAIR + RESERVE
+    without_flows = media_descriptors(port_min, port_max, flow_sockets=False)
+    assert without_flows == pairs * (DESCRIPTORS_PER_PAIR - 1) + RESERVE
 
 
 def test_a_limit_that_fits_is_left_as_it_is() -> None:
@@ -54,13 +56,29 @@ def _in_a_child(soft: int, hard: int, needed: int) -> tuple[int, int, int, int]:
 
 
 def test_the_soft_limit_is_raised_to_what_the_range_needs() -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < 2048:
-        pytest.fail(f"this test needs a hard open-files limit of 2048 or more, not {hard}")
-    before, after, _, now = _in_a_child(256, 2048, 1000)
-    assert (before, after, now) == (256, 1000, 1000)
+    before, after, _, now = _in_a_child(100, 400, 300)
+    assert (before, after, now) == (100, 300, 300)
 
 
 def test_the_hard_limit_caps_the_raise() -> None:
-    before, after, reported_hard, now = _in_a_child(256, 512, 1000)
-    assert (before, after, reported_hard, now) == (256, 512, 512, 512)
+    before, after, reported_hard, now = _in_a_child(100, 200, 300)
+    assert (before, after, reported_hard, now) == (100, 200, 200, 200)
+
+
+def test_a_refused_raise_leaves_the_limit_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(kind: int, limits: tuple[int, int]) -> None:
+        raise ValueError("not allowed to set the resource limit")
+
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (256, 4096))
+    monkeypatch.setattr(resource, "setrlimit", refuse)
+    limit = raise_open_files_limit(1000)
+    assert (limit.before, limit.after, limit.hard) == (256, 256, 4096)
+    assert limit.refused == "not allowed to set the resource limit"
+    assert not limit.fits(1000)
+
+
+def test_an_unlimited_soft_limit_fits_anything(monkeypatch: pytest.MonkeyPatch) -> None:
+    unlimited = resource.RLIM_INFINITY
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (unlimited, unlimited))
+    limit = raise_open_files_limit(10**6)
+    assert limit.after == unlimited and limit.fits(10**6)
