@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import gc
 from collections.abc import Callable, Iterable, Sequence
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Final, Literal, NamedTuple, ParamSpec, TypeVar
 
 import numpy as np
@@ -133,7 +133,7 @@ class Redactor:
         """The redacted text, word list and spans of every transcript, from a span table."""
         offsets = batch.offsets.tolist()
         out_texts = list(batch.texts)
-        out_words = list(chain.from_iterable(transcripts))
+        out_words = list(batch.words)
         firsts, lasts = table.first.tolist(), table.last.tolist()
         runs = table.run.tolist()
         names = table.entity_names()
@@ -148,9 +148,9 @@ class Redactor:
                 repeat(Word),
                 zip(
                     [out_texts[i] for i in changed.tolist()],
-                    batch.start[changed].tolist(),
-                    batch.end[changed].tolist(),
-                    batch.segment[changed].tolist(),
+                    batch.start_of(changed).tolist(),
+                    batch.end_of(changed).tolist(),
+                    batch.segment_of(changed).tolist(),
                     strict=True,
                 ),
             )
@@ -166,8 +166,8 @@ class Redactor:
                     [table.detectors[i].name for i in table.detector.tolist()],
                     [first - begin for first, begin in zip(firsts, begins, strict=True)],
                     [last + 1 - begin for last, begin in zip(lasts, begins, strict=True)],
-                    batch.start[table.first].tolist(),
-                    batch.end[table.last].tolist(),
+                    batch.start_of(table.first).tolist(),
+                    batch.end_of(table.last).tolist(),
                     table.score.tolist(),
                     strict=True,
                 ),

@@ -157,6 +157,7 @@ class Scan:
     cache: dict[str, npt.NDArray] = field(default_factory=dict)
     """Features the detectors share (payment context, vetoes), computed once per scan."""
     _class_positions: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
+    _class_segments: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
     _distances: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def positions_of(self, ctx: Ctx) -> npt.NDArray[np.int64]:
@@ -166,6 +167,19 @@ class Scan:
         if found is None:
             found = self.keyword_positions[(self.keyword_bits & np.uint32(key)) != 0]
             self._class_positions[key] = found
+        return found
+
+    def _segments_of(self, ctx: Ctx) -> npt.NDArray[np.int64]:
+        """The segments of :meth:`positions_of` ``ctx`` (every keyword's read once a scan)."""
+        key = int(ctx)
+        found = self._class_segments.get(key)
+        if found is None:
+            every = self._class_segments.get(_EVERY_KEYWORD)
+            if every is None:
+                every = self.batch.segment_of(self.keyword_positions)
+                self._class_segments[_EVERY_KEYWORD] = every
+            found = every[(self.keyword_bits & np.uint32(key)) != 0]
+            self._class_segments[key] = found
         return found
 
     def distances(self, ctx: Ctx) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -194,20 +208,23 @@ class Scan:
         after = np.full(len(runs), FAR, dtype=np.int64)
         effective = np.full(len(runs), FAR, dtype=np.int64)
         if len(positions) and len(runs):
-            doc, segment = self.batch.doc, self.batch.segment
+            doc = self.batch.doc
+            segment = self._segments_of(ctx)
             index = np.searchsorted(positions, runs.first) - 1
             found = index >= 0
-            nearest = positions[np.maximum(index, 0)]
+            nearest_index = np.maximum(index, 0)
+            nearest = positions[nearest_index]
             found &= doc[nearest] == runs.doc
             before[found] = (runs.first - nearest)[found]
-            moved = segment[nearest] != runs.segment_first
+            moved = segment[nearest_index] != runs.segment_first
             effective = np.where(found, before + BEFORE_PENALTY * moved, FAR)
             index = np.searchsorted(positions, runs.last, side="right")
             found = index < len(positions)
-            nearest = positions[np.minimum(index, len(positions) - 1)]
+            nearest_index = np.minimum(index, len(positions) - 1)
+            nearest = positions[nearest_index]
             found &= doc[nearest] == runs.doc
             after[found] = (nearest - runs.last)[found]
-            moved = segment[nearest] != runs.segment_last
+            moved = segment[nearest_index] != runs.segment_last
             moved |= np.searchsorted(self.stop_positions, nearest) > runs.stops_before_last
             effective = np.minimum(
                 effective, np.where(found, AFTER_WEIGHT * after + AFTER_PENALTY * moved, FAR)
@@ -251,6 +268,10 @@ def _neighbours(
         both = adjacent_next[:-2] & adjacent_next[1:-1]
         out[2:] = np.where(both, values[:-2], fill)
     return out
+
+
+_EVERY_KEYWORD: Final = -1
+"""The key of every keyword's segment in :attr:`Scan._class_segments` (classes are >= 0)."""
 
 
 def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
@@ -300,6 +321,7 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
     digit_index = np.flatnonzero(is_digit)  # into core
     positions = core[digit_index]
     n = len(positions)
+    position_segment = batch.segment_of(positions)
     link = np.zeros(max(n - 1, 0), dtype=np.bool_)
     silence = np.zeros(max(n - 1, 0))
     same_segment = np.ones(max(n - 1, 0), dtype=np.bool_)
@@ -311,8 +333,8 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
         here, there = digit_index[:-1], digit_index[1:]
         link = apart[there] - apart[here] == 0
         link &= (there - here - 1) == (of_count[there] - of_count[here + 1])
-        silence = batch.start[positions[1:]] - batch.end[positions[:-1]]
-        same_segment = batch.segment[positions[1:]] == batch.segment[positions[:-1]]
+        silence = batch.start_of(positions[1:]) - batch.end_of(positions[:-1])
+        same_segment = position_segment[1:] == position_segment[:-1]
         limit = np.where(same_segment, config.max_pause_s, config.max_join_gap_s)
         link &= silence <= limit
         link &= same_segment | ((flags[here] & Flag.STOP) == 0)
@@ -399,8 +421,8 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
             lead2=lead2,
             tail2=tail2,
             groups_324=groups_324,
-            segment_first=batch.segment[run_first],
-            segment_last=batch.segment[run_last],
+            segment_first=position_segment[starts],
+            segment_last=position_segment[ends],
             stops_before_last=np.searchsorted(stop_positions, run_last),
             token_start=starts,
             digits=padded_digits,

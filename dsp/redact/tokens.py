@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
 from operator import itemgetter
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +36,8 @@ from dsp.redact.vocab import PUNCTUATION, VOCABULARY, Flag, Kind, Vocabulary
 
 __all__ = ["TokenBatch", "Word", "tokenize"]
 
+_WHOLE_COLUMN_SHARE: Final = 4
+"""A request for a quarter of the batch's words or more reads the whole column at once."""
 _MAX_REMEMBERED: Final = 200_000  # words of no interest remembered, beyond the built-in ones
 # ASCII digits only: "\d" also matches other scripts' digits, which are no digits here
 _ORDINAL_NUMERAL: Final = re.compile(r"^([0-9]{1,2})(st|nd|rd|th)$")
@@ -61,14 +63,20 @@ class TokenBatch:
     Transcript ``t`` holds tokens ``offsets[t]:offsets[t + 1]``. The tables
     (``kind`` ... ``pool_break``) are the shared vocabulary's, extended by
     the written numerals of this batch.
+
+    Times and segments are read from the words only where they are needed
+    (:meth:`start_of`, :meth:`end_of`, :meth:`segment_of`): the numbers, the
+    keywords around them and the spans, a small part of a call's words.
+    Reading them for every word was half of what turning a call-length
+    transcript into tokens cost.
     """
 
     texts: list[str]
     offsets: npt.NDArray[np.int64]
     ids: npt.NDArray[np.int32]
-    start: npt.NDArray[np.float64]
-    end: npt.NDArray[np.float64]
-    segment: npt.NDArray[np.int64]
+    words: list[Any]
+    """Every word of the batch, flat, as given: ``(text, start, end[, segment])``."""
+    has_segment: bool
     doc: npt.NDArray[np.int32]
     kind: npt.NDArray[np.int8]
     ctx: npt.NDArray[np.uint32]
@@ -77,6 +85,8 @@ class TokenBatch:
     digit_count: npt.NDArray[np.int32]
     pool: npt.NDArray[np.int8]
     pool_break: npt.NDArray[np.bool_]
+    _columns: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    """Whole columns of the words, once read (see :meth:`_field`)."""
 
     @property
     def size(self) -> int:
@@ -86,6 +96,37 @@ class TokenBatch:
     @property
     def transcripts(self) -> int:
         return len(self.offsets) - 1
+
+    def start_of(self, tokens: npt.NDArray[np.integer]) -> npt.NDArray[np.float64]:
+        """Start times (seconds) of the words at ``tokens``."""
+        return self._field(1, tokens, np.float64)
+
+    def end_of(self, tokens: npt.NDArray[np.integer]) -> npt.NDArray[np.float64]:
+        """End times (seconds) of the words at ``tokens``."""
+        return self._field(2, tokens, np.float64)
+
+    def segment_of(self, tokens: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
+        """Segments (or speaker turns) of the words at ``tokens``; 0 for words without one."""
+        if not self.has_segment:
+            return np.zeros(len(tokens), dtype=np.int64)
+        return self._field(3, tokens, np.int64)
+
+    def _field(self, item: int, tokens: npt.NDArray[np.integer], dtype: type) -> np.ndarray:
+        count = len(tokens)
+        if count == 0:
+            return np.zeros(0, dtype=dtype)
+        column = self._columns.get(item)
+        if column is None and count * _WHOLE_COLUMN_SHARE >= len(self.words):
+            # a large share (dense payment talk): one read of the whole column is cheaper
+            column = np.fromiter(map(itemgetter(item), self.words), dtype, len(self.words))
+            self._columns[item] = column
+        if column is not None:
+            return column[tokens]
+        if count == 1:
+            picked: Sequence[Any] = (self.words[int(tokens[0])],)
+        else:
+            picked = itemgetter(*tokens.tolist())(self.words)  # the words, gathered in C
+        return np.fromiter(map(itemgetter(item), picked), dtype, count)
 
 
 # flags as plain ints: an IntFlag's "|" makes a new enum member each time
@@ -249,17 +290,7 @@ def tokenize(
     np.cumsum(lengths, out=offsets[1:])
     total = int(offsets[-1])
     flat = list(chain.from_iterable(transcripts))
-    if total:
-        texts = list(map(itemgetter(0), flat))
-        start = np.fromiter(map(itemgetter(1), flat), np.float64, total)
-        end = np.fromiter(map(itemgetter(2), flat), np.float64, total)
-        if len(flat[0]) > 3:
-            segment = np.fromiter(map(itemgetter(3), flat), np.int64, total)
-        else:
-            segment = np.zeros(total, dtype=np.int64)
-    else:
-        texts, start, end = [], np.zeros(0), np.zeros(0)
-        segment = np.zeros(0, dtype=np.int64)
+    texts = list(map(itemgetter(0), flat))
     ids = np.fromiter(map(vocabulary.ids.get, texts, repeat(-1)), np.int32, total)
     extra = _Extra(vocabulary)
     unknown = np.flatnonzero(ids < 0).tolist()
@@ -279,9 +310,8 @@ def tokenize(
         texts=texts,
         offsets=offsets,
         ids=ids,
-        start=start,
-        end=end,
-        segment=segment,
+        words=flat,
+        has_segment=bool(flat) and len(flat[0]) > 3,
         doc=doc,
         kind=kind,
         ctx=ctx,

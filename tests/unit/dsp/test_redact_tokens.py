@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from dsp.redact import Word, redact, scan, tokenize
@@ -109,7 +110,7 @@ def test_case_and_punctuation_do_not_change_a_word() -> None:
 def test_tuples_without_segments_are_accepted() -> None:
     words = [("four", 0.0, 0.3), ("one", 0.35, 0.6), ("one", 0.65, 0.9)]
     batch = tokenize([words])
-    assert batch.segment.tolist() == [0, 0, 0]
+    assert batch.segment_of(np.arange(batch.size)).tolist() == [0, 0, 0]
     assert scan(batch).runs.ndigits.tolist() == [3]
 
 
