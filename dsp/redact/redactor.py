@@ -130,32 +130,39 @@ class Redactor:
         scanned: Scan,
         table: SpanTable,
     ) -> list[Redaction]:
-        """The redacted text, word list and spans of every transcript, from a span table."""
+        """The redacted text, word list and spans of every transcript, from a span table.
+
+        Each transcript's text is joined from the batch's words between its spans and the
+        spans' replacements, and its word list is a slice of the batch's words with the
+        spans' words replaced; a transcript without spans is joined and sliced as it is.
+        """
         offsets = batch.offsets.tolist()
-        out_texts = list(batch.texts)
-        out_words = list(batch.words)
+        texts, words = batch.texts, batch.words
         firsts, lasts = table.first.tolist(), table.last.tolist()
-        runs = table.run.tolist()
         names = table.entity_names()
-        for first, last, name, run in zip(firsts, lasts, names, runs, strict=True):
-            out_texts[first] = self._replacement(name, run, scanned)
-            out_texts[first + 1 : last + 1] = [""] * (last - first)
-        if len(table):
-            changed, _ = ragged_positions(table.first, table.last - table.first + 1)
-            # new words built by tuple.__new__ in C, with no Python frame per word
-            new_words = map(
+        replacements = [
+            self._replacement(name, run, scanned)
+            for name, run in zip(names, table.run.tolist(), strict=True)
+        ]
+        lengths = table.last - table.first + 1
+        changed, _ = ragged_positions(table.first, lengths)
+        changed_from = np.zeros(len(table) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=changed_from[1:])
+        changed_texts: list[str] = []
+        for replacement, length in zip(replacements, lengths.tolist(), strict=True):
+            changed_texts.append(replacement)
+            changed_texts += [""] * (length - 1)
+        starts, ends, segments = batch.times_of(changed)
+        # new words built by tuple.__new__ in C, with no Python frame per word
+        new_words = list(
+            map(
                 tuple.__new__,
                 repeat(Word),
-                zip(
-                    [out_texts[i] for i in changed.tolist()],
-                    batch.start_of(changed).tolist(),
-                    batch.end_of(changed).tolist(),
-                    batch.segment_of(changed).tolist(),
-                    strict=True,
-                ),
+                zip(changed_texts, starts.tolist(), ends.tolist(), segments.tolist(), strict=True),
             )
-            for index, word in zip(changed.tolist(), new_words, strict=True):
-                out_words[index] = word
+        )
+        changed_at = changed.tolist()
+        bounds_of_changed = changed_from.tolist()
         begins = batch.offsets[table.doc].tolist()
         spans = list(
             map(
@@ -178,11 +185,21 @@ class Redactor:
         for doc in range(len(transcripts)):
             begin, finish = offsets[doc], offsets[doc + 1]
             low, high = bounds[doc], bounds[doc + 1]
+            doc_words = words[begin:finish]
             if low == high:
-                text = " ".join(out_texts[begin:finish])
-            else:
-                text = " ".join(filter(None, out_texts[begin:finish]))
-            results.append(Redaction(text, out_words[begin:finish], spans[low:high]))
+                results.append(Redaction(" ".join(texts[begin:finish]), doc_words, []))
+                continue
+            pieces: list[str] = []
+            at = begin
+            for span in range(low, high):
+                if firsts[span] > at:
+                    pieces += texts[at : firsts[span]]
+                pieces.append(replacements[span])
+                at = max(at, lasts[span] + 1)
+            pieces += texts[at:finish]
+            for change in range(bounds_of_changed[low], bounds_of_changed[high]):
+                doc_words[changed_at[change] - begin] = new_words[change]
+            results.append(Redaction(" ".join(pieces), doc_words, spans[low:high]))
         return results
 
     def _replacement(self, entity: str, run: int, scanned: Scan) -> str:

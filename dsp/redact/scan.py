@@ -321,7 +321,7 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
     digit_index = np.flatnonzero(is_digit)  # into core
     positions = core[digit_index]
     n = len(positions)
-    position_segment = batch.segment_of(positions)
+    position_start, position_end, position_segment = batch.times_of(positions)
     link = np.zeros(max(n - 1, 0), dtype=np.bool_)
     silence = np.zeros(max(n - 1, 0))
     same_segment = np.ones(max(n - 1, 0), dtype=np.bool_)
@@ -333,7 +333,7 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
         here, there = digit_index[:-1], digit_index[1:]
         link = apart[there] - apart[here] == 0
         link &= (there - here - 1) == (of_count[there] - of_count[here + 1])
-        silence = batch.start_of(positions[1:]) - batch.end_of(positions[:-1])
+        silence = position_start[1:] - position_end[:-1]
         same_segment = position_segment[1:] == position_segment[:-1]
         limit = np.where(same_segment, config.max_pause_s, config.max_join_gap_s)
         link &= silence <= limit

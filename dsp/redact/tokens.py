@@ -97,6 +97,17 @@ class TokenBatch:
     def transcripts(self) -> int:
         return len(self.offsets) - 1
 
+    def times_of(
+        self, tokens: npt.NDArray[np.integer]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """Start, end and segment of the words at ``tokens``, the words gathered once."""
+        picked = self._picked(tokens)
+        return (
+            self._field(1, tokens, np.float64, picked),
+            self._field(2, tokens, np.float64, picked),
+            self.segment_of(tokens, picked),
+        )
+
     def start_of(self, tokens: npt.NDArray[np.integer]) -> npt.NDArray[np.float64]:
         """Start times (seconds) of the words at ``tokens``."""
         return self._field(1, tokens, np.float64)
@@ -105,28 +116,47 @@ class TokenBatch:
         """End times (seconds) of the words at ``tokens``."""
         return self._field(2, tokens, np.float64)
 
-    def segment_of(self, tokens: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
+    def segment_of(
+        self, tokens: npt.NDArray[np.integer], picked: Sequence[Any] | None = None
+    ) -> npt.NDArray[np.int64]:
         """Segments (or speaker turns) of the words at ``tokens``; 0 for words without one."""
         if not self.has_segment:
             return np.zeros(len(tokens), dtype=np.int64)
-        return self._field(3, tokens, np.int64)
+        return self._field(3, tokens, np.int64, picked)
 
-    def _field(self, item: int, tokens: npt.NDArray[np.integer], dtype: type) -> np.ndarray:
+    def _whole(self, tokens: npt.NDArray[np.integer]) -> bool:
+        """Whether ``tokens`` are so large a share of the batch that whole columns are read
+        (dense payment talk): one pass over the words in order beats a gather of them."""
+        return len(tokens) * _WHOLE_COLUMN_SHARE >= len(self.words)
+
+    def _picked(self, tokens: npt.NDArray[np.integer]) -> Sequence[Any] | None:
+        """The words at ``tokens`` (gathered in C), or None where whole columns serve."""
+        if not len(tokens) or self._whole(tokens):
+            return None
+        if len(tokens) == 1:
+            return (self.words[int(tokens[0])],)
+        return itemgetter(*tokens.tolist())(self.words)  # type: ignore[no-any-return]
+
+    def _field(
+        self,
+        item: int,
+        tokens: npt.NDArray[np.integer],
+        dtype: type,
+        picked: Sequence[Any] | None = None,
+    ) -> np.ndarray:
         count = len(tokens)
         if count == 0:
             return np.zeros(0, dtype=dtype)
         column = self._columns.get(item)
-        if column is None and count * _WHOLE_COLUMN_SHARE >= len(self.words):
-            # a large share (dense payment talk): one read of the whole column is cheaper
+        if column is None and self._whole(tokens):
             column = np.fromiter(map(itemgetter(item), self.words), dtype, len(self.words))
             self._columns[item] = column
         if column is not None:
             return column[tokens]
-        if count == 1:
-            picked: Sequence[Any] = (self.words[int(tokens[0])],)
-        else:
-            picked = itemgetter(*tokens.tolist())(self.words)  # the words, gathered in C
-        return np.fromiter(map(itemgetter(item), picked), dtype, count)
+        if picked is None:
+            picked = self._picked(tokens)
+        # the words' fields are read while the gathered words are still in the cache
+        return np.fromiter(map(itemgetter(item), picked), dtype, count)  # type: ignore[arg-type]
 
 
 # flags as plain ints: an IntFlag's "|" makes a new enum member each time
