@@ -87,6 +87,11 @@ def _collector_paused(method: Callable[_P, _R]) -> Callable[_P, _R]:
     return paused
 
 
+def _join_words(words: list[str]) -> str:
+    """The words joined by spaces, empty ones left out."""
+    return " ".join(filter(None, words))
+
+
 class Redactor:
     """Runs a registry over batches of transcripts and writes the redacted views.
 
@@ -135,9 +140,14 @@ class Redactor:
         Each transcript's text is joined from the batch's words between its spans and the
         spans' replacements, and its word list is a slice of the batch's words with the
         spans' words replaced; a transcript without spans is joined and sliced as it is.
+        The spans must be in token order, as :meth:`Registry.detect` gives them (a span
+        that began before the one ahead of it would let that one's words through).
         """
+        if len(table) > 1 and bool(np.any(table.first[1:] < table.first[:-1])):
+            raise ValueError("the span table is not in token order")
         offsets = batch.offsets.tolist()
         texts, words = batch.texts, batch.words
+        join = _join_words if "" in texts else " ".join
         firsts, lasts = table.first.tolist(), table.last.tolist()
         names = table.entity_names()
         replacements = [
@@ -187,7 +197,7 @@ class Redactor:
             low, high = bounds[doc], bounds[doc + 1]
             doc_words = words[begin:finish]
             if low == high:
-                results.append(Redaction(" ".join(texts[begin:finish]), doc_words, []))
+                results.append(Redaction(join(texts[begin:finish]), doc_words, []))
                 continue
             pieces: list[str] = []
             at = begin
@@ -199,7 +209,7 @@ class Redactor:
             pieces += texts[at:finish]
             for change in range(bounds_of_changed[low], bounds_of_changed[high]):
                 doc_words[changed_at[change] - begin] = new_words[change]
-            results.append(Redaction(" ".join(pieces), doc_words, spans[low:high]))
+            results.append(Redaction(join(pieces), doc_words, spans[low:high]))
         return results
 
     def _replacement(self, entity: str, run: int, scanned: Scan) -> str:

@@ -313,7 +313,9 @@ def tokenize(
 ) -> TokenBatch:
     """Turn a batch of word lists into one :class:`TokenBatch`.
 
-    Each word is a :class:`Word` or a tuple ``(text, start, end[, segment])``.
+    Each word is a :class:`Word` or a tuple ``(text, start, end[, segment])``, every word
+    of the batch of the same length, times as numbers. The words are taken as given:
+    times and segments are read where the scan needs them, not checked for every word.
     """
     lengths = np.fromiter((len(words) for words in transcripts), np.int64, len(transcripts))
     offsets = np.zeros(len(transcripts) + 1, dtype=np.int64)

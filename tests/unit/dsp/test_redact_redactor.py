@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -89,6 +91,39 @@ def test_empty_input() -> None:
     assert redact_batch([]) == []
     assert redact([]).text == ""
     assert redact([Word("hello", 0.0, 0.3)]).text == "hello"
+
+
+def test_empty_words_are_left_out_of_every_text() -> None:
+    """With spans or without, the text is the words joined by spaces, empty ones left out."""
+    rng = random.Random(7)
+    digits = " ".join(word for word, _ in speak_digits(card_number(rng), rng))
+    spoken = words_of(f"my card is {digits} thanks")
+    gap = Word("", spoken[0].end, spoken[0].end, 0)
+    with_gaps = [spoken[0], gap, *spoken[1:], gap]
+    plain = [Word("hello", 0.0, 0.2), Word("", 0.2, 0.3), Word("there", 0.3, 0.5)]
+    redacted, untouched = redact_batch([with_gaps, plain])
+    assert "  " not in redacted.text and "[CARD]" in redacted.text
+    assert untouched.text == "hello there"
+    assert len(untouched.words) == 3
+
+
+def test_a_span_table_out_of_token_order_is_refused() -> None:
+    """The views join the words between spans in order: a table whose spans are not in
+    token order could let a span's words through, so it is refused."""
+    redactor = Redactor()
+    words = [words_of("one two three four five six seven eight nine ten")]
+    batch, scanned, table = redactor.find(words)
+    table = dataclasses.replace(
+        table,
+        doc=np.zeros(2, np.int32),
+        first=np.array([4, 0]),
+        last=np.array([6, 8]),
+        detector=np.zeros(2, np.int16),
+        score=np.ones(2),
+        run=np.full(2, -1),
+    )
+    with pytest.raises(ValueError, match="token order"):
+        redactor.views(words, batch, scanned, table)
 
 
 def test_two_numbers_said_one_after_the_other_across_turns() -> None:
