@@ -27,6 +27,7 @@ from dsp.redact.checksums import ragged_positions
 from dsp.redact.registry import Registry, SpanTable
 from dsp.redact.scan import Scan, ScanConfig, scan
 from dsp.redact.tokens import TokenBatch, Word, tokenize
+from dsp.redact.vocab import VOCABULARY
 
 __all__ = [
     "STYLES",
@@ -147,7 +148,7 @@ class Redactor:
             raise ValueError("the span table is not in token order")
         offsets = batch.offsets.tolist()
         texts, words = batch.texts, batch.words
-        join = _join_words if "" in texts else " ".join
+        join = _join_words if bool(np.any(batch.ids == VOCABULARY.empty_id)) else " ".join
         firsts, lasts = table.first.tolist(), table.last.tolist()
         names = table.entity_names()
         replacements = [

@@ -319,7 +319,8 @@ class Vocabulary:
     ``flags``, ``digit_start`` and ``digit_count`` are indexed by id, and
     ``pool`` holds the digits (``pool_break`` marks a separator written
     before a digit, as in "123-45-6789"). ``stop_id`` is the id of any other
-    word that ends a sentence: keywords beyond a sentence end count less.
+    word that ends a sentence: keywords beyond a sentence end count less. ``empty_id``
+    is the id of an empty word.
     """
 
     def __init__(self) -> None:
@@ -333,6 +334,9 @@ class Vocabulary:
         self._pool_break: list[bool] = []
         self._add("", Kind.WORD)  # id 0: any word of no interest
         self.stop_id = self._entry("<stop>", Kind.PUNCT, "", 0, Flag.STOP | Flag.PAUSE)
+        # an empty word is of no interest either, but the views leave it out of the text
+        self.empty_id = self._entry("<empty>", Kind.WORD, "", 0, 0)
+        self.ids[""] = self.empty_id
         self._build()
         self.freeze()
 
