@@ -157,7 +157,6 @@ class Scan:
     cache: dict[str, npt.NDArray] = field(default_factory=dict)
     """Features the detectors share (payment context, vetoes), computed once per scan."""
     _class_positions: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
-    _class_segments: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
     _distances: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def positions_of(self, ctx: Ctx) -> npt.NDArray[np.int64]:
@@ -167,19 +166,6 @@ class Scan:
         if found is None:
             found = self.keyword_positions[(self.keyword_bits & np.uint32(key)) != 0]
             self._class_positions[key] = found
-        return found
-
-    def _segments_of(self, ctx: Ctx) -> npt.NDArray[np.int64]:
-        """The segments of :meth:`positions_of` ``ctx`` (every keyword's read once a scan)."""
-        key = int(ctx)
-        found = self._class_segments.get(key)
-        if found is None:
-            every = self._class_segments.get(_EVERY_KEYWORD)
-            if every is None:
-                every = self.batch.segment_of(self.keyword_positions)
-                self._class_segments[_EVERY_KEYWORD] = every
-            found = every[(self.keyword_bits & np.uint32(key)) != 0]
-            self._class_segments[key] = found
         return found
 
     def distances(self, ctx: Ctx) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -208,23 +194,20 @@ class Scan:
         after = np.full(len(runs), FAR, dtype=np.int64)
         effective = np.full(len(runs), FAR, dtype=np.int64)
         if len(positions) and len(runs):
-            doc = self.batch.doc
-            segment = self._segments_of(ctx)
+            doc, segment_of = self.batch.doc, self.batch.segment_of
             index = np.searchsorted(positions, runs.first) - 1
             found = index >= 0
-            nearest_index = np.maximum(index, 0)
-            nearest = positions[nearest_index]
+            nearest = positions[np.maximum(index, 0)]
             found &= doc[nearest] == runs.doc
             before[found] = (runs.first - nearest)[found]
-            moved = segment[nearest_index] != runs.segment_first
+            moved = segment_of(nearest) != runs.segment_first
             effective = np.where(found, before + BEFORE_PENALTY * moved, FAR)
             index = np.searchsorted(positions, runs.last, side="right")
             found = index < len(positions)
-            nearest_index = np.minimum(index, len(positions) - 1)
-            nearest = positions[nearest_index]
+            nearest = positions[np.minimum(index, len(positions) - 1)]
             found &= doc[nearest] == runs.doc
             after[found] = (nearest - runs.last)[found]
-            moved = segment[nearest_index] != runs.segment_last
+            moved = segment_of(nearest) != runs.segment_last
             moved |= np.searchsorted(self.stop_positions, nearest) > runs.stops_before_last
             effective = np.minimum(
                 effective, np.where(found, AFTER_WEIGHT * after + AFTER_PENALTY * moved, FAR)
@@ -268,10 +251,6 @@ def _neighbours(
         both = adjacent_next[:-2] & adjacent_next[1:-1]
         out[2:] = np.where(both, values[:-2], fill)
     return out
-
-
-_EVERY_KEYWORD: Final = -1
-"""The key of every keyword's segment in :attr:`Scan._class_segments` (classes are >= 0)."""
 
 
 def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
@@ -476,7 +455,6 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
             runs=parts,
             cache={},
             _class_positions={},
-            _class_segments={},
             _distances={},
         )
         whole.parent = parent
