@@ -450,12 +450,6 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
         stop_positions=stop_positions,
     )
     if parts is not None and len(parts):
-        whole.parts = replace(
-            whole,
-            runs=parts,
-            cache={},
-            _class_positions={},
-            _distances={},
-        )
+        whole.parts = replace(whole, runs=parts, cache={}, _class_positions={}, _distances={})
         whole.parent = parent
     return whole

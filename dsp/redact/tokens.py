@@ -60,36 +60,6 @@ _SEGMENT: Final = 3
 """Where a word tuple holds its segment."""
 
 
-class _SegmentMemo:
-    """Segments of some of a batch's words, by token index."""
-
-    def __init__(self) -> None:
-        self.known: npt.NDArray[np.bool_] | None = None
-        self.values: npt.NDArray[np.int64] | None = None
-
-    def _arrays(self, size: int) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
-        if self.known is None or self.values is None:
-            self.known = np.zeros(size, dtype=np.bool_)
-            self.values = np.zeros(size, dtype=np.int64)
-        return self.known, self.values
-
-    def missing(self, tokens: npt.NDArray[np.integer], size: int) -> npt.NDArray[np.integer]:
-        """The distinct ``tokens`` whose segment is not known yet."""
-        known, _ = self._arrays(size)
-        return np.unique(tokens[~known[tokens]])
-
-    def keep(
-        self, tokens: npt.NDArray[np.integer], found: npt.NDArray[np.int64], size: int
-    ) -> None:
-        known, values = self._arrays(size)
-        values[tokens] = found
-        known[tokens] = True
-
-    def of(self, tokens: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
-        assert self.values is not None
-        return self.values[tokens]
-
-
 @dataclass(frozen=True)
 class TokenBatch:
     """A batch of transcripts as flat token arrays, and the lookup tables for its ids.
@@ -121,10 +91,14 @@ class TokenBatch:
     pool_break: npt.NDArray[np.bool_]
     _columns: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
     """Whole columns of the words, once read (see :meth:`_field`)."""
-    _segments: _SegmentMemo = field(
-        default_factory=lambda: _SegmentMemo(), repr=False, compare=False
-    )
-    """Segments of the words read so far, when no whole column was (see :meth:`segment_of`)."""
+    _segment_known: npt.NDArray[np.bool_] = field(init=False, repr=False, compare=False)
+    _segment_values: npt.NDArray[np.int64] = field(init=False, repr=False, compare=False)
+    """Segments of the words read so far, where ``_segment_known`` (see :meth:`segment_of`)."""
+
+    def __post_init__(self) -> None:
+        # zeroed lazily by the system: nothing is written until segments are read
+        object.__setattr__(self, "_segment_known", np.zeros(len(self.words), dtype=np.bool_))
+        object.__setattr__(self, "_segment_values", np.zeros(len(self.words), dtype=np.int64))
 
     @property
     def size(self) -> int:
@@ -165,15 +139,16 @@ class TokenBatch:
             return np.zeros(len(tokens), dtype=np.int64)
         if _SEGMENT in self._columns or self._whole(tokens):
             return self._field(_SEGMENT, tokens, np.int64)
-        memo = self._segments
-        if picked is not None:
+        known, values = self._segment_known, self._segment_values
+        if picked is None:
+            tokens_read = np.unique(tokens[~known[tokens]])
+            found = self._field(_SEGMENT, tokens_read, np.int64)
+        else:
+            tokens_read = tokens
             found = self._field(_SEGMENT, tokens, np.int64, picked)
-            memo.keep(tokens, found, len(self.words))
-            return found
-        missing = memo.missing(tokens, len(self.words))
-        if len(missing):
-            memo.keep(missing, self._field(_SEGMENT, missing, np.int64), len(self.words))
-        return memo.of(tokens)
+        values[tokens_read] = found
+        known[tokens_read] = True
+        return values[tokens]
 
     def _whole(self, tokens: npt.NDArray[np.integer]) -> bool:
         """Whether ``tokens`` are so large a share of the batch that whole columns are read
