@@ -80,7 +80,7 @@ read through ``add_reader`` with ``recv``, sent to with ``send``) costs about
 11.9-13.1 µs): the kernel keeps the connected socket's route instead of
 looking one up per packet, and no source address is built or destination
 parsed per packet. Two thirds of the relay's core is the kernel's work
-(``perf``: receive, send, and on loopback the delivery into the receiving
+(an ad hoc ``perf`` profile: receive, send, and on loopback the delivery into the receiving
 phone's socket, which a real network card would take off the core).
 
 ``--flows`` picks the relay path: ``on`` (flow sockets, the default in the

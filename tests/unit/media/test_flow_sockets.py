@@ -123,16 +123,27 @@ async def test_closing_a_session_closes_its_flows_and_frees_the_ports(
         assert _bound_exclusively("127.0.0.1", port)
 
 
-async def test_another_pool_cannot_take_a_port_a_flow_shares(
+async def test_another_relay_cannot_take_a_port_a_flow_shares(
     flow_relay: MediaRelay, phones: PhoneFactory
 ) -> None:
-    """SO_REUSEPORT is set after the first socket's exclusive bind: a pool binding
-    without it (another relay's, the pool's own test that a port is free) is refused."""
+    """A second relay with flow sockets, over the same ports, skips those a latched call
+    holds: the ports' first bind stays exclusive, so two relays never share a port (had
+    the pool set SO_REUSEPORT before binding, the second relay would bind the same ports)."""
     call = await make_call(flow_relay, phones)
     await _latched_both_ways(call)
     assert call.session.streams[0].a.rtp.flow is not None
-    assert not _bound_exclusively("127.0.0.1", call.a_port)
-    assert not _bound_exclusively("0.0.0.0", call.a_port)
+    held = {port for side in ("a", "b") for port in call.session.local_ports(side)[0]}
+    second = MediaRelay("127.0.0.1", min(held), max(held) + 2)  # the call's pairs and one more
+    try:
+        rtp_sock, rtcp_sock = second.pool.bind_pair()
+        try:
+            assert rtp_sock.getsockname()[1] not in held
+        finally:
+            rtp_sock.close()
+            rtcp_sock.close()
+        assert not _bound_exclusively("127.0.0.1", call.a_port)
+    finally:
+        await second.close()
 
 
 async def test_a_refused_send_toward_a_party_does_not_stop_the_relay(
