@@ -16,6 +16,7 @@ import contextlib
 import logging
 import uuid
 from dataclasses import replace
+from functools import partial
 
 from gateway.calls import disposition as dispositions
 from gateway.calls.anchor import SDP_TYPE, MediaAnchor, SdpBody, SdpParseError, find_sdp
@@ -396,9 +397,11 @@ class CallManager(InDialogRelay):
         transaction = self.stack.send_request(invite, call.b.peer, call.b.transport)
         view = BInviteView(call, invite)
         call.b_invite_view = view
+        # partials, not closures: fewer objects for the collector while the transaction
+        # lingers after the call (see BInviteView)
         transaction.user_data = (
-            lambda response: self._on_b_invite_response_to(view, response),
-            lambda: self._on_b_invite_timeout_to(view),
+            partial(self._on_b_invite_response_to, view),
+            partial(self._on_b_invite_timeout_to, view),
         )
         self._arm_no_answer(call)
 
@@ -418,7 +421,7 @@ class CallManager(InDialogRelay):
         """A response to the INVITE of a call that has ended: a 2xx (a fork, or one that
         crossed our CANCEL) is confirmed and its dialog ended (RFC 3261 9.1 note, 13.2.2.4)."""
         if 200 <= response.status < 300:
-            self._confirm_and_end(view.invite, view.leg, response)
+            self._confirm_and_end(view.request(), view.leg, response)
 
     def _confirm_and_end(self, invite: SipRequest, leg: Leg, response: SipResponse) -> None:
         """ACK a 2xx the call has no use for, and BYE the dialog it made."""

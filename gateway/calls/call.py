@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -12,7 +12,7 @@ from gateway.calls.anchor import MediaAnchor
 from gateway.calls.routing import Route
 from gateway.net.transports import Address
 from gateway.sip.dialog import Dialog
-from gateway.sip.message import SipRequest
+from gateway.sip.message import SipRequest, parse_message
 from gateway.sip.transaction import ClientTransaction, ServerTransaction
 
 if TYPE_CHECKING:
@@ -60,14 +60,37 @@ class BInviteView:
     """What the callee's INVITE transaction answers to: the whole call while it may still
     need it, then (once the call has ended and no CANCEL waits for a provisional) only
     what a late 2xx takes, the INVITE and the leg: that transaction lingers 64*T1 after
-    its final response (RFC 6026 7.2), and must not keep the ended call alive with it."""
+    its final response (RFC 6026 7.2), and must not keep the ended call alive with it.
+
+    Released, the view holds the INVITE as the bytes it was sent as: thousands of such
+    transactions linger at a few hundred calls a second, and each parsed message is a
+    graph of objects that every full collection of the cyclic collector walks, with
+    the event loop (SIP and the relay) stopped. A late 2xx, which is rare, parses them
+    again (:meth:`request`)."""
 
     __slots__ = ("call", "invite", "leg")
 
     def __init__(self, call: Call, invite: SipRequest) -> None:
         self.call: Call | None = call
-        self.invite = invite
+        self.invite: SipRequest | bytes = invite
         self.leg = call.b
+
+    def release(self) -> None:
+        """Let go of the call: keep the leg's address and tags, and the INVITE's bytes."""
+        self.call = None
+        # the leg's address and tags, not its dialog: a late 2xx makes a dialog of its own
+        self.leg = replace(self.leg, dialog=None, incoming_offer=None, outgoing_offer=None)
+        if isinstance(self.invite, SipRequest):
+            self.invite = bytes(self.invite)
+
+    def request(self) -> SipRequest:
+        """The INVITE, parsed again if the view keeps only its bytes."""
+        if isinstance(self.invite, SipRequest):
+            return self.invite
+        message = parse_message(self.invite)
+        if not isinstance(message, SipRequest):  # it was serialized from a request
+            raise TypeError("the INVITE's bytes do not parse as a request")
+        return message
 
 
 @dataclass(slots=True)

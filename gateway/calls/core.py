@@ -13,7 +13,6 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from gateway.calls import disposition as dispositions
@@ -171,9 +170,7 @@ class CallCore:
             return
         if call.cancel_requested and not call.cancel_sent and not answered:
             return
-        view.call = None
-        # the leg's address and tags, not its dialog: a late 2xx makes a dialog of its own
-        view.leg = replace(view.leg, dialog=None, incoming_offer=None, outgoing_offer=None)
+        view.release()
         call.b_invite_view = None
 
     def _send_cancel_if_due(self, call: Call) -> None:

@@ -134,7 +134,9 @@ class ServerTransaction:
         self.interval = 0.0
         self.user_data: Any = None
         self._timers: dict[str, float] = {}
-        self._accepted_keys: list[tuple] = []
+        # tuples, not lists or sets: a tuple of strings and numbers leaves the cyclic
+        # collector's lists, and a completed transaction lingers for up to 64*T1
+        self._accepted_keys: tuple[tuple, ...] = ()
         self._accept_base: tuple | None = None
 
     def __repr__(self) -> str:
@@ -173,9 +175,11 @@ class ClientTransaction:
         self.interval = 0.0
         self.user_data: Any = None
         self._timers: dict[str, float] = {}
-        # made on first use: most transactions never see a provisional or a second 2xx
+        # made on first use: most transactions never see a provisional or a second 2xx;
+        # the To tags answered are a tuple (see ServerTransaction), the provisional
+        # responses seen are let go with the final response
         self._seen: set[tuple] | None = None
-        self._answered_tags: set[str | None] | None = None
+        self._answered_tags: tuple[str | None, ...] = ()
         self._invite_key: tuple | None = (
             (request.call_id, request.cseq.seq) if self.method == _INVITE else None
         )
@@ -620,17 +624,16 @@ class TransactionLayer:
             if pending:
                 transaction.state = TransactionState.ACCEPTED
                 transaction.request = None
+                transaction._seen = None
                 for timer in ("A", "B", "cancelled"):
                     self._cancel(transaction, timer)
                 self._set(transaction, "M", now + self.timers.timer_m)
             elif state is not TransactionState.ACCEPTED:
                 return []  # a 2xx after a non-2xx final: nothing left to deliver it to
             answered = transaction._answered_tags
-            if answered is None:
-                answered = transaction._answered_tags = set()
-            elif to_tag in answered:
+            if to_tag in answered:
                 return self._resend_ack(response)
-            answered.add(to_tag)
+            transaction._answered_tags = (*answered, to_tag)
             return [ResponseReceived(response, transaction)]
         if pending:
             transaction.state = TransactionState.COMPLETED
@@ -640,6 +643,7 @@ class TransactionLayer:
             ack = Wire.of(build_non2xx_ack(transaction.request, response))
             transaction.ack = ack
             transaction.request = None
+            transaction._seen = None
             events: list[Event] = [
                 Send(ack, transaction.dest, transaction.reliable),
                 ResponseReceived(response, transaction),
@@ -661,6 +665,7 @@ class TransactionLayer:
             return self._provisional_up(transaction, response)
         transaction.state = TransactionState.COMPLETED
         transaction.request = None
+        transaction._seen = None
         self._cancel(transaction, "E")
         self._cancel(transaction, "F")
         self._linger(
@@ -804,7 +809,7 @@ class TransactionLayer:
         key = (*base, response.to_tag)
         if key not in self._accepted:
             self._accepted[key] = transaction
-            transaction._accepted_keys.append(key)
+            transaction._accepted_keys = (*transaction._accepted_keys, key)
 
     def send_ack(
         self, ack: SipRequest, dest: Address, now: float, reliable: bool = False
@@ -936,7 +941,7 @@ class TransactionLayer:
         for accepted_key in transaction._accepted_keys:
             if self._accepted.get(accepted_key) is transaction:
                 del self._accepted[accepted_key]
-        transaction._accepted_keys.clear()
+        transaction._accepted_keys = ()
 
     def _terminate_client(self, transaction: ClientTransaction) -> None:
         transaction.state = TransactionState.TERMINATED

@@ -21,7 +21,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, Update, bindparam, insert, select, update
+from sqlalchemy import Select, Table, Update, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store.durations import call_durations
@@ -48,10 +48,10 @@ async def _stored_times(
     connection: AsyncConnection, record_ids: Sequence[str]
 ) -> dict[str, _StoredTimes]:
     found: dict[str, _StoredTimes] = {}
-    query = select(CALLS.c.id, CALLS.c.started_at, CALLS.c.answered_at, CALLS.c.ended_at)
+    query = _lookup_statement(CALLS, ("id", "started_at", "answered_at", "ended_at"), "id")
     for first in range(0, len(record_ids), _LOOKUP_CHUNK):
         chunk = record_ids[first : first + _LOOKUP_CHUNK]
-        result = await connection.execute(query.where(CALLS.c.id.in_(chunk)))
+        result = await connection.execute(query, {_LOOKUP_KEYS: list(chunk)})
         for record_id, started_at, answered_at, ended_at in result:
             found[record_id] = _StoredTimes(started_at, answered_at, ended_at)
     return found
@@ -79,6 +79,21 @@ def _changes(plan: RowPlan, stored: _StoredTimes) -> dict[str, Any]:
             ended_at,
         )
     return values
+
+
+_LOOKUP_KEYS = "p_keys"
+
+
+@lru_cache(maxsize=64)
+def _lookup_statement(table: Table, columns: tuple[str, ...], by: str) -> Select[Any]:
+    """``columns`` of the rows of ``table`` whose ``by`` is in the list bound as
+    :data:`_LOOKUP_KEYS` (an expanding IN). Made once per shape: building a statement
+    per batch left reference cycles of expression objects for the cyclic collector,
+    whose pauses stop the event loop."""
+    key = table.c[by]
+    return select(*(table.c[name] for name in columns)).where(
+        key.in_(bindparam(_LOOKUP_KEYS, type_=key.type, expanding=True))
+    )
 
 
 @lru_cache(maxsize=64)
@@ -179,12 +194,12 @@ async def _not_yet_stored(
 
     Rows are matched on their ``key`` columns; stored rows are found by ``by``.
     """
-    query = select(*(table.c[name] for name in rows[0]))
+    query = _lookup_statement(table, tuple(rows[0]), by)
     lookups = list(dict.fromkeys(row[by] for row in rows))
     stored: dict[tuple[Any, ...], dict[str, Any]] = {}
     for first in range(0, len(lookups), _LOOKUP_CHUNK):
         chunk = lookups[first : first + _LOOKUP_CHUNK]
-        result = await connection.execute(query.where(table.c[by].in_(chunk)))
+        result = await connection.execute(query, {_LOOKUP_KEYS: chunk})
         for found in result.mappings():
             stored[tuple(found[name] for name in key)] = dict(found)
     return [row for row in rows if stored.get(tuple(row[name] for name in key)) != row]

@@ -379,6 +379,10 @@ _PAUSE_SAMPLE = re.compile(
     r'^callgate_gc_pause_seconds_(count|bucket)\{generation="(\d)"(?:,le="([^"]+)")?\} (\S+)$',
     re.MULTILINE,
 )
+_PAUSE_SUM = re.compile(
+    r'^callgate_gc_pause_seconds_sum\{generation="(\d)"\} (\S+)$',
+    re.MULTILINE,
+)
 
 
 _SHED_SAMPLE = re.compile(r"^callgate_calls_shed_total (\S+)$", re.MULTILINE)
@@ -417,6 +421,60 @@ def collector_pauses(metrics: str) -> tuple[int, int]:
         elif le == f"{LONG_PAUSE_S:g}":
             short += int(float(value))
     return full, total - short
+
+
+@dataclass(frozen=True)
+class GenerationPauses:
+    """One collector generation's pauses so far: how many, their total, and the
+    cumulative count per histogram bound (``le``)."""
+
+    count: int
+    seconds: float
+    cumulative: dict[float, int]
+
+    def since(self, before: GenerationPauses) -> GenerationPauses:
+        return GenerationPauses(
+            self.count - before.count,
+            self.seconds - before.seconds,
+            {le: n - before.cumulative.get(le, 0) for le, n in self.cumulative.items()},
+        )
+
+    def longest_bound(self) -> float:
+        """The smallest histogram bound that every pause is within (inf: past the last)."""
+        for le in sorted(self.cumulative):
+            if self.cumulative[le] >= self.count:
+                return le
+        return math.inf
+
+
+def pauses_by_generation(metrics: str) -> list[GenerationPauses]:
+    """The collector's pauses per generation (0, 1, 2) from the ``/metrics`` text; empty
+    when it has none."""
+    counts: dict[int, int] = {}
+    cumulative: dict[int, dict[float, int]] = {}
+    for kind, generation, le, value in _PAUSE_SAMPLE.findall(metrics):
+        if kind == "count":
+            counts[int(generation)] = int(float(value))
+        elif le:
+            cumulative.setdefault(int(generation), {})[float(le)] = int(float(value))
+    sums = {int(g): float(v) for g, v in _PAUSE_SUM.findall(metrics)}
+    return [
+        GenerationPauses(counts[g], sums.get(g, 0.0), cumulative.get(g, {})) for g in sorted(counts)
+    ]
+
+
+def describe_pauses(pauses: Sequence[GenerationPauses]) -> str:
+    """``collector gen0 1234 x 0.8 ms (all <= 5 ms), ...`` for a step's notes."""
+    parts = []
+    for generation, found in enumerate(pauses):
+        if not found.count:
+            parts.append(f"gen{generation} 0")
+            continue
+        mean_ms = 1000.0 * found.seconds / found.count
+        bound = found.longest_bound()
+        within = "over the last bound" if math.isinf(bound) else f"all <= {bound * 1000:g} ms"
+        parts.append(f"gen{generation} {found.count} x {mean_ms:.1f} ms ({within})")
+    return "collector " + ", ".join(parts)
 
 
 def percentile(values: Sequence[float], share: float) -> float:
@@ -946,6 +1004,17 @@ class CallRateBench:
         if min(*pauses_before, *pauses_after) >= 0:
             result.gc_full = pauses_after[0] - pauses_before[0]
             result.gc_long = pauses_after[1] - pauses_before[1]
+        generations_before = pauses_by_generation(metrics_before)
+        generations_after = pauses_by_generation(metrics_after)
+        if generations_before and len(generations_before) == len(generations_after):
+            result.notes.append(
+                describe_pauses(
+                    [
+                        after.since(before)
+                        for before, after in zip(generations_before, generations_after, strict=True)
+                    ]
+                )
+            )
         return result
 
     def _watch(
