@@ -16,7 +16,6 @@ import contextlib
 import logging
 import uuid
 from dataclasses import replace
-from functools import partial
 
 from gateway.calls import disposition as dispositions
 from gateway.calls.anchor import SDP_TYPE, MediaAnchor, SdpBody, SdpParseError, find_sdp
@@ -144,7 +143,9 @@ class CallManager(InDialogRelay):
         elif isinstance(event, ResponseReceived):
             transaction = event.transaction
             handlers = transaction.user_data
-            if handlers is not None:
+            if type(handlers) is BInviteView:
+                self._on_b_invite_response_to(handlers, event.response)
+            elif handlers is not None:
                 if event.response.status >= 200 and transaction.method != "INVITE":
                     # a non-INVITE transaction only absorbs retransmissions of its final
                     # response now (RFC 3261 17.1.2.2, Timer K): it must not keep the
@@ -153,7 +154,9 @@ class CallManager(InDialogRelay):
                 handlers[0](event.response)
         elif isinstance(event, TransactionTimeout):
             handlers = event.transaction.user_data
-            if handlers is not None:
+            if type(handlers) is BInviteView:
+                self._on_b_invite_timeout_to(handlers)
+            elif handlers is not None:
                 handlers[1]()
         elif isinstance(event, CancelReceived):
             self._on_cancel(event.invite_transaction)
@@ -397,12 +400,9 @@ class CallManager(InDialogRelay):
         transaction = self.stack.send_request(invite, call.b.peer, call.b.transport)
         view = BInviteView(call, invite)
         call.b_invite_view = view
-        # partials, not closures: fewer objects for the collector while the transaction
-        # lingers after the call (see BInviteView)
-        transaction.user_data = (
-            partial(self._on_b_invite_response_to, view),
-            partial(self._on_b_invite_timeout_to, view),
-        )
+        # the view itself, not a pair of handlers: the transaction lingers 64*T1 after the
+        # call (see BInviteView), and closures would be more objects for the collector
+        transaction.user_data = view
         self._arm_no_answer(call)
 
     def _on_b_invite_response_to(self, view: BInviteView, response: SipResponse) -> None:

@@ -133,7 +133,7 @@ class ServerTransaction:
         """For an INVITE answered 2xx: whether its ACK has arrived."""
         self.interval = 0.0
         self.user_data: Any = None
-        self._timers: dict[str, float] = {}
+        self._timers: dict[str, int] = {}  # timer name -> its order in the layer's heap
         # tuples, not lists or sets: a tuple of strings and numbers leaves the cyclic
         # collector's lists, and a completed transaction lingers for up to 64*T1
         self._accepted_keys: tuple[tuple, ...] = ()
@@ -174,7 +174,7 @@ class ClientTransaction:
         """The ACK this INVITE transaction sent for a non-2xx final response (17.1.1.3)."""
         self.interval = 0.0
         self.user_data: Any = None
-        self._timers: dict[str, float] = {}
+        self._timers: dict[str, int] = {}  # timer name -> its order in the layer's heap
         # made on first use: most transactions never see a provisional or a second 2xx;
         # the To tags answered are a tuple (see ServerTransaction), the provisional
         # responses seen are let go with the final response
@@ -198,7 +198,7 @@ class _AckRecord:
         self.dest = dest
         self.reliable = reliable
         self.key = key
-        self._timers: dict[str, float] = {}
+        self._timers: dict[str, int] = {}  # timer name -> its order in the layer's heap
 
 
 _TimerOwner: TypeAlias = ServerTransaction | ClientTransaction | _AckRecord
@@ -438,7 +438,12 @@ class TransactionLayer:
         self._invites: dict[tuple, ClientTransaction] = {}
         # ACKs for 2xx the TU sent, by (Call-ID, CSeq number, To tag)
         self._acks: dict[tuple, _AckRecord] = {}
-        self._heap: list[tuple[float, int, _TimerOwner, str]] = []
+        # the timer heap holds (deadline, order, name): numbers and a string, which the
+        # cyclic collector stops walking, and no reference to the owner, so a timer that
+        # was cancelled holds nothing alive until its deadline; the owners of the timers
+        # still armed are found by order in _armed
+        self._heap: list[tuple[float, int, str]] = []
+        self._armed: dict[int, _TimerOwner] = {}
         self._order = itertools.count()
 
     # ------------------------------------------------------------ inspection
@@ -824,7 +829,7 @@ class TransactionLayer:
         key = (ack.call_id, ack.cseq.seq, ack.to_tag)
         previous = self._acks.get(key)
         if previous is not None:
-            previous._timers.clear()
+            self._disarm(previous)
         record = _AckRecord(Wire.of(ack), dest, reliable, key)
         self._acks[key] = record
         self._set(record, "expire", now + self.timers.ack_memory)
@@ -840,10 +845,10 @@ class TransactionLayer:
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` must next be called, or None when no timer is running."""
-        heap = self._heap
+        heap, armed = self._heap, self._armed
         while heap:
-            deadline, _, owner, name = heap[0]
-            if owner._timers.get(name) == deadline:
+            deadline, order, _ = heap[0]
+            if order in armed:
                 return deadline
             heapq.heappop(heap)
         return None
@@ -851,10 +856,11 @@ class TransactionLayer:
     def tick(self, now: float) -> list[Event]:
         """Fire every timer due at ``now``, in deadline order."""
         events: list[Event] = []
-        heap = self._heap
+        heap, armed = self._heap, self._armed
         while heap and heap[0][0] <= now:
-            deadline, _, owner, name = heapq.heappop(heap)
-            if owner._timers.get(name) != deadline:
+            _, order, name = heapq.heappop(heap)
+            owner = armed.pop(order, None)
+            if owner is None:
                 continue  # cancelled or re-armed
             del owner._timers[name]
             if isinstance(owner, ServerTransaction):
@@ -906,12 +912,25 @@ class TransactionLayer:
         return events
 
     def _set(self, owner: _TimerOwner, name: str, deadline: float) -> None:
-        owner._timers[name] = deadline
-        heapq.heappush(self._heap, (deadline, next(self._order), owner, name))
+        order = next(self._order)
+        previous = owner._timers.get(name)
+        if previous is not None:
+            self._armed.pop(previous, None)
+        owner._timers[name] = order
+        self._armed[order] = owner
+        heapq.heappush(self._heap, (deadline, order, name))
 
-    @staticmethod
-    def _cancel(owner: _TimerOwner, name: str) -> None:
-        owner._timers.pop(name, None)
+    def _cancel(self, owner: _TimerOwner, name: str) -> None:
+        order = owner._timers.pop(name, None)
+        if order is not None:
+            self._armed.pop(order, None)
+
+    def _disarm(self, owner: _TimerOwner) -> None:
+        """Cancel every timer of ``owner``."""
+        armed = self._armed
+        for order in owner._timers.values():
+            armed.pop(order, None)
+        owner._timers.clear()
 
     def _linger(
         self,
@@ -932,7 +951,7 @@ class TransactionLayer:
 
     def _terminate_server(self, transaction: ServerTransaction) -> None:
         transaction.state = TransactionState.TERMINATED
-        transaction._timers.clear()
+        self._disarm(transaction)
         key = transaction.key
         if self._servers.get(key) is transaction:
             del self._servers[key]
@@ -945,7 +964,7 @@ class TransactionLayer:
 
     def _terminate_client(self, transaction: ClientTransaction) -> None:
         transaction.state = TransactionState.TERMINATED
-        transaction._timers.clear()
+        self._disarm(transaction)
         if self._clients.get(transaction.key) is transaction:
             del self._clients[transaction.key]
         invite_key = transaction._invite_key

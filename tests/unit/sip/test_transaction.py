@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 
 import pytest
@@ -742,6 +743,41 @@ def test_non_invite_final_then_timer_k() -> None:
     assert layer.receive(response(sent, 200), PEER, 1.0) == []
     assert run_until(layer, 100.0) == []
     assert layer.client_count == 0
+
+
+def test_an_ended_transaction_is_held_by_no_timer_still_in_the_heap() -> None:
+    """Timer F (64*T1) stays in the heap after the final response cancelled it, behind
+    the timers of other transactions; the heap must not keep the ended transaction (its
+    request, its handlers, the call behind them) alive until then, nor hold entries the
+    cyclic collector has to walk."""
+    layer = TransactionLayer(TIMERS)
+    layer.send_request(request("INVITE", branch="z9hG4bKother"), PEER, 0.0)  # still calling
+    transaction, _ = layer.send_request(request("BYE", to_tag="x"), PEER, 0.0)
+    transaction.user_data = ("handlers of a call",)
+    sent = transaction.request
+    assert sent is not None
+    layer.receive(response(sent, 200), PEER, 0.2)
+    layer.tick(0.2 + TIMERS.t4 + 0.1)  # Timer K ends it; the INVITE's timers go on
+    assert transaction.state is TransactionState.TERMINATED and layer.client_count == 1
+    layer.next_deadline()
+    stale = list(layer._heap)
+    assert any(deadline >= TIMERS.timer_f for deadline, *_ in stale), "Timer F's entry"
+    assert all(part is not transaction for entry in stale for part in entry)
+    gc.collect()
+    assert not any(gc.is_tracked(entry) for entry in stale)
+
+
+def test_a_timer_set_again_fires_once_at_its_new_deadline() -> None:
+    layer = TransactionLayer(TIMERS)
+    transaction, _ = layer.send_request(request("BYE", to_tag="x"), PEER, 0.0)
+    layer._set(transaction, "F", 1.0)
+    layer._set(transaction, "F", 2.0)  # re-armed: the entry for 1.0 is stale
+    assert layer.next_deadline() == pytest.approx(TIMERS.t1)  # Timer E comes first
+    layer._cancel(transaction, "E")
+    assert layer.next_deadline() == pytest.approx(2.0)
+    assert layer.tick(1.5) == []
+    assert [type(event) for event in layer.tick(2.0)] == [TransactionTimeout]
+    assert layer.next_deadline() is None
 
 
 def test_non_invite_reliable_sends_once_and_ends_on_the_final() -> None:
