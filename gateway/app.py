@@ -251,12 +251,12 @@ def settle_for_serving() -> None:
       it walks its generation, and the pause grows with the generation. With
       20,000 allocations between young collections (and Python's 10 and 10
       above) a young collection walked some 50,000 objects and stopped the
-      loop 27-63 ms, a middle one 114-162 ms (150-250 calls/s); with 1,000
-      and 4 they stop it about 1 and 6 ms, for some 2 % more of the loop's
-      time in the collector. Full collections, which walk everything the
-      calls and their lingering transactions hold (a pause of 100 ms or more
-      at a few hundred calls a second), come after 100 middle ones instead of
-      10: about once a minute at 150 calls/s.
+      loop 27-63 ms, a middle one 114-172 ms (150-300 calls/s); with 1,000
+      and 4 they stop it about 1 and 6 ms (none over 25 ms), for 1-4 % more
+      of the core in the collector. Full collections walk everything the
+      calls and their lingering transactions hold, 95-170 ms at 150-300
+      calls/s; they come after 100 middle ones instead of 10, every 15-60 s
+      at those rates.
     - Every collection's pause is timed for ``/metrics``
       (:mod:`gateway.collector_pauses`).
     """
