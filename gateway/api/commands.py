@@ -29,7 +29,7 @@ async def serve_api(
     is the pid of the process that started it: a worker whose parent is gone (killed
     without a chance to stop it) stops too."""
     from gateway.api.server import ApiServer
-    from gateway.app import settle_for_serving
+    from gateway.app import API_GC_THRESHOLDS, settle_for_serving
     from gateway.store.engine import make_engine, migrate, refresh_statistics
 
     if worker is None and settings.api.workers > 1:
@@ -53,7 +53,7 @@ async def serve_api(
             await migrate(engine)
             await refresh_statistics(engine)
         await server.start()
-        settle_for_serving()
+        settle_for_serving(API_GC_THRESHOLDS)
         every = settings.api.retention_interval_s
         log.info(
             "API ready (no SIP in this process)%s%s",

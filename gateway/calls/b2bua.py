@@ -393,7 +393,7 @@ class CallManager(InDialogRelay):
             body, content_type = offer.replace(call.anchor.render("b", offer.sdp))
         previous = call.b_invite_view
         if previous is not None:  # a retry after a challenge: that INVITE has its final
-            previous.call = None
+            previous.release()
         invite = self._build_b_invite(call, body, content_type)
         call.b_invite = invite
         call.state = CallState.CALLING
@@ -421,7 +421,12 @@ class CallManager(InDialogRelay):
         """A response to the INVITE of a call that has ended: a 2xx (a fork, or one that
         crossed our CANCEL) is confirmed and its dialog ended (RFC 3261 9.1 note, 13.2.2.4)."""
         if 200 <= response.status < 300:
-            self._confirm_and_end(view.request(), view.leg, response)
+            try:
+                invite = view.request()
+            except (SipParseError, TypeError) as exc:  # it was serialized from a request
+                log.warning("late 2xx for an ended call: its INVITE does not parse: %s", exc)
+                return
+            self._confirm_and_end(invite, view.leg, response)
 
     def _confirm_and_end(self, invite: SipRequest, leg: Leg, response: SipResponse) -> None:
         """ACK a 2xx the call has no use for, and BYE the dialog it made."""

@@ -130,7 +130,7 @@ from sqlalchemy import func, select
 
 from gateway.api.server import ApiServer
 from gateway.api.workers import worker_cpus
-from gateway.app import new_event_loop, settle_for_serving
+from gateway.app import API_GC_THRESHOLDS, new_event_loop, settle_for_serving
 from gateway.config import Settings
 from gateway.store.engine import make_engine, migrate
 from gateway.store.export import SQLITE_SHELL
@@ -299,7 +299,7 @@ async def _serve(
     try:
         await migrate(engine)
         await server.start()
-        settle_for_serving()
+        settle_for_serving(API_GC_THRESHOLDS)
         conn.send(("ready", server.port))
         while True:
             message = await inbox.get()

@@ -767,6 +767,18 @@ def test_an_ended_transaction_is_held_by_no_timer_still_in_the_heap() -> None:
     assert not any(gc.is_tracked(entry) for entry in stale)
 
 
+def test_an_ack_record_sent_again_leaves_no_timer_of_the_one_it_replaces() -> None:
+    layer = TransactionLayer(TIMERS)
+    ack = request("ACK", to_tag="callee-tag", cseq_method="ACK")
+    layer.send_ack(ack, PEER, 0.0)
+    first = layer._acks[(ack.call_id, ack.cseq.seq, ack.to_tag)]
+    layer.send_ack(ack, PEER, 1.0)
+    second = layer._acks[(ack.call_id, ack.cseq.seq, ack.to_tag)]
+    assert second is not first
+    assert first not in layer._armed.values() and not first._timers
+    assert list(layer._armed.values()) == [second]
+
+
 def test_a_timer_set_again_fires_once_at_its_new_deadline() -> None:
     layer = TransactionLayer(TIMERS)
     transaction, _ = layer.send_request(request("BYE", to_tag="x"), PEER, 0.0)
