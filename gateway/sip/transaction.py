@@ -15,7 +15,8 @@ UAS's 2xx retransmissions until the ACK (13.3.1.4) and the UAC's ACK
 re-sent on each 2xx retransmission (13.2.2.4).
 
 A final response, and an ACK, is only ever sent again as it was: the layer
-keeps it as its bytes (:class:`Wire`), not as a parsed message, and a
+keeps it as its bytes, not as a parsed message (nor in an object of its own:
+plain bytes are no work for the collector), and a
 transaction lets go of its request once it has its final response. Transactions
 outlive their calls by up to 64*T1 (Timers J, L, M, D and the ACK memory):
 at a few hundred calls a second, parsed messages kept that long were most of
@@ -46,21 +47,6 @@ DEFAULT_TIMERS = TimerConfig()
 _INVITE = "INVITE"
 _ACK = "ACK"
 _CANCEL = "CANCEL"
-
-
-@dataclass(frozen=True, slots=True)
-class Wire:
-    """A message kept only to be sent again: its bytes, and the To tag matching reads."""
-
-    data: bytes
-    to_tag: str | None
-
-    def __bytes__(self) -> bytes:
-        return self.data
-
-    @classmethod
-    def of(cls, message: SipRequest | SipResponse) -> Wire:
-        return cls(bytes(message), message.to_tag)
 
 
 def new_branch() -> str:
@@ -105,6 +91,7 @@ class ServerTransaction:
         "interval",
         "key",
         "last_response",
+        "last_to_tag",
         "method",
         "reliable",
         "request",
@@ -127,8 +114,10 @@ class ServerTransaction:
         self.state = (
             TransactionState.PROCEEDING if self.method == _INVITE else TransactionState.TRYING
         )
-        self.last_response: SipResponse | Wire | None = None
+        self.last_response: SipResponse | bytes | None = None
         """The last response sent; a final one as its bytes."""
+        self.last_to_tag: str | None = None
+        """The To tag of the last response sent."""
         self.acked = False
         """For an INVITE answered 2xx: whether its ACK has arrived."""
         self.interval = 0.0
@@ -170,7 +159,7 @@ class ClientTransaction:
         self.dest = dest
         self.reliable = reliable
         self.state = TransactionState.CALLING if self.method == _INVITE else TransactionState.TRYING
-        self.ack: Wire | None = None
+        self.ack: bytes | None = None
         """The ACK this INVITE transaction sent for a non-2xx final response (17.1.1.3)."""
         self.interval = 0.0
         self.user_data: Any = None
@@ -193,7 +182,7 @@ class _AckRecord:
 
     __slots__ = ("_timers", "ack", "dest", "key", "reliable")
 
-    def __init__(self, ack: Wire, dest: Address, reliable: bool, key: tuple) -> None:
+    def __init__(self, ack: bytes, dest: Address, reliable: bool, key: tuple) -> None:
         self.ack = ack
         self.dest = dest
         self.reliable = reliable
@@ -211,7 +200,7 @@ _TimerOwner: TypeAlias = ServerTransaction | ClientTransaction | _AckRecord
 class Send:
     """A message for the transport: serialize it (``bytes()``) and send it to ``dest``."""
 
-    message: SipRequest | SipResponse | Wire
+    message: SipRequest | SipResponse | bytes
     dest: Address
     reliable: bool
 
@@ -554,7 +543,7 @@ class TransactionLayer:
             return False
         if transaction.key[0] != "2543" or transaction.last_response is None:
             return True
-        return ack.to_tag == transaction.last_response.to_tag
+        return ack.to_tag == transaction.last_to_tag
 
     def _ack_for_2xx(
         self, transaction: ServerTransaction, ack: SipRequest, source: Address
@@ -576,8 +565,7 @@ class TransactionLayer:
             return self.send_response(
                 transaction, make_response(cancel, 481, to_tag=new_tag()), now
             )
-        previous = target.last_response
-        to_tag = previous.to_tag if previous is not None else None
+        to_tag = target.last_to_tag
         events = self.send_response(
             transaction, make_response(cancel, 200, to_tag=to_tag or new_tag()), now
         )
@@ -645,7 +633,7 @@ class TransactionLayer:
             for timer in ("A", "B", "cancelled"):
                 self._cancel(transaction, timer)
             assert transaction.request is not None  # let go of only here
-            ack = Wire.of(build_non2xx_ack(transaction.request, response))
+            ack = bytes(build_non2xx_ack(transaction.request, response))
             transaction.ack = ack
             transaction.request = None
             transaction._seen = None
@@ -758,6 +746,7 @@ class TransactionLayer:
                 return []
             if status < 200:
                 transaction.last_response = response
+                transaction.last_to_tag = response.to_tag
                 transaction.state = TransactionState.PROCEEDING
                 return [Send(response, transaction.dest, transaction.reliable)]
             return self._send_final(transaction, response, TransactionState.COMPLETED, now)
@@ -769,6 +758,7 @@ class TransactionLayer:
             return []
         if status < 200:
             transaction.last_response = response
+            transaction.last_to_tag = response.to_tag
             return [Send(response, transaction.dest, transaction.reliable)]
         if status < 300:
             # 13.3.1.4: the 2xx is retransmitted until the ACK; RFC 6026 Accepted state
@@ -793,11 +783,12 @@ class TransactionLayer:
     ) -> list[Event]:
         """Send a final response, kept as its bytes to be sent again; a non-INVITE
         transaction then waits out Timer J (17.2.2)."""
-        wire = Wire.of(response)
-        transaction.last_response = wire
+        data = bytes(response)
+        transaction.last_response = data
+        transaction.last_to_tag = response.to_tag
         transaction.state = state
         transaction.request = None
-        send: list[Event] = [Send(wire, transaction.dest, transaction.reliable)]
+        send: list[Event] = [Send(data, transaction.dest, transaction.reliable)]
         if transaction.method != _INVITE:
             timers = self.timers
             self._linger(
@@ -830,7 +821,7 @@ class TransactionLayer:
         previous = self._acks.get(key)
         if previous is not None:
             self._disarm(previous)
-        record = _AckRecord(Wire.of(ack), dest, reliable, key)
+        record = _AckRecord(bytes(ack), dest, reliable, key)
         self._acks[key] = record
         self._set(record, "expire", now + self.timers.ack_memory)
         return [Send(record.ack, dest, reliable)]

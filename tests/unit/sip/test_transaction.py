@@ -22,7 +22,6 @@ from gateway.sip.transaction import (
     TransactionLayer,
     TransactionState,
     TransactionTimeout,
-    Wire,
     build_cancel,
     new_branch,
     new_call_id,
@@ -630,7 +629,7 @@ def test_2xx_goes_up_once_and_retransmissions_resend_the_registered_ack() -> Non
     assert layer.receive(response(sent, 200, to_tag="uas"), PEER, 0.2) == []
     ack = ack_for(sent, "uas")
     target = ("192.0.2.20", 5060)
-    kept = Wire(bytes(ack), "uas")  # an ACK is only ever sent again as it was
+    kept = bytes(ack)  # an ACK is only ever sent again as it was
     assert layer.send_ack(ack, target, 0.3) == [Send(kept, target, False)]
     assert layer.receive(response(sent, 200, to_tag="uas"), PEER, 0.6) == [
         Send(kept, target, False)
@@ -661,7 +660,7 @@ def test_forked_2xx_with_another_tag_goes_up_too() -> None:
     layer.send_ack(ack_1, PEER, 0.3)
     layer.send_ack(ack_2, PEER, 0.3)
     assert layer.receive(response(sent, 200, to_tag="fork-2"), PEER, 0.5) == [
-        Send(Wire(bytes(ack_2), "fork-2"), PEER, False)
+        Send(bytes(ack_2), PEER, False)
     ]
 
 
