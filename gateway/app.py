@@ -258,13 +258,15 @@ def settle_for_serving(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None
       it walks its generation, and the pause grows with the generation. With
       20,000 allocations between young collections (and Python's 10 and 10
       above) a young collection walked some 50,000 objects and stopped the
-      loop 27-63 ms, a middle one 114-172 ms (150-300 calls/s); with 1,000
+      loop 27-63 ms, a middle one 109-172 ms (150-300 calls/s); with 1,000
       and 4 they stop it 1-2 and 6-10 ms on average, for 1-4 % more
       of the core in the collector. Full collections walk everything the
       calls and their lingering transactions hold (95-170 ms at 150-300
       calls/s before those transactions kept their messages as bytes): they
-      come after 500 middle collections, some 2,000,000 allocations as
-      before (10 x 10 x 20,000), not five times as often.
+      come after 500 middle collections at the earliest, some 2,000,000
+      allocations as before (10 x 10 x 20,000), not five times as often, and
+      Python waits on until the objects that reached the oldest generation
+      since the last one are a quarter of those it kept.
     - A process that serves the API alone passes :data:`API_GC_THRESHOLDS`.
     - Every collection's pause is timed for ``/metrics``
       (:mod:`gateway.collector_pauses`).

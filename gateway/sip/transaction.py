@@ -745,8 +745,8 @@ class TransactionLayer:
             if state not in (TransactionState.TRYING, TransactionState.PROCEEDING):
                 return []
             if status < 200:
-                transaction.last_response = response
                 transaction.last_to_tag = response.to_tag
+                transaction.last_response = response
                 transaction.state = TransactionState.PROCEEDING
                 return [Send(response, transaction.dest, transaction.reliable)]
             return self._send_final(transaction, response, TransactionState.COMPLETED, now)
@@ -757,8 +757,8 @@ class TransactionLayer:
         if state is not TransactionState.PROCEEDING:
             return []
         if status < 200:
-            transaction.last_response = response
             transaction.last_to_tag = response.to_tag
+            transaction.last_response = response
             return [Send(response, transaction.dest, transaction.reliable)]
         if status < 300:
             # 13.3.1.4: the 2xx is retransmitted until the ACK; RFC 6026 Accepted state
@@ -783,9 +783,10 @@ class TransactionLayer:
     ) -> list[Event]:
         """Send a final response, kept as its bytes to be sent again; a non-INVITE
         transaction then waits out Timer J (17.2.2)."""
+        to_tag = response.to_tag  # read first: a bad To leaves the transaction as it was
         data = bytes(response)
         transaction.last_response = data
-        transaction.last_to_tag = response.to_tag
+        transaction.last_to_tag = to_tag
         transaction.state = state
         transaction.request = None
         send: list[Event] = [Send(data, transaction.dest, transaction.reliable)]

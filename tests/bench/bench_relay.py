@@ -12,7 +12,7 @@ Three processes. The relay (:class:`gateway.media.relay.MediaRelay`, on
 uvloop unless ``--loop asyncio``) runs alone, pinned to one core
 (``--relay-cpu``), its heap settled for serving as the gateway's is
 (:func:`gateway.app.settle_for_serving`: startup objects frozen, the
-collector's youngest generation every 20,000 allocations); a fresh relay
+collector's thresholds :data:`gateway.app.GC_THRESHOLDS`); a fresh relay
 process is started for every step so its memory is measured from a clean
 baseline. The window's packet counts are the relay's own totals
 (``packet_totals``, what ``/metrics`` reads). The load generator runs pinned to

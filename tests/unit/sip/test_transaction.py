@@ -392,6 +392,7 @@ def test_cancel_after_the_final_response_is_answered_without_event() -> None:
     layer.send_response(events[1].transaction, make_response(invite, 486, to_tag="t"), 0.0)
     events = layer.receive(request("CANCEL"), PEER, 0.1)
     assert [parsed(send).status for send in sends(events)] == [200]
+    assert [parsed(send).to_tag for send in sends(events)] == ["t"]  # the final's To tag
     assert not only(events, CancelReceived)
 
 
@@ -467,6 +468,10 @@ def test_rfc2543_invite_retransmission_and_ack_matched_without_cookie() -> None:
     assert [send.message.status for send in sends(again)] == [100]
     assert not only(again, RequestReceived)
     layer.send_response(transaction, make_response(invite, 486, to_tag="uas"), 1.0)
+    # 17.2.3: an RFC 2543 ACK matches only with the To tag of the response sent
+    stray = layer.receive(request("ACK", branch="", to_tag="other"), PEER, 1.05)
+    assert [type(event) for event in stray] == [RequestReceived]
+    assert transaction.state is TransactionState.COMPLETED
     assert layer.receive(request("ACK", branch="", to_tag="uas"), PEER, 1.1) == []
     assert transaction.state is TransactionState.CONFIRMED
 
