@@ -264,9 +264,9 @@ def settle_for_serving(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None
       calls and their lingering transactions hold (95-170 ms at 150-300
       calls/s before those transactions kept their messages as bytes): they
       come after 500 middle collections at the earliest, some 2,000,000
-      allocations as before (10 x 10 x 20,000), not five times as often, and
-      Python waits on until the objects that reached the oldest generation
-      since the last one are a quarter of those it kept.
+      allocations as before (10 x 10 x 20,000), not five times as often; and
+      Python also waits until the objects that reached the oldest generation
+      since the last one number a quarter of those it kept.
     - A process that serves the API alone passes :data:`API_GC_THRESHOLDS`.
     - Every collection's pause is timed for ``/metrics``
       (:mod:`gateway.collector_pauses`).
