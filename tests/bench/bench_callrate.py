@@ -374,7 +374,7 @@ def setup_times_ms(path: Path | None, rtd: str = "setup") -> list[float]:
 
 
 LONG_PAUSE_S = 0.025
-"""A collector pause longer than this is counted apart (see :func:`collector_pauses`)."""
+"""A collector pause longer than this is counted apart (a bound of the gateway's histogram)."""
 _PAUSE_SAMPLE = re.compile(
     r'^callgate_gc_pause_seconds_(count|bucket)\{generation="(\d)"(?:,le="([^"]+)")?\} (\S+)$',
     re.MULTILINE,
@@ -404,25 +404,6 @@ def shed_calls(metrics: str) -> int:
     return int(float(found.group(1))) if found else 0
 
 
-def collector_pauses(metrics: str) -> tuple[int, int]:
-    """(full collections, pauses over :data:`LONG_PAUSE_S`) of the gateway so far, read from
-    its ``/metrics`` text (``callgate_gc_pause_seconds``); (-1, -1) when it has none."""
-    samples = _PAUSE_SAMPLE.findall(metrics)
-    if not samples:
-        return -1, -1  # a gateway that does not time its collector
-    full = 0
-    total = 0
-    short = 0
-    for kind, generation, le, value in samples:
-        if kind == "count":
-            total += int(float(value))
-            if generation == "2":
-                full = int(float(value))
-        elif le == f"{LONG_PAUSE_S:g}":
-            short += int(float(value))
-    return full, total - short
-
-
 @dataclass(frozen=True)
 class GenerationPauses:
     """One collector generation's pauses so far: how many, their total, and the
@@ -438,6 +419,10 @@ class GenerationPauses:
             self.seconds - before.seconds,
             {le: n - before.cumulative.get(le, 0) for le, n in self.cumulative.items()},
         )
+
+    def over(self, bound_s: float) -> int:
+        """Pauses longer than ``bound_s`` (a bound of the histogram)."""
+        return self.count - self.cumulative.get(bound_s, 0)
 
     def longest_bound(self) -> float:
         """The smallest histogram bound that every pause is within (inf: past the last)."""
@@ -922,7 +907,6 @@ class CallRateBench:
             stack.callback(callee.close)
             self._pin_sipp(callee)
             metrics_before = gateway_metrics(self.gateway.api_port)
-            pauses_before = collector_pauses(metrics_before)
             since = datetime.now(UTC)
             datagrams_before = callee_port.datagrams()
             caller = SippScenario(
@@ -999,22 +983,13 @@ class CallRateBench:
             )
         result.gateway_problems = self.gateway.problem_lines() - problems_before
         metrics_after = gateway_metrics(self.gateway.api_port)
-        pauses_after = collector_pauses(metrics_after)
         result.shed = shed_calls(metrics_after) - shed_calls(metrics_before)
-        if min(*pauses_before, *pauses_after) >= 0:
-            result.gc_full = pauses_after[0] - pauses_before[0]
-            result.gc_long = pauses_after[1] - pauses_before[1]
-        generations_before = pauses_by_generation(metrics_before)
-        generations_after = pauses_by_generation(metrics_after)
-        if generations_before and len(generations_before) == len(generations_after):
-            result.notes.append(
-                describe_pauses(
-                    [
-                        after.since(before)
-                        for before, after in zip(generations_before, generations_after, strict=True)
-                    ]
-                )
-            )
+        before, after = pauses_by_generation(metrics_before), pauses_by_generation(metrics_after)
+        if before and len(before) == len(after):  # empty: a gateway that does not time them
+            step = [now.since(then) for then, now in zip(before, after, strict=True)]
+            result.gc_full = step[-1].count
+            result.gc_long = sum(generation.over(LONG_PAUSE_S) for generation in step)
+            result.notes.append(describe_pauses(step))
         return result
 
     def _watch(
