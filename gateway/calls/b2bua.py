@@ -423,7 +423,7 @@ class CallManager(InDialogRelay):
         if 200 <= response.status < 300:
             try:
                 invite = view.request()
-            except (SipParseError, TypeError) as exc:  # it was serialized from a request
+            except SipParseError as exc:
                 log.warning("late 2xx for an ended call: its INVITE does not parse: %s", exc)
                 return
             self._confirm_and_end(invite, view.leg, response)

@@ -12,6 +12,7 @@ from gateway.calls.anchor import MediaAnchor
 from gateway.calls.routing import Route
 from gateway.net.transports import Address
 from gateway.sip.dialog import Dialog
+from gateway.sip.errors import SipParseError
 from gateway.sip.message import SipRequest, parse_message
 from gateway.sip.transaction import ClientTransaction, ServerTransaction
 
@@ -88,8 +89,8 @@ class BInviteView:
         if isinstance(self.invite, SipRequest):
             return self.invite
         message = parse_message(self.invite)
-        if not isinstance(message, SipRequest):  # it was serialized from a request
-            raise TypeError("the INVITE's bytes do not parse as a request")
+        if not isinstance(message, SipRequest):
+            raise SipParseError("the INVITE's bytes parse as a response")
         return message
 
 
