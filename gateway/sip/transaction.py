@@ -904,10 +904,8 @@ class TransactionLayer:
         return events
 
     def _set(self, owner: _TimerOwner, name: str, deadline: float) -> None:
+        self._cancel(owner, name)  # re-armed: the earlier entry goes stale
         order = next(self._order)
-        previous = owner._timers.get(name)
-        if previous is not None:
-            self._armed.pop(previous, None)
         owner._timers[name] = order
         self._armed[order] = owner
         heapq.heappush(self._heap, (deadline, order, name))
