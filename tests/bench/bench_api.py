@@ -78,6 +78,10 @@ buckets for stats). "server CPU" is the server process's user + system time
 over the measured window (``/proc/<pid>/stat``, summed over the workers) as %
 of one core, and "loop" the share of it in the event-loop threads (the rest is the database
 driver's threads: aiosqlite runs each connection in a thread of its own);
+"GC > 25 ms / full" counts the server's collector pauses over 25 ms in the
+window and its full collections, from each worker's own timing of them
+(:mod:`gateway.collector_pauses`): a slow spell with such a pause in it is
+the collector's;
 "client CPU" is the generator's: near 100 % means it, not the server, set
 the pace. "machine" is the busy cores of the whole machine (``/proc/stat``),
 PostgreSQL and any other load on the host included. "fails" counts
@@ -131,6 +135,7 @@ from sqlalchemy import func, select
 from gateway.api.server import ApiServer
 from gateway.api.workers import worker_cpus
 from gateway.app import API_GC_THRESHOLDS, new_event_loop, settle_for_serving
+from gateway.collector_pauses import PAUSES
 from gateway.config import Settings
 from gateway.store.engine import make_engine, migrate
 from gateway.store.export import SQLITE_SHELL
@@ -138,6 +143,12 @@ from gateway.store.keys import create_key
 from gateway.store.models import CALLS
 from tests.bench.api_seed import DAYS, DEFAULT_SEED, END, START, TENANT, external_numbers
 from tests.bench.api_seed import seed as seed_rows
+from tests.bench.collector import (
+    LONG_PAUSE_S,
+    GenerationPauses,
+    pauses_of_record,
+    step_pauses,
+)
 from tests.bench.common import (
     MachineCpu,
     format_table,
@@ -307,6 +318,8 @@ async def _serve(
                 profiler = cProfile.Profile()
                 profiler.enable()
                 conn.send("ok")
+            elif message == "pauses":
+                conn.send(pauses_of_record(PAUSES))
             elif message == "profile-stop" and profiler is not None:
                 profiler.disable()
                 conn.send(profile_lines(profiler))
@@ -548,6 +561,9 @@ class Measurement:
     loop_share: float
     client_cpu: float
     machine_cores: float
+    collector: list[GenerationPauses] | None
+    """The server's collector pauses in the window, per generation, summed over its
+    workers; None when it does not time them."""
 
     @property
     def rps(self) -> float:
@@ -565,6 +581,14 @@ class Measurement:
         if not found:
             return "-"
         return f"{len(found)}, {max(length for _, length in found):.2f} s"
+
+    def long_pauses(self) -> str:
+        """Collector pauses over :data:`LONG_PAUSE_S` in the window, and the full
+        collections among all of them (``-``: not timed)."""
+        if self.collector is None:
+            return "-"
+        long = sum(generation.over(LONG_PAUSE_S) for generation in self.collector)
+        return f"{long} / {self.collector[-1].count}"
 
     @property
     def failures(self) -> int:
@@ -672,6 +696,15 @@ class Backend:
     def server_conn(self) -> multiprocessing.connection.Connection:
         return self.server_conns[0]
 
+    def _collector_pauses(self) -> list[GenerationPauses]:
+        """Every server's collector pauses so far, per generation, summed."""
+        total: list[GenerationPauses] = []
+        for conn in self.server_conns:
+            conn.send("pauses")
+            found: list[GenerationPauses] = conn.recv()
+            total = found if not total else [a + b for a, b in zip(total, found, strict=True)]
+        return total
+
     def _server_threads(self) -> dict[int, float]:
         found: dict[int, float] = {}
         for server in self.servers:
@@ -691,9 +724,11 @@ class Backend:
         machine = MachineCpu.read()
         threads = self._server_threads()
         client = process_cpu_s(generator_pid)
+        pauses = self._collector_pauses()
         began = time.perf_counter()
         time.sleep(args.duration)
         wall = time.perf_counter() - began
+        pauses_after = self._collector_pauses()
         machine_after = MachineCpu.read()
         threads_after = self._server_threads()
         client_after = process_cpu_s(generator_pid)
@@ -712,6 +747,7 @@ class Backend:
             in_loops / total if total else 0.0,
             (client_after - client) / wall,
             machine_after.busy_cores_since(machine, wall),
+            step_pauses(pauses, pauses_after),
         )
         return measurement
 
@@ -940,6 +976,7 @@ HEADERS = [
     "p99 ms",
     "max ms",
     f"over {TARGET_P99_MS:.0f} ms (spells, longest)",
+    f"GC > {LONG_PAUSE_S * 1000:g} ms / full",
     "server CPU",
     "loop",
     "client CPU",
@@ -962,6 +999,7 @@ def measurement_row(m: Measurement) -> list[str]:
         f"{m.percentile(0.99):.1f}",
         f"{max(m.result.latencies_ms, default=float('nan')):.1f}",
         m.spells(),
+        m.long_pauses(),
         f"{m.server_cpu:.0%}",
         f"{m.loop_share:.0%}",
         f"{m.client_cpu:.0%}",

@@ -122,6 +122,12 @@ from sqlalchemy import func, select
 
 from gateway.store.engine import make_engine
 from gateway.store.models import CALLS
+from tests.bench.collector import (
+    LONG_PAUSE_S,
+    describe_pauses,
+    pauses_by_generation,
+    step_pauses,
+)
 from tests.bench.common import (
     MachineCpu,
     format_table,
@@ -373,18 +379,6 @@ def setup_times_ms(path: Path | None, rtd: str = "setup") -> list[float]:
     return values
 
 
-LONG_PAUSE_S = 0.025
-"""A collector pause longer than this is counted apart (a bound of the gateway's histogram)."""
-_PAUSE_SAMPLE = re.compile(
-    r'^callgate_gc_pause_seconds_(count|bucket)\{generation="(\d)"(?:,le="([^"]+)")?\} (\S+)$',
-    re.MULTILINE,
-)
-_PAUSE_SUM = re.compile(
-    r'^callgate_gc_pause_seconds_sum\{generation="(\d)"\} (\S+)$',
-    re.MULTILINE,
-)
-
-
 _SHED_SAMPLE = re.compile(r"^callgate_calls_shed_total (\S+)$", re.MULTILINE)
 
 
@@ -402,64 +396,6 @@ def shed_calls(metrics: str) -> int:
     """New calls the gateway's overload control refused with 503 so far (0 when not told)."""
     found = _SHED_SAMPLE.search(metrics)
     return int(float(found.group(1))) if found else 0
-
-
-@dataclass(frozen=True)
-class GenerationPauses:
-    """One collector generation's pauses so far: how many, their total, and the
-    cumulative count per histogram bound (``le``)."""
-
-    count: int
-    seconds: float
-    cumulative: dict[float, int]
-
-    def since(self, before: GenerationPauses) -> GenerationPauses:
-        return GenerationPauses(
-            self.count - before.count,
-            self.seconds - before.seconds,
-            {le: n - before.cumulative.get(le, 0) for le, n in self.cumulative.items()},
-        )
-
-    def over(self, bound_s: float) -> int:
-        """Pauses longer than ``bound_s`` (a bound of the histogram)."""
-        return self.count - self.cumulative.get(bound_s, 0)
-
-    def longest_bound(self) -> float:
-        """The smallest histogram bound that every pause is within (inf: past the last)."""
-        for le in sorted(self.cumulative):
-            if self.cumulative[le] >= self.count:
-                return le
-        return math.inf
-
-
-def pauses_by_generation(metrics: str) -> list[GenerationPauses]:
-    """The collector's pauses per generation (0, 1, 2) from the ``/metrics`` text; empty
-    when it has none."""
-    counts: dict[int, int] = {}
-    cumulative: dict[int, dict[float, int]] = {}
-    for kind, generation, le, value in _PAUSE_SAMPLE.findall(metrics):
-        if kind == "count":
-            counts[int(generation)] = int(float(value))
-        elif le:
-            cumulative.setdefault(int(generation), {})[float(le)] = int(float(value))
-    sums = {int(g): float(v) for g, v in _PAUSE_SUM.findall(metrics)}
-    return [
-        GenerationPauses(counts[g], sums.get(g, 0.0), cumulative.get(g, {})) for g in sorted(counts)
-    ]
-
-
-def describe_pauses(pauses: Sequence[GenerationPauses]) -> str:
-    """``collector gen0 1234 x 0.8 ms (all <= 5 ms), ...`` for a step's notes."""
-    parts = []
-    for generation, found in enumerate(pauses):
-        if not found.count:
-            parts.append(f"gen{generation} 0")
-            continue
-        mean_ms = 1000.0 * found.seconds / found.count
-        bound = found.longest_bound()
-        within = "over the last bound" if math.isinf(bound) else f"all <= {bound * 1000:g} ms"
-        parts.append(f"gen{generation} {found.count} x {mean_ms:.1f} ms ({within})")
-    return "collector " + ", ".join(parts)
 
 
 def percentile(values: Sequence[float], share: float) -> float:
@@ -984,9 +920,10 @@ class CallRateBench:
         result.gateway_problems = self.gateway.problem_lines() - problems_before
         metrics_after = gateway_metrics(self.gateway.api_port)
         result.shed = shed_calls(metrics_after) - shed_calls(metrics_before)
-        before, after = pauses_by_generation(metrics_before), pauses_by_generation(metrics_after)
-        if before and len(before) == len(after):  # empty: a gateway that does not time them
-            step = [now.since(then) for then, now in zip(before, after, strict=True)]
+        step = step_pauses(
+            pauses_by_generation(metrics_before), pauses_by_generation(metrics_after)
+        )
+        if step is not None:
             result.gc_full = step[-1].count
             result.gc_long = sum(generation.over(LONG_PAUSE_S) for generation in step)
             result.notes.append(describe_pauses(step))

@@ -4,19 +4,43 @@ from __future__ import annotations
 
 import gc
 import re
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from gateway import collector_pauses
+from gateway.api import routes_health
 from gateway.collector_pauses import BUCKETS_S, CollectorPauses, watch_collector
+from tests.bench.collector import (
+    LONG_PAUSE_S,
+    pauses_by_generation,
+    pauses_of_record,
+    step_pauses,
+)
 from tests.unit.api.conftest import Api
 
 
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[list[float]], None]]:
+    """Stands in for the clock the pauses are timed with, the collector off meanwhile: an
+    automatic collection would run the process's own record's callback on this clock."""
+
+    def use(readings: list[float]) -> None:
+        clock = iter(readings)
+        monkeypatch.setattr(collector_pauses.time, "perf_counter", lambda: next(clock))
+
+    enabled = gc.isenabled()
+    gc.disable()
+    yield use
+    monkeypatch.undo()
+    if enabled:
+        gc.enable()
+
+
 def test_a_pause_lands_in_its_bucket_and_the_histogram_is_cumulative(
-    monkeypatch: pytest.MonkeyPatch,
+    fake_clock: Callable[[list[float]], None],
 ) -> None:
-    clock = iter([10.0, 10.03, 20.0, 20.0004])
-    monkeypatch.setattr(collector_pauses.time, "perf_counter", lambda: next(clock))
+    fake_clock([10.0, 10.03, 20.0, 20.0004])
     pauses = CollectorPauses()
     pauses.callback("start", {"generation": 2})
     pauses.callback("stop", {"generation": 2, "collected": 0, "uncollectable": 0})
@@ -49,3 +73,27 @@ async def test_metrics_serve_the_pauses_of_the_collections_made(api: Api) -> Non
     found = re.search(r'^callgate_gc_pause_seconds_count\{generation="2"\} (\S+)$', text, re.M)
     assert found is not None and float(found.group(1)) >= before + 1
     assert re.search(r'^callgate_gc_pause_seconds_bucket\{generation="2",le="\+Inf"\} ', text, re.M)
+
+
+def test_the_benchmarks_read_the_same_pauses_from_the_record_and_from_metrics(
+    fake_clock: Callable[[list[float]], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_clock([0.0, 0.003, 1.0, 1.04, 2.0, 2.3, 3.0, 3.0002])
+    pauses = CollectorPauses()
+    for generation in (0, 1, 2, 0):  # 3 ms, 40 ms, 300 ms, 0.2 ms
+        pauses.callback("start", {"generation": generation})
+        pauses.callback("stop", {"generation": generation})
+    monkeypatch.setattr(routes_health, "PAUSES", pauses)
+    from_metrics = pauses_by_generation("\n".join(routes_health._pause_histogram()) + "\n")
+    from_record = pauses_of_record(pauses)
+    assert [(g.count, g.cumulative) for g in from_metrics] == [
+        (g.count, g.cumulative) for g in from_record
+    ]
+    assert [g.seconds for g in from_metrics] == pytest.approx([g.seconds for g in from_record])
+    assert [g.count for g in from_record] == [2, 1, 1]
+    assert sum(g.over(LONG_PAUSE_S) for g in from_record) == 2
+    assert from_record[2].longest_bound() == 0.5
+    both = [a + b for a, b in zip(from_record, from_record, strict=True)]
+    assert [g.over(LONG_PAUSE_S) for g in both] == [0, 2, 2]
+    assert step_pauses(from_record, both) == from_record
+    assert step_pauses([], from_record) is None
