@@ -80,6 +80,16 @@ def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
     return "{" + inner + "}"
 
 
+def sample_value(value: float) -> str:
+    """A sample's value in the text format: a whole number in full (a counter past a
+    million stays exact, where ``:g`` would round it to six digits), any other number as
+    the shortest text that reads back to it."""
+    number = float(value)
+    if number.is_integer() and abs(number) < 2**53:
+        return str(int(number))
+    return repr(number)
+
+
 async def metrics(request: web.Request) -> web.Response:
     context = context_of(request)
     values: dict[str, float | dict[tuple[tuple[str, str], ...], float]] = {}
@@ -97,9 +107,9 @@ async def metrics(request: web.Request) -> web.Response:
         lines.append(f"# TYPE {name} {kind}")
         if isinstance(value, dict):
             for labels, number in value.items():
-                lines.append(f"{name}{_labels(labels)} {number:g}")
+                lines.append(f"{name}{_labels(labels)} {sample_value(number)}")
         else:
-            lines.append(f"{name} {value:g}")
+            lines.append(f"{name} {sample_value(value)}")
     if PAUSES.watching:
         lines += _pause_histogram()
     return web.Response(
@@ -116,10 +126,10 @@ def _pause_histogram() -> list[str]:
         f"# TYPE {name} histogram",
     ]
     for labels, number in PAUSES.histogram().items():
-        lines.append(f"{name}_bucket{_labels(labels)} {number:g}")
+        lines.append(f"{name}_bucket{_labels(labels)} {sample_value(number)}")
     for generation, (total, count) in enumerate(zip(PAUSES.seconds, PAUSES.count, strict=True)):
-        lines.append(f'{name}_sum{{generation="{generation}"}} {total:g}')
-        lines.append(f'{name}_count{{generation="{generation}"}} {count:g}')
+        lines.append(f'{name}_sum{{generation="{generation}"}} {sample_value(total)}')
+        lines.append(f'{name}_count{{generation="{generation}"}} {sample_value(count)}')
     return lines
 
 

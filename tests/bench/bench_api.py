@@ -697,13 +697,15 @@ class Backend:
         return self.server_conns[0]
 
     def _collector_pauses(self) -> list[GenerationPauses]:
-        """Every server's collector pauses so far, per generation, summed."""
-        total: list[GenerationPauses] = []
+        """Every server's collector pauses so far, per generation, summed; empty when a
+        server does not time them."""
+        readings: list[list[GenerationPauses]] = []
         for conn in self.server_conns:
             conn.send("pauses")
-            found: list[GenerationPauses] = conn.recv()
-            total = found if not total else [a + b for a, b in zip(total, found, strict=True)]
-        return total
+            readings.append(conn.recv())
+        if not all(readings):
+            return []
+        return [sum(generation[1:], generation[0]) for generation in zip(*readings, strict=True)]
 
     def _server_threads(self) -> dict[int, float]:
         found: dict[int, float] = {}
@@ -721,17 +723,19 @@ class Backend:
         load = (self.base, self.key, scenario.urls, args.clients, args.warmup, args.duration, rate)
         self.generator_conn.send(("load", load))
         time.sleep(args.warmup)
+        # the pauses' window holds the CPU window, which the sleep alone times: asking a
+        # busy worker for its pauses may take a while
+        pauses = self._collector_pauses()
         machine = MachineCpu.read()
         threads = self._server_threads()
         client = process_cpu_s(generator_pid)
-        pauses = self._collector_pauses()
         began = time.perf_counter()
         time.sleep(args.duration)
         wall = time.perf_counter() - began
-        pauses_after = self._collector_pauses()
         machine_after = MachineCpu.read()
         threads_after = self._server_threads()
         client_after = process_cpu_s(generator_pid)
+        pauses_after = self._collector_pauses()
         result: LoadResult = self.generator_conn.recv()
         used = {tid: threads_after[tid] - threads.get(tid, 0.0) for tid in threads_after}
         total = sum(used.values())

@@ -67,8 +67,11 @@ class GenerationPauses:
         )
 
     def over(self, bound_s: float) -> int:
-        """Pauses longer than ``bound_s`` (a bound of the histogram)."""
-        return self.count - self.cumulative.get(bound_s, 0)
+        """Pauses longer than ``bound_s`` (a bound of the histogram), counted from the
+        +Inf bucket: a reading between a collection's count and its bucket (one taken in
+        another thread) shows the count one ahead."""
+        total = self.cumulative.get(math.inf, self.count)
+        return total - self.cumulative.get(bound_s, 0)
 
     def longest_bound(self) -> float:
         """The smallest histogram bound that every pause is within (inf: past the last)."""
@@ -95,7 +98,10 @@ def pauses_by_generation(metrics: str) -> list[GenerationPauses]:
 
 
 def pauses_of_record(record: CollectorPauses) -> list[GenerationPauses]:
-    """The pauses per generation of a process's own record (what ``/metrics`` would show)."""
+    """The pauses per generation of a process's own record (what ``/metrics`` would show:
+    nothing while the record is not watching the collector)."""
+    if not record.watching:
+        return []
     found = []
     for buckets, count, seconds in zip(record.buckets, record.count, record.seconds, strict=True):
         running, cumulative = 0, {}

@@ -79,7 +79,9 @@ def test_the_benchmarks_read_the_same_pauses_from_the_record_and_from_metrics(
     fake_clock: Callable[[list[float]], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_clock([0.0, 0.003, 1.0, 1.04, 2.0, 2.3, 3.0, 3.0002])
+    assert pauses_of_record(CollectorPauses()) == []  # not watching: /metrics shows none
     pauses = CollectorPauses()
+    pauses.watching = True
     for generation in (0, 1, 2, 0):  # 3 ms, 40 ms, 300 ms, 0.2 ms
         pauses.callback("start", {"generation": generation})
         pauses.callback("stop", {"generation": generation})
@@ -97,3 +99,27 @@ def test_the_benchmarks_read_the_same_pauses_from_the_record_and_from_metrics(
     assert [g.over(LONG_PAUSE_S) for g in both] == [0, 2, 2]
     assert step_pauses(from_record, both) == from_record
     assert step_pauses([], from_record) is None
+
+
+def test_metrics_keep_counts_past_a_million_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    pauses = CollectorPauses()
+    pauses.watching = True
+    pauses.count[0] = 1_234_567
+    pauses.buckets[0][0] = 1_234_560  # within 1 ms
+    pauses.buckets[0][-1] = 7  # past the last bound
+    pauses.seconds[0] = 617.2839
+    monkeypatch.setattr(routes_health, "PAUSES", pauses)
+    text = "\n".join(routes_health._pause_histogram()) + "\n"
+    assert 'callgate_gc_pause_seconds_count{generation="0"} 1234567\n' in text
+    young = pauses_by_generation(text)[0]
+    assert young.count == 1_234_567 and young.seconds == 617.2839
+    assert young.over(LONG_PAUSE_S) == 7
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.0, "0"), (1234567.0, "1234567"), (2**60, "1.152921504606847e+18"), (0.025, "0.025")],
+)
+def test_a_sample_value_reads_back_exactly(value: float, text: str) -> None:
+    assert routes_health.sample_value(value) == text
+    assert float(text) == value
