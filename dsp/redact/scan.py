@@ -49,6 +49,7 @@ __all__ = [
     "AFTER_WEIGHT",
     "BEFORE_PENALTY",
     "FAR",
+    "HORIZON",
     "Runs",
     "Scan",
     "ScanConfig",
@@ -66,6 +67,9 @@ AFTER_PENALTY: Final = 8
 about what is said next)."""
 AFTER_WEIGHT: Final = 2
 """A distance after the number counts this many times."""
+HORIZON: Final = 32
+"""Effective distances below this are exact (:meth:`Scan.effective`); the detectors look
+no further than 20 tokens."""
 
 
 def _kinds(*kinds: Kind) -> npt.NDArray[np.bool_]:
@@ -157,7 +161,9 @@ class Scan:
     cache: dict[str, npt.NDArray] = field(default_factory=dict)
     """Features the detectors share (payment context, vetoes), computed once per scan."""
     _class_positions: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
-    _distances: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _distances: dict[int, tuple[np.ndarray, ...]] = field(default_factory=dict)
+    """Per class: distances before and after each run, and the keywords they are to."""
+    _effective: dict[int, np.ndarray] = field(default_factory=dict)
 
     def positions_of(self, ctx: Ctx) -> npt.NDArray[np.int64]:
         """Token positions of the keywords of any class in ``ctx``."""
@@ -180,10 +186,38 @@ class Scan:
         """How far the nearest keyword of ``ctx`` is, as evidence: a distance after the
         number counts :data:`AFTER_WEIGHT` times; a keyword before it in another segment
         is :data:`BEFORE_PENALTY` tokens further, one after it in another segment or
-        sentence :data:`AFTER_PENALTY`."""
-        return self._distances_of(ctx)[2]
+        sentence :data:`AFTER_PENALTY`.
 
-    def _distances_of(self, ctx: Ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        The penalties need the keywords' segments, which are read from the words: they
+        are read only where they can matter, for keywords closer than :data:`HORIZON`
+        (weighted). So a value below :data:`HORIZON` is exact, and one at or past it
+        says only that the keyword is that far or further (the penalties left out);
+        :data:`FAR` when there is no keyword."""
+        key = int(ctx)
+        cached = self._effective.get(key)
+        if cached is not None:
+            return cached
+        before, after, keyword_before, keyword_after = self._distances_of(ctx)
+        runs, segment_of = self.runs, self.batch.segment_of
+        from_before = before.copy()  # FAR where there is none
+        close = np.flatnonzero(before < HORIZON)
+        if len(close):
+            moved = segment_of(keyword_before[close]) != runs.segment_first[close]
+            from_before[close] += BEFORE_PENALTY * moved
+        from_after = np.minimum(AFTER_WEIGHT * after, FAR)
+        close = np.flatnonzero(from_after < HORIZON)
+        if len(close):
+            nearest = keyword_after[close]
+            moved = segment_of(nearest) != runs.segment_last[close]
+            moved |= np.searchsorted(self.stop_positions, nearest) > runs.stops_before_last[close]
+            from_after[close] += AFTER_PENALTY * moved
+        effective = np.minimum(from_before, from_after)
+        self._effective[key] = effective
+        return effective
+
+    def _distances_of(self, ctx: Ctx) -> tuple[np.ndarray, ...]:
+        """Distances before and after each run, and the positions of the keywords they
+        are to (-1: none in the run's transcript)."""
         key = int(ctx)
         cached = self._distances.get(key)
         if cached is not None:
@@ -192,27 +226,23 @@ class Scan:
         positions = self.positions_of(ctx)
         before = np.full(len(runs), FAR, dtype=np.int64)
         after = np.full(len(runs), FAR, dtype=np.int64)
-        effective = np.full(len(runs), FAR, dtype=np.int64)
+        keyword_before = np.full(len(runs), -1, dtype=np.int64)
+        keyword_after = np.full(len(runs), -1, dtype=np.int64)
         if len(positions) and len(runs):
-            doc, segment_of = self.batch.doc, self.batch.segment_of
+            doc = self.batch.doc
             index = np.searchsorted(positions, runs.first) - 1
             found = index >= 0
             nearest = positions[np.maximum(index, 0)]
             found &= doc[nearest] == runs.doc
             before[found] = (runs.first - nearest)[found]
-            moved = segment_of(nearest) != runs.segment_first
-            effective = np.where(found, before + BEFORE_PENALTY * moved, FAR)
+            keyword_before[found] = nearest[found]
             index = np.searchsorted(positions, runs.last, side="right")
             found = index < len(positions)
             nearest = positions[np.minimum(index, len(positions) - 1)]
             found &= doc[nearest] == runs.doc
             after[found] = (nearest - runs.last)[found]
-            moved = segment_of(nearest) != runs.segment_last
-            moved |= np.searchsorted(self.stop_positions, nearest) > runs.stops_before_last
-            effective = np.minimum(
-                effective, np.where(found, AFTER_WEIGHT * after + AFTER_PENALTY * moved, FAR)
-            )
-        cached = (before, after, effective)
+            keyword_after[found] = nearest[found]
+        cached = (before, after, keyword_before, keyword_after)
         self._distances[key] = cached
         return cached
 
@@ -450,6 +480,8 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
         stop_positions=stop_positions,
     )
     if parts is not None and len(parts):
-        whole.parts = replace(whole, runs=parts, cache={}, _class_positions={}, _distances={})
+        whole.parts = replace(
+            whole, runs=parts, cache={}, _class_positions={}, _distances={}, _effective={}
+        )
         whole.parent = parent
     return whole
