@@ -283,6 +283,28 @@ def _neighbours(
     return out
 
 
+def _times_where_needed(
+    batch: TokenBatch,
+    positions: npt.NDArray[np.int64],
+    next_to: npt.NDArray[np.bool_],
+    long_enough: npt.NDArray[np.bool_],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start, end and segment of the digit tokens at ``positions`` where they can matter:
+    a token beside another one it may join (``next_to``: token ``i`` and ``i + 1``),
+    or one with digits enough to be a number alone (``long_enough``). The others are
+    numbers too short to keep ("one of them") whatever their times; theirs stay 0."""
+    count = len(positions)
+    needed = long_enough.copy()
+    needed[1:] |= next_to
+    needed[:-1] |= next_to
+    read = np.flatnonzero(needed)
+    if len(read) == count:
+        return batch.times_of(positions)
+    start, end, segment = np.zeros(count), np.zeros(count), np.zeros(count, dtype=np.int64)
+    start[read], end[read], segment[read] = batch.times_of(positions[read])
+    return start, end, segment
+
+
 def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
     """Find every number of ``batch`` and the keywords around it (see the module's notes)."""
     config = config or ScanConfig()
@@ -330,28 +352,9 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
     digit_index = np.flatnonzero(is_digit)  # into core
     positions = core[digit_index]
     n = len(positions)
-    position_start, position_end, position_segment = batch.times_of(positions)
-    link = np.zeros(max(n - 1, 0), dtype=np.bool_)
-    silence = np.zeros(max(n - 1, 0))
-    same_segment = np.ones(max(n - 1, 0), dtype=np.bool_)
-    if n > 1:
-        apart = np.zeros(len(core) + 1, dtype=np.int64)
-        np.cumsum(~adjacent, out=apart[1:])
-        of_count = np.zeros(len(core) + 1, dtype=np.int64)
-        np.cumsum(date_of, out=of_count[1:])
-        here, there = digit_index[:-1], digit_index[1:]
-        link = apart[there] - apart[here] == 0
-        link &= (there - here - 1) == (of_count[there] - of_count[here + 1])
-        silence = position_start[1:] - position_end[:-1]
-        same_segment = position_segment[1:] == position_segment[:-1]
-        limit = np.where(same_segment, config.max_pause_s, config.max_join_gap_s)
-        link &= silence <= limit
-        link &= same_segment | ((flags[here] & Flag.STOP) == 0)
-    starts_mask = np.ones(n, dtype=np.bool_)
-    starts_mask[1:] = ~link
-    run_starts = np.flatnonzero(starts_mask)
 
-    # 4. digits of every token, by one ragged gather from the pool
+    # 4. digits of every token: how many, and where in the pool (counted before the
+    # times are read: a token too short to be a number alone needs none)
     d_kind = kinds[digit_index]
     d_tid = tid[digit_index]
     count = batch.digit_count[d_tid].astype(np.int64)
@@ -375,6 +378,32 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
     source[mult] = batch.digit_start[tid_next[mult]]
     stride[mult] = 0
 
+    # 3, continued: neighbours by position, then by the silence between them
+    link = np.zeros(max(n - 1, 0), dtype=np.bool_)
+    if n > 1:
+        apart = np.zeros(len(core) + 1, dtype=np.int64)
+        np.cumsum(~adjacent, out=apart[1:])
+        of_count = np.zeros(len(core) + 1, dtype=np.int64)
+        np.cumsum(date_of, out=of_count[1:])
+        here, there = digit_index[:-1], digit_index[1:]
+        link = apart[there] - apart[here] == 0
+        link &= (there - here - 1) == (of_count[there] - of_count[here + 1])
+    position_start, position_end, position_segment = _times_where_needed(
+        batch, positions, link, count >= config.min_digits
+    )
+    silence = np.zeros(max(n - 1, 0))
+    same_segment = np.ones(max(n - 1, 0), dtype=np.bool_)
+    if n > 1:
+        silence = position_start[1:] - position_end[:-1]
+        same_segment = position_segment[1:] == position_segment[:-1]
+        limit = np.where(same_segment, config.max_pause_s, config.max_join_gap_s)
+        link &= silence <= limit
+        link &= same_segment | ((flags[here] & Flag.STOP) == 0)
+    starts_mask = np.ones(n, dtype=np.bool_)
+    starts_mask[1:] = ~link
+    run_starts = np.flatnonzero(starts_mask)
+
+    # 4, continued: the digits, by one ragged gather from the pool
     total = int(count.sum())
     first_digit = np.cumsum(count) - count
     token_of_digit = np.repeat(np.arange(n), count)
