@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+
+import numpy as np
 import pytest
 
 from dsp.redact import scan, tokenize
@@ -74,3 +77,21 @@ def test_the_detectors_ask_for_no_effective_distance_past_the_horizon() -> None:
     # a negated number's keyword: within NEAR_BEFORE before or 3 after, penalised
     assert base.NEAR_BEFORE + BEFORE_PENALTY < HORIZON
     assert AFTER_WEIGHT * 3 + AFTER_PENALTY < HORIZON
+
+
+def test_reading_times_only_where_they_matter_finds_the_same_numbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    transcripts = [t.words for t in generate(200, seed=9, talk=20)]
+    lean = scan(tokenize(transcripts))
+    module = importlib.import_module("dsp.redact.scan")
+    monkeypatch.setattr(
+        module, "_times_where_needed", lambda batch, positions, *_: batch.times_of(positions)
+    )
+    full = scan(tokenize(transcripts))
+    assert lean.parts is not None and full.parts is not None
+    for mine, theirs in ((lean.runs, full.runs), (lean.parts.runs, full.parts.runs)):
+        assert len(mine) > 0
+        for name in ("first", "last", "ndigits", "segment_first", "segment_last", "offset"):
+            assert np.array_equal(getattr(mine, name), getattr(theirs, name)), name
+    assert np.array_equal(lean.digits, full.digits)
