@@ -312,10 +312,9 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
     kind_all = batch.kind[ids]
     interesting = np.flatnonzero(kind_all)
     kinds_all = kind_all[interesting]
-    static_bridge = _BRIDGE[kinds_all]
-    bridges = interesting[static_bridge]
-    core = interesting[~static_bridge]  # tokens of interest that are not fillers
-    kinds = kinds_all[~static_bridge]
+    core_at = np.flatnonzero(~_BRIDGE[kinds_all])  # where in ``interesting``
+    core = interesting[core_at]  # tokens of interest that are not fillers
+    kinds = kinds_all[core_at]
     tid = ids[core]
     doc = batch.doc[core]
     flags = batch.flags[tid].astype(np.int64)
@@ -323,9 +322,7 @@ def scan(batch: TokenBatch, config: ScanConfig | None = None) -> Scan:
     adjacent = np.zeros(len(core), dtype=np.bool_)
     if len(core) > 1:
         between = core[1:] - core[:-1] - 1
-        bridged = np.searchsorted(bridges, core[1:]) - np.searchsorted(
-            bridges, core[:-1], side="right"
-        )
+        bridged = core_at[1:] - core_at[:-1] - 1  # fillers and connectors between them
         adjacent[:-1] = (between == bridged) & (doc[1:] == doc[:-1])
 
     k_prev = _neighbours(kinds, adjacent, -1)
