@@ -147,7 +147,7 @@ class Redactor:
         if len(table) > 1 and bool(np.any(table.first[1:] < table.first[:-1])):
             raise ValueError("the span table is not in token order")
         offsets = batch.offsets.tolist()
-        texts, words = batch.texts, batch.words
+        texts, word_lists = batch.texts, batch.word_lists
         join = _join_words if bool(np.any(batch.ids == VOCABULARY.empty_id)) else " ".join
         firsts, lasts = table.first.tolist(), table.last.tolist()
         names = table.entity_names()
@@ -196,7 +196,7 @@ class Redactor:
         for doc in range(len(transcripts)):
             begin, finish = offsets[doc], offsets[doc + 1]
             low, high = bounds[doc], bounds[doc + 1]
-            doc_words = words[begin:finish]
+            doc_words = list(word_lists[doc])
             if low == high:
                 results.append(Redaction(join(texts[begin:finish]), doc_words, []))
                 continue

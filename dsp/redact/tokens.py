@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
-from operator import itemgetter
+from operator import getitem, itemgetter
 from typing import Any, Final, NamedTuple
 
 import numpy as np
@@ -78,8 +78,9 @@ class TokenBatch:
     texts: list[str]
     offsets: npt.NDArray[np.int64]
     ids: npt.NDArray[np.int32]
-    words: list[Any]
-    """Every word of the batch, flat, as given: ``(text, start, end[, segment])``."""
+    word_lists: list[Sequence[Any]]
+    """Each transcript's words as given: ``(text, start, end[, segment])``. They are not
+    copied into one flat list: a gather finds a word by its transcript and place."""
     has_segment: bool
     doc: npt.NDArray[np.int32]
     kind: npt.NDArray[np.int8]
@@ -97,8 +98,8 @@ class TokenBatch:
 
     def __post_init__(self) -> None:
         # zeroed lazily by the system: nothing is written until segments are read
-        object.__setattr__(self, "_segment_known", np.zeros(len(self.words), dtype=np.bool_))
-        object.__setattr__(self, "_segment_values", np.zeros(len(self.words), dtype=np.int64))
+        object.__setattr__(self, "_segment_known", np.zeros(self.size, dtype=np.bool_))
+        object.__setattr__(self, "_segment_values", np.zeros(self.size, dtype=np.int64))
 
     @property
     def size(self) -> int:
@@ -153,15 +154,15 @@ class TokenBatch:
     def _whole(self, tokens: npt.NDArray[np.integer]) -> bool:
         """Whether ``tokens`` are so large a share of the batch that whole columns are read
         (dense payment talk): one pass over the words in order beats a gather of them."""
-        return len(tokens) * _WHOLE_COLUMN_SHARE >= len(self.words)
+        return len(tokens) * _WHOLE_COLUMN_SHARE >= self.size
 
     def _picked(self, tokens: npt.NDArray[np.integer]) -> Sequence[Any] | None:
         """The words at ``tokens`` (gathered in C), or None where whole columns serve."""
         if not len(tokens) or self._whole(tokens):
             return None
-        if len(tokens) == 1:
-            return (self.words[int(tokens[0])],)
-        return itemgetter(*tokens.tolist())(self.words)  # type: ignore[no-any-return]
+        docs = self.doc[tokens]
+        places = tokens - self.offsets[docs]
+        return list(map(getitem, map(self.word_lists.__getitem__, docs.tolist()), places.tolist()))
 
     def _field(
         self,
@@ -175,7 +176,8 @@ class TokenBatch:
             return np.zeros(0, dtype=dtype)
         column = self._columns.get(item)
         if column is None and self._whole(tokens):
-            column = np.fromiter(map(itemgetter(item), self.words), dtype, len(self.words))
+            every = chain.from_iterable(self.word_lists)
+            column = np.fromiter(map(itemgetter(item), every), dtype, self.size)
             self._columns[item] = column
         if column is not None:
             return column[tokens]
@@ -347,8 +349,7 @@ def tokenize(
     offsets = np.zeros(len(transcripts) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     total = int(offsets[-1])
-    flat = list(chain.from_iterable(transcripts))
-    texts = list(map(itemgetter(0), flat))
+    texts = list(map(itemgetter(0), chain.from_iterable(transcripts)))
     ids = np.fromiter(map(vocabulary.ids.get, texts, repeat(-1)), np.int32, total)
     extra = _Extra(vocabulary)
     unknown = np.flatnonzero(ids < 0).tolist()
@@ -368,8 +369,8 @@ def tokenize(
         texts=texts,
         offsets=offsets,
         ids=ids,
-        words=flat,
-        has_segment=bool(flat) and len(flat[0]) > 3,
+        word_lists=list(transcripts),
+        has_segment=any(len(words) and len(words[0]) > 3 for words in transcripts),
         doc=doc,
         kind=kind,
         ctx=ctx,

@@ -42,7 +42,7 @@ def reference(scanned: Scan, ctx: Ctx, run: int) -> tuple[int, int, int]:
     before_at = max((p for p in keywords if p < first), default=None)
     after_at = min((p for p in keywords if p > last), default=None)
     stops = [int(p) for p in scanned.stop_positions]
-    segment = [word[3] for word in batch.words]
+    segment = [word[3] for words in batch.word_lists for word in words]
     before = after = effective_before = effective_after = FAR
     if before_at is not None:
         before = first - before_at
