@@ -139,8 +139,10 @@ class Redactor:
         """The redacted text, word list and spans of every transcript, from a span table.
 
         Each transcript's text is joined from the batch's words between its spans and the
-        spans' replacements, and its word list is a slice of the batch's words with the
-        spans' words replaced; a transcript without spans is joined and sliced as it is.
+        spans' replacements, and its word list is a copy of the transcript's with the
+        spans' words replaced; a transcript without spans is joined and copied as it is.
+        A word list that changed length since the batch was made is refused (ValueError):
+        the spans would point at other words.
         The spans must be in token order, as :meth:`Registry.detect` gives them (a span
         that began before the one ahead of it would let that one's words through).
         """
@@ -197,6 +199,8 @@ class Redactor:
             begin, finish = offsets[doc], offsets[doc + 1]
             low, high = bounds[doc], bounds[doc + 1]
             doc_words = list(word_lists[doc])
+            if len(doc_words) != finish - begin:
+                raise ValueError(f"transcript {doc} changed after it was tokenized")
             if low == high:
                 results.append(Redaction(join(texts[begin:finish]), doc_words, []))
                 continue

@@ -16,7 +16,9 @@ tokens in Python):
    ``max_pause_s`` within a segment, ``max_join_gap_s`` across a segment or
    speaker boundary (a number an ASR engine split in two, or read on after
    the other party's "mhm"). Run starts come from ``np.diff``-style
-   comparisons of neighbours; run lengths from cumulative sums.
+   comparisons of neighbours; run lengths from cumulative sums. The words'
+   times are read only for tokens that may join a neighbour or are long
+   enough to be a number alone.
 4. Each digit token's digits are gathered from the digit pool in one ragged
    gather: "forty" is 4 before a unit and 40 alone, "hundred" is 00,
    "thousand" pads what follows to three digits, "double five" is 55. A pause (a comma, or
@@ -25,7 +27,9 @@ tokens in Python):
 5. Per run: digit count, Luhn and ABA checks, leading digits, group breaks,
    the OR of its tokens' flags and kinds; and, on demand, the distance to the
    nearest keyword of each context class before and after it (one
-   ``searchsorted`` of the run bounds into that class's keyword positions).
+   ``searchsorted`` of the run bounds into that class's keyword positions),
+   and the effective distance, which reads the keywords' segments, for the
+   keywords closer than :data:`HORIZON` only.
 6. A number joined across a segment boundary may be two numbers said one
    after the other ("... is the security code" | "four one one one ..."):
    its parts, cut at every such boundary, are kept as a second set of runs
@@ -68,8 +72,9 @@ about what is said next)."""
 AFTER_WEIGHT: Final = 2
 """A distance after the number counts this many times."""
 HORIZON: Final = 32
-"""Effective distances below this are exact (:meth:`Scan.effective`); the detectors look
-no further than 20 tokens."""
+"""Effective distances below this are exact (:meth:`Scan.effective`). The detectors'
+closeness bottoms out at an effective distance of 19, and a negated number's keyword is at
+most 14 away (8 + 3 before it, 2 x 3 + 8 after)."""
 
 
 def _kinds(*kinds: Kind) -> npt.NDArray[np.bool_]:

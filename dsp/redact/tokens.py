@@ -80,7 +80,9 @@ class TokenBatch:
     ids: npt.NDArray[np.int32]
     word_lists: list[Sequence[Any]]
     """Each transcript's words as given: ``(text, start, end[, segment])``. They are not
-    copied into one flat list: a gather finds a word by its transcript and place."""
+    copied into one flat list: a gather finds a word by its transcript and place, so the
+    lists must not change until the batch's views are made (:meth:`Redactor.views` checks
+    their lengths)."""
     has_segment: bool
     doc: npt.NDArray[np.int32]
     kind: npt.NDArray[np.int8]
@@ -342,7 +344,8 @@ def tokenize(
     """Turn a batch of word lists into one :class:`TokenBatch`.
 
     Each word is a :class:`Word` or a tuple ``(text, start, end[, segment])``, every word
-    of the batch of the same length, times as numbers. The words are taken as given:
+    of the batch of the same length, times as numbers. The word lists are kept, not
+    copied: they must not change while the batch is in use. The words are taken as given:
     times and segments are read where the scan needs them, not checked for every word.
     """
     lengths = np.fromiter((len(words) for words in transcripts), np.int64, len(transcripts))
@@ -370,7 +373,7 @@ def tokenize(
         offsets=offsets,
         ids=ids,
         word_lists=list(transcripts),
-        has_segment=any(len(words) and len(words[0]) > 3 for words in transcripts),
+        has_segment=next((len(words[0]) > 3 for words in transcripts if len(words)), False),
         doc=doc,
         kind=kind,
         ctx=ctx,
