@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from aiohttp import web
@@ -83,10 +84,15 @@ def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
 def sample_value(value: float) -> str:
     """A sample's value in the text format: a whole number in full (a counter past a
     million stays exact, where ``:g`` would round it to six digits), any other number as
-    the shortest text that reads back to it."""
+    the shortest text that reads back to it; ``NaN``, ``+Inf`` and ``-Inf`` as the format
+    spells them."""
     number = float(value)
     if number.is_integer() and abs(number) < 2**53:
         return str(int(number))
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "+Inf" if number > 0 else "-Inf"
     return repr(number)
 
 

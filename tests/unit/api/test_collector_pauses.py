@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import re
 from collections.abc import Callable, Iterator
 
@@ -118,8 +119,19 @@ def test_metrics_keep_counts_past_a_million_exact(monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(0.0, "0"), (1234567.0, "1234567"), (2**60, "1.152921504606847e+18"), (0.025, "0.025")],
+    [
+        (0.0, "0"),
+        (1234567.0, "1234567"),
+        (2**60, "1.152921504606847e+18"),
+        (0.025, "0.025"),
+        (math.inf, "+Inf"),
+        (-math.inf, "-Inf"),
+    ],
 )
 def test_a_sample_value_reads_back_exactly(value: float, text: str) -> None:
     assert routes_health.sample_value(value) == text
     assert float(text) == value
+
+
+def test_a_sample_value_that_is_no_number_is_nan() -> None:
+    assert routes_health.sample_value(math.nan) == "NaN"
