@@ -911,6 +911,12 @@ def run_backend(
                 f"(generating {report.generate_s:.0f} s, loading {report.load_s:.0f} s "
                 f"= {total / max(report.load_s, 1e-9):,.0f} rows/s, indexes {report.index_s:.0f} s"
                 + (f", VACUUM ANALYZE {report.analyze_s:.0f} s" if report.analyze_s else "")
+                + (f", CHECKPOINT {report.checkpoint_s:.0f} s" if report.checkpoint_s else "")
+                + (
+                    f", CHECKPOINT refused: {report.checkpoint_refused}"
+                    if report.checkpoint_refused
+                    else ""
+                )
                 + ")"
             )
         print(f"{name}: calls per tenant: {summary}", flush=True)
