@@ -166,8 +166,7 @@ class Scan:
     cache: dict[str, npt.NDArray] = field(default_factory=dict)
     """Features the detectors share (payment context, vetoes), computed once per scan."""
     _class_positions: dict[int, npt.NDArray[np.int64]] = field(default_factory=dict)
-    _distances: dict[int, tuple[np.ndarray, ...]] = field(default_factory=dict)
-    """Per class: distances before and after each run, and the keywords they are to."""
+    _distances: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _effective: dict[int, np.ndarray] = field(default_factory=dict)
 
     def positions_of(self, ctx: Ctx) -> npt.NDArray[np.int64]:
@@ -185,7 +184,29 @@ class Scan:
         A keyword right before the run's first token is at distance 1; one
         in another transcript, or none, is at :data:`FAR`.
         """
-        return self._distances_of(ctx)[:2]
+        key = int(ctx)
+        cached = self._distances.get(key)
+        if cached is not None:
+            return cached
+        runs = self.runs
+        positions = self.positions_of(ctx)
+        before = np.full(len(runs), FAR, dtype=np.int64)
+        after = np.full(len(runs), FAR, dtype=np.int64)
+        if len(positions) and len(runs):
+            doc = self.batch.doc
+            index = np.searchsorted(positions, runs.first) - 1
+            found = index >= 0
+            nearest = positions[np.maximum(index, 0)]
+            found &= doc[nearest] == runs.doc
+            before[found] = (runs.first - nearest)[found]
+            index = np.searchsorted(positions, runs.last, side="right")
+            found = index < len(positions)
+            nearest = positions[np.minimum(index, len(positions) - 1)]
+            found &= doc[nearest] == runs.doc
+            after[found] = (nearest - runs.last)[found]
+        cached = (before, after)
+        self._distances[key] = cached
+        return cached
 
     def effective(self, ctx: Ctx) -> npt.NDArray[np.int64]:
         """How far the nearest keyword of ``ctx`` is, as evidence: a distance after the
@@ -202,54 +223,24 @@ class Scan:
         cached = self._effective.get(key)
         if cached is not None:
             return cached
-        before, after, keyword_before, keyword_after = self._distances_of(ctx)
+        before, after = self.distances(ctx)
         runs, segment_of = self.runs, self.batch.segment_of
         from_before = before.copy()  # FAR where there is none
         close = np.flatnonzero(before < HORIZON)
         if len(close):
-            moved = segment_of(keyword_before[close]) != runs.segment_first[close]
+            nearest = runs.first[close] - before[close]
+            moved = segment_of(nearest) != runs.segment_first[close]
             from_before[close] += BEFORE_PENALTY * moved
         from_after = np.minimum(AFTER_WEIGHT * after, FAR)
         close = np.flatnonzero(from_after < HORIZON)
         if len(close):
-            nearest = keyword_after[close]
+            nearest = runs.last[close] + after[close]
             moved = segment_of(nearest) != runs.segment_last[close]
             moved |= np.searchsorted(self.stop_positions, nearest) > runs.stops_before_last[close]
             from_after[close] += AFTER_PENALTY * moved
         effective = np.minimum(from_before, from_after)
         self._effective[key] = effective
         return effective
-
-    def _distances_of(self, ctx: Ctx) -> tuple[np.ndarray, ...]:
-        """Distances before and after each run, and the positions of the keywords they
-        are to (-1: none in the run's transcript)."""
-        key = int(ctx)
-        cached = self._distances.get(key)
-        if cached is not None:
-            return cached
-        runs = self.runs
-        positions = self.positions_of(ctx)
-        before = np.full(len(runs), FAR, dtype=np.int64)
-        after = np.full(len(runs), FAR, dtype=np.int64)
-        keyword_before = np.full(len(runs), -1, dtype=np.int64)
-        keyword_after = np.full(len(runs), -1, dtype=np.int64)
-        if len(positions) and len(runs):
-            doc = self.batch.doc
-            index = np.searchsorted(positions, runs.first) - 1
-            found = index >= 0
-            nearest = positions[np.maximum(index, 0)]
-            found &= doc[nearest] == runs.doc
-            before[found] = (runs.first - nearest)[found]
-            keyword_before[found] = nearest[found]
-            index = np.searchsorted(positions, runs.last, side="right")
-            found = index < len(positions)
-            nearest = positions[np.minimum(index, len(positions) - 1)]
-            found &= doc[nearest] == runs.doc
-            after[found] = (nearest - runs.last)[found]
-            keyword_after[found] = nearest[found]
-        cached = (before, after, keyword_before, keyword_after)
-        self._distances[key] = cached
-        return cached
 
     def near(self, ctx: Ctx, before: int, after: int) -> npt.NDArray[np.bool_]:
         """Whether a keyword of ``ctx`` is within ``before`` tokens before or ``after`` after."""
