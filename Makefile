@@ -39,7 +39,8 @@ deps:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstalled when pyproject.toml changes (new dependencies, entry points).
-$(STAMP): pyproject.toml | $(BIN)/python
+# Reinstalled when pyproject.toml changes (new dependencies, entry points) or the
+# native forwarder's source does (the install compiles it).
+$(STAMP): pyproject.toml setup.py gateway/media/_fastpath.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@

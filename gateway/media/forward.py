@@ -22,6 +22,12 @@ matched it) and packets toward the party leave by its ``send`` (no address
 to parse, and a route the kernel keeps with the connection instead of
 looking it up per packet). ``tests/bench/bench_relay.py`` compares both
 paths in one run (``--flows``).
+
+Lanes: a flow socket whose packets nothing in the gateway needs to hear (no
+tap) is handed to the native forwarder (:mod:`gateway.media.fastpath`), which
+relays and accounts its packets as :meth:`RtpReceiver.relay` does, on a
+thread of its own; the receiver takes it back (with the statistics) whenever
+its routes, tap or flow change, and hands it over again with the new routes.
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 if TYPE_CHECKING:
+    from gateway.media.fastpath import Counts, Engine
     from gateway.media.session import MediaSide
+    from gateway.media.stats import StreamStats
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +125,7 @@ class Receiver(asyncio.DatagramProtocol):
             self.source = addr
             side.refresh_routes()
             return True
-        side.stats.dropped_foreign += 1
+        side.counters.dropped_foreign += 1
         return False
 
     def fault(self, exc: Exception) -> None:
@@ -133,11 +141,18 @@ class Receiver(asyncio.DatagramProtocol):
 
 
 class FlowSockets(NamedTuple):
-    """What a receiver needs to open flow sockets: the loop that reads them and the
-    relay's socket options for them."""
+    """What a receiver needs to open flow sockets: the loop that reads them, the
+    relay's socket options for them, and the native forwarder that may serve them."""
 
     loop: asyncio.AbstractEventLoop
     tune: Callable[[socket.socket], None]
+    engine: Engine | None = None
+
+
+def _socket_of(send: Callable[..., Any] | None) -> socket.socket | None:
+    """The socket whose ``send``/``sendto`` a route is, None for :func:`discard`."""
+    owner = getattr(send, "__self__", None)
+    return owner if isinstance(owner, socket.socket) else None
 
 
 FLOW_RECV_SIZE: Final = 65536
@@ -151,12 +166,17 @@ class RtpReceiver(Receiver):
     ``flow_send`` is set (by the other side's
     :meth:`~gateway.media.session.MediaSide.refresh_routes`) when packets toward the
     other party leave by that party's flow socket; ``send``/``dest`` otherwise.
+    ``lane`` is set while the native forwarder serves the flow socket.
     """
 
     __slots__ = (
         "flow",
+        "flow_reader",
+        "flow_reading",
         "flow_send",
         "flows",
+        "in_stats",
+        "lane",
         "out_stats",
         "rtcp_dest",
         "rtcp_send",
@@ -166,8 +186,9 @@ class RtpReceiver(Receiver):
 
     def __init__(self, side: MediaSide, sock: socket.socket) -> None:
         super().__init__(side, sock)
-        self.update = side.stats.update
-        self.out_stats = side.stats
+        self.in_stats: StreamStats = side.counters
+        self.update = self.in_stats.update
+        self.out_stats: StreamStats = self.in_stats
         self.rtcp_dest: Address | None = None
         self.rtcp_send: SendTo = discard
         self.tap: Tap | None = None
@@ -176,6 +197,12 @@ class RtpReceiver(Receiver):
         self.flow: socket.socket | None = None
         """The flow socket connected to the latched source, while there is one."""
         self.flow_send: Callable[[bytes], int] | None = None
+        self.flow_reading = False
+        """The flow socket's first read is done: its datagrams are all the party's."""
+        self.flow_reader = False
+        """The loop reads the flow socket (:meth:`_flow_read`)."""
+        self.lane: int | None = None
+        """The native forwarder's handle while it serves the flow socket."""
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         try:
@@ -184,7 +211,12 @@ class RtpReceiver(Receiver):
         except Exception as exc:
             self.fault(exc)
             return
-        self.relay(data)
+        if self.lane is None:
+            self.relay(data)
+        else:  # queued on the first socket before the flow took over: rare
+            self.take_lane_back()
+            self.relay(data)
+            self.reroute()
 
     def relay(self, data: bytes) -> None:
         """One datagram from the latched party: relayed, accounted, tapped."""
@@ -297,9 +329,12 @@ class RtpReceiver(Receiver):
             if addr == source:
                 self.relay(data)
             elif self.side is not None:
-                self.side.stats.dropped_foreign += 1
+                self.side.counters.dropped_foreign += 1
         if self.flow is flow:
             flows.loop.add_reader(flow.fileno(), self._flow_read, flow.recv)
+            self.flow_reader = True
+            self.flow_reading = True
+            self.reroute()
 
     def _flow_read(self, recv: Callable[[int], bytes]) -> None:
         """The flow socket is readable: one datagram of the latched party."""
@@ -319,13 +354,108 @@ class RtpReceiver(Receiver):
         flow = self.flow
         if flow is None:
             return
+        self.take_lane_back()
         self.flow = None
+        self.flow_reading = False
+        self.flow_reader = False
+        if self.side is not None:
+            # before the close: the other side's lane may send by this socket
+            self.side.refresh_routes()
         flows = self.flows
         if flows is not None and not flows.loop.is_closed():
             flows.loop.remove_reader(flow.fileno())
         flow.close()
-        if self.side is not None:
-            self.side.refresh_routes()
+
+    def set_tap(self, tap: Tap | None) -> None:
+        """Hear each packet the party sends (None: stop); a tapped flow stays in Python."""
+        self.tap = tap
+        self.reroute()
+
+    def reroute(self) -> None:
+        """After a change of routes, tap or flow: the native forwarder serves the flow
+        socket with the routes as they are now, or the loop reads it.
+
+        The forwarder takes a flow socket whose first read is done and whose packets
+        nothing here needs to hear; the receiver keeps everything else.
+        """
+        self.take_lane_back()
+        flow, flows, side = self.flow, self.flows, self.side
+        if flow is None or flows is None or not self.flow_reading:
+            return
+        if flows.engine is not None and self.tap is None and side is not None and side.open:
+            if self.flow_reader:
+                flows.loop.remove_reader(flow.fileno())
+                self.flow_reader = False
+            if self._hand_over(flows, flow):
+                return
+        if not self.flow_reader:
+            flows.loop.add_reader(flow.fileno(), self._flow_read, flow.recv)
+            self.flow_reader = True
+
+    def _hand_over(self, flows: FlowSockets, flow: socket.socket) -> bool:
+        """Attach the flow socket as a lane with the current routes; whether it took."""
+        engine = flows.engine
+        assert engine is not None
+        rtp_sock = _socket_of(self.flow_send)
+        rtp_address = None  # a flow socket of the other party: connected
+        if rtp_sock is None and self.dest is not None:
+            rtp_sock, rtp_address = _socket_of(self.send), self.dest
+        rtcp_sock = _socket_of(self.rtcp_send) if self.rtcp_dest is not None else None
+        try:
+            self.lane = engine.attach(
+                flow.fileno(),
+                flow.family,
+                rtp_sock.fileno() if rtp_sock is not None else -1,
+                rtp_address,
+                rtcp_sock.fileno() if rtcp_sock is not None else -1,
+                self.rtcp_dest if rtcp_sock is not None else None,
+                self.in_stats.export_state(),
+            )
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.debug("media socket %s: relayed in Python: %r", self.describe(), exc)
+            return False
+        return True
+
+    def describe(self) -> str:
+        return self.side.describe() if self.side is not None else "(released)"
+
+    def take_lane_back(self) -> None:
+        """Stop the native forwarder serving the flow socket, and take its counts."""
+        lane = self.lane
+        if lane is None:
+            return
+        self.lane = None
+        engine = self.flows.engine if self.flows is not None else None
+        if engine is None:
+            return
+        try:
+            counts = engine.detach(lane)
+        except KeyError:  # the engine closed first, and let go of every lane
+            return
+        self._take_counts(counts)
+
+    def sync(self) -> None:
+        """Bring the statistics up to date with what the native forwarder relayed."""
+        lane = self.lane
+        if lane is None:
+            return
+        engine = self.flows.engine if self.flows is not None else None
+        if engine is None:
+            return
+        try:
+            counts = engine.poll(lane)
+        except KeyError:
+            return
+        self._take_counts(counts)
+
+    def _take_counts(self, counts: Counts) -> None:
+        state, packets_out, bytes_out, send_errors, errors = counts
+        self.in_stats.import_state(state)
+        out = self.out_stats
+        out.packets_out += packets_out
+        out.bytes_out += bytes_out
+        self.send_errors += send_errors
+        self.errors += errors
 
     def unlatch(self) -> None:
         """Forget the latched source (a new SDP address): the next packet latches anew."""
@@ -334,6 +464,7 @@ class RtpReceiver(Receiver):
 
     def release(self) -> None:
         self.close_flow()
+        self.take_lane_back()
         super().release()
         self.rtcp_send = discard
         self.rtcp_dest = None

@@ -22,7 +22,9 @@ Every call has its own sockets, so no packet of one call can reach another.
 Performance: the loop delivers datagrams through ``DatagramProtocol``
 (uvloop's C path when installed) and the relay sends with the socket's own
 ``sendto``; once a party is latched, its packets come and go through a flow
-socket connected to it (Linux; ``flow_sockets``). See
+socket connected to it (Linux; ``flow_sockets``), and the native forwarder
+relays it outside the interpreter while nothing in the gateway listens to it
+(``fastpath``; :mod:`gateway.media.fastpath`). See
 :mod:`gateway.media.forward` for the per-packet path and
 ``tests/bench/bench_relay.py`` for the measurements behind these choices.
 """
@@ -37,6 +39,7 @@ import socket
 from collections.abc import Callable
 from time import monotonic
 
+from gateway.media import fastpath as native
 from gateway.media.forward import FlowSockets, Receiver, RtpReceiver
 from gateway.media.ports import PortPool, PortPoolExhausted
 from gateway.media.reuseport import connected_sockets_preferred
@@ -67,7 +70,9 @@ class MediaRelay:
     latched party a socket connected to it (see :mod:`gateway.media.forward`); it
     takes effect on Linux kernels that prefer connected sockets in a port's
     SO_REUSEPORT group (:mod:`gateway.media.reuseport`, checked once) with a loop
-    that has ``add_reader`` (uvloop's and asyncio's Unix loops).
+    that has ``add_reader`` (uvloop's and asyncio's Unix loops). ``fastpath`` hands
+    latched flow sockets that no tap listens to to the native forwarder
+    (:mod:`gateway.media.fastpath`) when it is built; it needs flow sockets.
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class MediaRelay:
         recv_buffer: int | None = None,
         send_buffer: int | None = None,
         flow_sockets: bool = True,
+        fastpath: bool = True,
     ) -> None:
         self.host = host
         self.pool = PortPool(host, port_min, port_max)
@@ -93,6 +99,15 @@ class MediaRelay:
                 "socket its peer's datagrams ahead of the others on its port); every "
                 "packet takes the first socket"
             )
+        self.fastpath: native.Engine | None = None
+        """The native forwarder, when it serves this relay's latched flows."""
+        if fastpath and self.flow_sockets:
+            if native.available():
+                self.fastpath = native.new_engine()
+            else:
+                log.warning(
+                    "media relay: every packet is relayed in Python: %s", native.UNAVAILABLE_REASON
+                )
         self._sessions: dict[str, MediaSession] = {}
         self._closed_totals: dict[str, int] = dict.fromkeys(PACKET_TOTALS, 0)
         self._creating: set[str] = set()
@@ -190,7 +205,7 @@ class MediaRelay:
             # same user that sets SO_REUSEPORT may join the port (Linux checks the uid):
             # this relay's flow sockets, or a process that could read this one's memory
             receiver.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            receiver.flows = FlowSockets(loop, self._tune)
+            receiver.flows = FlowSockets(loop, self._tune, self.fastpath)
 
     async def _teardown(self, sides: list[MediaSide]) -> None:
         """Close sockets, wait for the loop to let go of them, release their ports."""
@@ -224,6 +239,8 @@ class MediaRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.gather(*(self.close_session(s) for s in list(self._sessions.values())))
+        if self.fastpath is not None:
+            self.fastpath.close()
 
     def start_idle_watch(
         self,

@@ -98,7 +98,9 @@ class MediaSide:
         self.rtcp_sock = rtcp_sock
         self.rtp_port: int = rtp_sock.getsockname()[1]
         self.rtcp_port: int = rtcp_sock.getsockname()[1]
-        self.stats = stats
+        self.counters = stats
+        """The side's statistics as the receivers keep them; :attr:`stats` brings them up
+        to date with the native forwarder first."""
         self.remote: RemoteMedia | None = None
         self.rtp = RtpReceiver(self, rtp_sock)
         self.rtcp = RtcpReceiver(self, rtcp_sock)
@@ -109,6 +111,16 @@ class MediaSide:
 
     def describe(self) -> str:
         return f"{self.session_id}/{self.index}{self.name}:{self.rtp_port}"
+
+    @property
+    def stats(self) -> StreamStats:
+        """The side's statistics, up to date: what the party sent (this side's receiver)
+        and what was sent to it (the other side's)."""
+        self.rtp.sync()
+        peer = self.peer
+        if peer is not None and peer is not self:
+            peer.rtp.sync()
+        return self.counters
 
     @property
     def rejected(self) -> bool:
@@ -199,6 +211,7 @@ class MediaSide:
         other.rtp.rtcp_dest = rtcp_dest
         other.rtcp.send = rtcp_send
         other.rtcp.dest = rtcp_dest
+        other.rtp.reroute()
 
     def receivers(self) -> tuple[RtpReceiver, RtcpReceiver]:
         return self.rtp, self.rtcp
@@ -220,8 +233,8 @@ class MediaStream:
         self.b = b
         a.peer = b
         b.peer = a
-        a.rtp.out_stats = b.stats  # what A sends reaches B
-        b.rtp.out_stats = a.stats
+        a.rtp.out_stats = b.counters  # what A sends reaches B
+        b.rtp.out_stats = a.counters
 
     def side(self, name: str) -> MediaSide:
         if name == "a":
@@ -235,8 +248,10 @@ class MediaStream:
 
     def set_clock_rate(self, clock_rate: int) -> None:
         """The RTP clock of the stream's codec, for jitter in milliseconds (RFC 3550 A.8)."""
-        self.a.stats.set_clock_rate(clock_rate)
-        self.b.stats.set_clock_rate(clock_rate)
+        for side in self.sides():
+            side.rtp.take_lane_back()  # the forwarder's statistics run at the old clock
+            side.counters.set_clock_rate(clock_rate)
+            side.rtp.reroute()
 
 
 class MediaSession:
@@ -306,7 +321,7 @@ class MediaSession:
 
         The packet is relayed before ``fn`` runs; ``fn`` must not block. None removes it.
         """
-        self._side(side, index).rtp.tap = fn
+        self._side(side, index).rtp.set_tap(fn)
 
     def set_clock_rate(self, index: int, clock_rate: int) -> None:
         """The RTP clock rate of stream ``index`` (default 8000), for jitter_ms."""

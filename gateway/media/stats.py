@@ -23,6 +23,27 @@ DEFAULT_CLOCK_RATE = 8000
 _TIMESTAMP_SPACE = float(1 << 32)
 _HALF_TIMESTAMP_SPACE = float(1 << 31)
 _SEQ_TIMESTAMP_SSRC = struct.Struct("!HII")
+STATE_FIELDS = (
+    "packets_in",
+    "bytes_in",
+    "last_packet_at",
+    "_ssrc",
+    "_run_start",
+    "_base_seq",
+    "_max_seq",
+    "_cycles",
+    "_bad_seq",
+    "_transit",
+    "_not_received",
+    "_expected_prior",
+    "_received_prior",
+    "jitter",
+    "clock_rate",
+)
+"""What :meth:`StreamStats.update` reads and writes, in the order of a state tuple
+(:meth:`StreamStats.export_state`): the native forwarder (:mod:`gateway.media.fastpath`)
+carries on from it while it serves a party's packets, and gives it back."""
+_NO_PACKET_YET = float("nan")
 """Sequence number, timestamp and SSRC: octets 2-11 of the RTP header (RFC 3550 5.1)."""
 
 
@@ -120,6 +141,23 @@ class StreamStats:
             if d > _HALF_TIMESTAMP_SPACE:
                 d = _TIMESTAMP_SPACE - d
         self.jitter += (d - self.jitter) * 0.0625
+
+    def export_state(self) -> tuple[Any, ...]:
+        """The fields of :data:`STATE_FIELDS` as a tuple; no packet yet is NaN, not None."""
+        state = [getattr(self, name) for name in STATE_FIELDS]
+        if state[2] is None:
+            state[2] = _NO_PACKET_YET
+        return tuple(state)
+
+    def import_state(self, state: tuple[Any, ...]) -> None:
+        """Take the fields of :data:`STATE_FIELDS` from a tuple :meth:`export_state` made
+        (and the native forwarder carried on); the other counters are left as they are."""
+        if len(state) != len(STATE_FIELDS):
+            raise ValueError(f"a state has {len(STATE_FIELDS)} fields, got {len(state)}")
+        for name, value in zip(STATE_FIELDS, state, strict=True):
+            setattr(self, name, value)
+        if self.last_packet_at != self.last_packet_at:  # NaN: no packet yet
+            self.last_packet_at = None
 
     def set_clock_rate(self, clock_rate: int) -> None:
         """Change the RTP clock (codec change): jitter is rescaled, tracking restarts."""

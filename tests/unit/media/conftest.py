@@ -29,14 +29,20 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> M
     return factories
 
 
-@pytest.fixture(params=["flow-sockets", "first-socket-only"])
+RELAY_PATHS = {
+    "fast-path": {},
+    "flow-sockets": {"fastpath": False},
+    "first-socket-only": {"flow_sockets": False},
+}
+"""The relay's per-packet paths: latched flows served by the native forwarder (the
+default), latched flows relayed in Python, every packet on the first socket."""
+
+
+@pytest.fixture(params=list(RELAY_PATHS))
 async def relay(request: pytest.FixtureRequest) -> AsyncIterator[MediaRelay]:
-    """The relay with latched parties on flow sockets (the default), and without them."""
+    """The relay on each of its per-packet paths."""
     media_relay = MediaRelay(
-        "127.0.0.1",
-        TEST_PORT_MIN,
-        TEST_PORT_MAX,
-        flow_sockets=request.param == "flow-sockets",
+        "127.0.0.1", TEST_PORT_MIN, TEST_PORT_MAX, **RELAY_PATHS[request.param]
     )
     yield media_relay
     await media_relay.close()
