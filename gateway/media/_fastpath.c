@@ -175,6 +175,8 @@ typedef struct {
     route rtp;
     route rtcp;
     rtp_state state;
+    long long packets_in_taken; /* state.packets_in and bytes_in at the last poll */
+    long long bytes_in_taken;
     /* since the last poll */
     long long packets_out;
     long long bytes_out;
@@ -194,6 +196,11 @@ typedef struct {
     uint32_t *generations;
     Py_ssize_t capacity;
     Py_ssize_t active;
+    /* what the lanes relayed that no poll or detach has taken yet, over every lane */
+    long long pending_in;
+    long long pending_bytes_in;
+    long long pending_out;
+    long long pending_bytes_out;
     unsigned char *buffers; /* the thread's: BATCH * RECV_SIZE */
 } Engine;
 
@@ -255,7 +262,7 @@ relay_one(lane *l, const unsigned char *data, size_t len, double arrival)
 }
 
 static void
-serve_lane(lane *l, struct mmsghdr *messages)
+serve_lane(Engine *engine, lane *l, struct mmsghdr *messages)
 {
     int received = recvmmsg(l->in_fd, messages, BATCH, MSG_DONTWAIT, NULL);
     if (received < 0) {
@@ -266,6 +273,8 @@ serve_lane(lane *l, struct mmsghdr *messages)
         return;
     }
     double arrival = monotonic_now();
+    long long in_before = l->state.packets_in, bytes_in_before = l->state.bytes_in;
+    long long out_before = l->packets_out, bytes_out_before = l->bytes_out;
     for (int i = 0; i < received; i++) {
         if (messages[i].msg_hdr.msg_flags & MSG_TRUNC) {
             l->errors += 1;
@@ -273,6 +282,10 @@ serve_lane(lane *l, struct mmsghdr *messages)
         }
         relay_one(l, messages[i].msg_hdr.msg_iov->iov_base, messages[i].msg_len, arrival);
     }
+    engine->pending_in += l->state.packets_in - in_before;
+    engine->pending_bytes_in += l->state.bytes_in - bytes_in_before;
+    engine->pending_out += l->packets_out - out_before;
+    engine->pending_bytes_out += l->bytes_out - bytes_out_before;
 }
 
 static void *
@@ -311,7 +324,7 @@ engine_thread(void *arg)
             lane *l = self->slots[slot];
             if (l == NULL || l->generation != generation)
                 continue; /* detached since the wait returned */
-            serve_lane(l, messages);
+            serve_lane(self, l, messages);
         }
         pthread_mutex_unlock(&self->mutex);
         if (stop)
@@ -462,6 +475,8 @@ Engine_attach(Engine *self, PyObject *args, PyObject *kwargs)
         PyMem_RawFree(l);
         return NULL;
     }
+    l->packets_in_taken = l->state.packets_in;
+    l->bytes_in_taken = l->state.bytes_in;
     if (l->state.clock_rate <= 0) {
         PyMem_RawFree(l);
         return PyErr_Format(PyExc_ValueError, "RTP clock rate must be positive");
@@ -525,32 +540,65 @@ locked_lane(Engine *self, PyObject *handle_obj, Py_ssize_t *slot_out)
     return l;
 }
 
-/* (state tuple, packets_out, bytes_out, send_errors, errors): the counts since the last
- * poll, which are then zeroed. Called with the mutex held. */
-static PyObject *
-take_counts(lane *l)
+/* Take a lane's counts with the mutex held: copy them out, zero the counts since the last
+ * poll, and no longer count them as pending. */
+static void
+take_locked(Engine *self, lane *l, lane *copy)
 {
-    rtp_state state = l->state;
-    long long packets_out = l->packets_out, bytes_out = l->bytes_out;
-    long long send_errors = l->send_errors, errors = l->errors;
+    *copy = *l;
+    self->pending_in -= l->state.packets_in - l->packets_in_taken;
+    self->pending_bytes_in -= l->state.bytes_in - l->bytes_in_taken;
+    self->pending_out -= l->packets_out;
+    self->pending_bytes_out -= l->bytes_out;
+    l->packets_in_taken = l->state.packets_in;
+    l->bytes_in_taken = l->state.bytes_in;
     l->packets_out = l->bytes_out = l->send_errors = l->errors = 0;
-    PyObject *state_tuple = state_to_tuple(&state);
+}
+
+/* (state tuple, packets_out, bytes_out, send_errors, errors) of a taken copy. */
+static PyObject *
+counts_tuple(const lane *copy)
+{
+    PyObject *state_tuple = state_to_tuple(&copy->state);
     if (state_tuple == NULL)
         return NULL;
-    return Py_BuildValue("(NLLLL)", state_tuple, packets_out, bytes_out, send_errors, errors);
+    return Py_BuildValue("(NLLLL)", state_tuple, copy->packets_out, copy->bytes_out,
+                         copy->send_errors, copy->errors);
 }
 
 static PyObject *
 Engine_poll(Engine *self, PyObject *handle)
 {
     Py_ssize_t slot;
+    lane copy;
     lane *l = locked_lane(self, handle, &slot);
     if (l == NULL)
         return NULL;
-    lane copy = *l;
-    l->packets_out = l->bytes_out = l->send_errors = l->errors = 0;
+    take_locked(self, l, &copy);
     pthread_mutex_unlock(&self->mutex);
-    return take_counts(&copy);
+    return counts_tuple(&copy);
+}
+
+static PyObject *
+Engine_last_packet_at(Engine *self, PyObject *handle)
+{
+    Py_ssize_t slot;
+    lane *l = locked_lane(self, handle, &slot);
+    if (l == NULL)
+        return NULL;
+    double last = l->state.last_packet_at;
+    pthread_mutex_unlock(&self->mutex);
+    return PyFloat_FromDouble(last);
+}
+
+static PyObject *
+Engine_pending(Engine *self, PyObject *Py_UNUSED(ignored))
+{
+    lock_engine(self);
+    long long in = self->pending_in, bytes_in = self->pending_bytes_in;
+    long long out = self->pending_out, bytes_out = self->pending_bytes_out;
+    pthread_mutex_unlock(&self->mutex);
+    return Py_BuildValue("(LLLL)", in, bytes_in, out, bytes_out);
 }
 
 static PyObject *
@@ -563,10 +611,11 @@ Engine_detach(Engine *self, PyObject *handle)
     epoll_ctl(self->epoll_fd, EPOLL_CTL_DEL, l->in_fd, NULL); /* fails only if already closed */
     self->slots[slot] = NULL;
     self->active -= 1;
+    lane copy;
+    take_locked(self, l, &copy);
     pthread_mutex_unlock(&self->mutex);
-    PyObject *result = take_counts(l);
     PyMem_RawFree(l);
-    return result;
+    return counts_tuple(&copy);
 }
 
 static void
@@ -589,6 +638,7 @@ engine_shutdown(Engine *self)
         }
     }
     self->active = 0;
+    self->pending_in = self->pending_bytes_in = self->pending_out = self->pending_bytes_out = 0;
 }
 
 static PyObject *
@@ -683,6 +733,12 @@ static PyMethodDef Engine_methods[] = {
     {"poll", (PyCFunction)Engine_poll, METH_O,
      "poll(handle) -> (state, packets_out, bytes_out, send_errors, errors)\n\n"
      "The sender's statistics now, and the counts since the last poll or attach."},
+    {"last_packet_at", (PyCFunction)Engine_last_packet_at, METH_O,
+     "last_packet_at(handle) -> float\n\n"
+     "When the lane last accounted an RTP packet (the arrivals' clock; NaN: never)."},
+    {"pending", (PyCFunction)Engine_pending, METH_NOARGS,
+     "pending() -> (packets_in, bytes_in, packets_out, bytes_out)\n\n"
+     "What the lanes relayed that no poll or detach has handed over yet."},
     {"detach", (PyCFunction)Engine_detach, METH_O,
      "detach(handle) -> as poll\n\n"
      "Stop serving the lane; once this returns its descriptors are the caller's alone."},

@@ -448,6 +448,19 @@ class RtpReceiver(Receiver):
             return
         self._take_counts(counts)
 
+    def last_packet_at(self) -> float | None:
+        """When the party's last RTP packet was accounted (monotonic seconds), None if
+        never: what the native forwarder saw, without taking its counts."""
+        lane = self.lane
+        engine = self.flows.engine if self.flows is not None else None
+        if lane is not None and engine is not None:
+            try:
+                at = engine.last_packet_at(lane)
+            except KeyError:
+                return self.in_stats.last_packet_at
+            return None if at != at else at  # NaN: none yet
+        return self.in_stats.last_packet_at
+
     def _take_counts(self, counts: Counts) -> None:
         state, packets_out, bytes_out, send_errors, errors = counts
         self.in_stats.import_state(state)

@@ -178,10 +178,19 @@ class MediaRelay:
 
     def packet_totals(self) -> dict[str, int]:
         """Packets in, out and dropped (from a source the side had not latched) since start,
-        over every session, live or closed."""
+        over every session, live or closed.
+
+        Reads the receivers' counters as they are and adds what the native forwarder
+        relayed since it last handed counts over (``pending``): exact, and without
+        taking every lane's counts.
+        """
         totals = dict(self._closed_totals)
         for session in self._sessions.values():
             _add_totals(totals, session)
+        if self.fastpath is not None and not self.fastpath.closed:
+            packets_in, _, packets_out, _ = self.fastpath.pending()
+            totals["packets_in"] += packets_in
+            totals["packets_out"] += packets_out
         return totals
 
     async def close_session(self, session: MediaSession) -> None:
@@ -189,6 +198,9 @@ class MediaRelay:
         if session.closed:
             return
         session.closed = True
+        for side in session.sides():
+            side.open = False  # no lane is attached again...
+            side.rtp.take_lane_back()  # ...and the counters hold everything relayed
         _add_totals(self._closed_totals, session)
         if self._sessions.get(session.session_id) is session:
             del self._sessions[session.session_id]
@@ -293,7 +305,7 @@ PACKET_TOTALS = ("packets_in", "packets_out", "dropped_foreign")
 def _add_totals(totals: dict[str, int], session: MediaSession) -> None:
     for stream in session.streams:
         for side in stream.sides():
-            stats = side.stats
+            stats = side.counters
             totals["packets_in"] += stats.packets_in
             totals["packets_out"] += stats.packets_out
             totals["dropped_foreign"] += stats.dropped_foreign

@@ -352,7 +352,7 @@ class MediaSession:
         last = self.created_at
         for stream in self.streams:
             for side in stream.sides():
-                at = side.stats.last_packet_at
+                at = side.rtp.last_packet_at()
                 if at is not None and at > last:
                     last = at
         return last

@@ -83,9 +83,12 @@ parsed per packet. Two thirds of the relay's core is the kernel's work
 (an ad hoc ``perf`` profile: receive, send, and on loopback the delivery into the receiving
 phone's socket, which a real network card would take off the core).
 
-``--flows`` picks the relay path: ``on`` (flow sockets, the default in the
-gateway), ``off`` (every packet on the first socket) or ``both`` (the
-default here: each step relays both ways in turn, after the same direct run).
+``--paths`` picks the relay paths each step runs in turn, after the same
+direct run: ``native`` (latched flow sockets served by the native forwarder,
+:mod:`gateway.media.fastpath`, the gateway's default), ``flows`` (flow sockets
+relayed in Python) and ``first`` (every packet on the first socket, in
+Python); the default is ``native,flows``. The native forwarder's thread runs in
+the relay process, so "relayCPU" and "core" count it.
 """
 
 from __future__ import annotations
@@ -110,9 +113,14 @@ import numpy as np
 from gateway.app import settle_for_serving
 
 PACKET_SIZE = 172
-FLOW_CHOICES = {"on": (True,), "off": (False,), "both": (True, False)}
-PATH_NAMES = {True: "flows", False: "first"}
-"""The relay paths: latched parties on flow sockets, or every packet on the first socket."""
+RELAY_PATHS: dict[str, dict[str, bool]] = {
+    "native": {},
+    "flows": {"fastpath": False},
+    "first": {"flow_sockets": False},
+}
+"""The relay's per-packet paths, as MediaRelay keyword arguments: latched parties on flow
+sockets served by the native forwarder (the gateway's default), flow sockets relayed in
+Python, every packet on the first socket in Python."""
 PTIME_NS = 20_000_000
 SAMPLES_PER_PACKET = 160
 HEADER = struct.Struct("!BBHIIqI")
@@ -208,9 +216,7 @@ async def _relay_serve(
     conn: multiprocessing.connection.Connection, relay_class: type, options: dict[str, Any]
 ) -> None:
     loop = asyncio.get_running_loop()
-    kwargs: dict[str, Any] = {}
-    if not options["flow_sockets"]:
-        kwargs["flow_sockets"] = False
+    kwargs: dict[str, Any] = dict(options["relay_kwargs"])
     if options["rcvbuf"]:
         kwargs["recv_buffer"] = options["rcvbuf"]
     if options["sndbuf"]:
@@ -544,7 +550,7 @@ def run_step(
     calls: int,
     args: argparse.Namespace,
 ) -> list[StepResult]:
-    """One step: the direct path, then the relay once per ``--flows`` path."""
+    """One step: the direct path, then the relay once per ``--paths`` path."""
     gen.send(("phones", calls))
     phone_ports: list[int] = _reply(gen)
     callers = phone_ports[0::2]
@@ -560,8 +566,7 @@ def run_step(
     )
     direct: RunResult = _reply(gen)
     return [
-        _relay_run(ctx, gen, calls, args, direct, callers, callees, flows)
-        for flows in FLOW_CHOICES[args.flows]
+        _relay_run(ctx, gen, calls, args, direct, callers, callees, path) for path in args.paths
     ]
 
 
@@ -573,11 +578,11 @@ def _relay_run(
     direct: RunResult,
     callers: list[int],
     callees: list[int],
-    flows: bool,
+    path: str,
 ) -> StepResult:
     parent, child = ctx.Pipe()
     options = {
-        "flow_sockets": flows,
+        "relay_kwargs": RELAY_PATHS[path],
         "relay_cpu": args.relay_cpu,
         "relay_class": args.relay_class,
         "loop": args.loop,
@@ -629,7 +634,7 @@ def _relay_run(
         notes.append(f"send errors {relay.send_errors}/{direct.send_errors}")
     return StepResult(
         calls=calls,
-        path=PATH_NAMES[flows],
+        path=path,
         pps=pps,
         loss_pct=loss,
         direct=direct,
@@ -719,13 +724,17 @@ def main(argv: list[str] | None = None) -> int:
         help="module:Class with the MediaRelay API, to compare implementations",
     )
     parser.add_argument(
-        "--flows",
-        choices=sorted(FLOW_CHOICES),
-        default="both",
-        help="relay with flow sockets (on), without (off: every packet on the first "
-        "socket), or both in turn at every step (both)",
+        "--paths",
+        default="native,flows",
+        help="comma-separated relay paths, each run in turn at every step: native "
+        "(flow sockets served by the native forwarder, the default), flows (flow "
+        "sockets relayed in Python), first (every packet on the first socket)",
     )
     args = parser.parse_args(argv)
+    args.paths = [name.strip() for name in args.paths.split(",") if name.strip()]
+    unknown = [name for name in args.paths if name not in RELAY_PATHS]
+    if unknown or not args.paths:
+        parser.error(f"--paths: choose among {', '.join(RELAY_PATHS)}; got {args.paths}")
     steps = [int(n) for n in args.calls.split(",") if n.strip()]
     cpus = sorted(os.sched_getaffinity(0))
     if args.relay_cpu not in cpus or args.gen_cpu not in cpus or args.relay_cpu == args.gen_cpu:
