@@ -1,0 +1,382 @@
+"""The native forwarder (gateway/media/_fastpath.c): lanes over real UDP sockets on loopback.
+
+The relay tests in ``test_relay.py`` and ``test_flow_sockets.py`` already run
+on the native forwarder (their ``fast-path`` parameter). These look at what
+only the forwarder does: that latched flows become lanes, that lanes relay
+while the event loop is stopped (so they really run outside it), that a tap,
+hold, a clock change or a close takes a lane back with its counts exact, and
+that its statistics kernel computes what :meth:`StreamStats.update` computes,
+bit for bit. Where both paths must behave the same, a test runs on both
+(``fast-path`` and ``python``) with the same expectations.
+"""
+
+from __future__ import annotations
+
+import math
+import select
+import socket
+import struct
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.media import fastpath
+from gateway.media.relay import MediaRelay
+from gateway.media.stats import STATE_FIELDS, StreamStats
+from tests.unit.media.conftest import TEST_PORT_MAX, TEST_PORT_MIN, require_native_forwarder
+from tests.unit.media.test_relay import Call, PhoneFactory, make_call
+from tests.unit.media.udp_phone import rtcp_rr, rtp, wait_until
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the forwarder is Linux's")
+
+
+@pytest.fixture
+async def native_relay() -> AsyncIterator[MediaRelay]:
+    require_native_forwarder()
+    media_relay = MediaRelay("127.0.0.1", TEST_PORT_MIN, TEST_PORT_MAX)
+    assert media_relay.fastpath is not None
+    yield media_relay
+    await media_relay.close()
+
+
+@pytest.fixture(params=["fast-path", "python"])
+async def either_relay(request: pytest.FixtureRequest) -> AsyncIterator[MediaRelay]:
+    """Flow sockets served by the native forwarder, or relayed in Python."""
+    if request.param == "fast-path":
+        require_native_forwarder()
+    media_relay = MediaRelay(
+        "127.0.0.1", TEST_PORT_MIN, TEST_PORT_MAX, fastpath=request.param == "fast-path"
+    )
+    yield media_relay
+    await media_relay.close()
+
+
+def lanes(relay: MediaRelay) -> int:
+    return relay.fastpath.lanes if relay.fastpath is not None else 0
+
+
+async def settle(call: Call, relay: MediaRelay) -> None:
+    """Two packets each way: the first latches and opens the flow socket, the second is
+    the flow's first read, after which the forwarder (when there is one) takes it."""
+    for seq in (1, 2):
+        call.a.send(call.a_port, rtp(seq))
+        assert (await call.b.recv())[0] == rtp(seq)
+        call.b.send(call.b_port, rtp(seq))
+        assert (await call.a.recv())[0] == rtp(seq)
+    if relay.fastpath is not None:
+        receivers = [side.rtp for side in call.session.streams[0].sides()]
+        await wait_until(lambda: all(receiver.lane is not None for receiver in receivers))
+
+
+def recv_blocking(sock: socket.socket, timeout: float = 2.0) -> bytes:
+    """Wait for a datagram without yielding to the event loop."""
+    readable, _, _ = select.select([sock], [], [], timeout)
+    if not readable:
+        raise TimeoutError("nothing arrived while the loop was stopped")
+    data: bytes = sock.recv(4096)
+    return data
+
+
+# ------------------------------------------------------------------ lanes over real sockets
+
+
+async def test_latched_flows_become_lanes_that_relay_and_count_both_ways(
+    native_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    call = await make_call(native_relay, phones)
+    await settle(call, native_relay)
+    a_side, b_side = call.session.streams[0].sides()
+    assert a_side.rtp.lane is not None and b_side.rtp.lane is not None
+    for seq in range(3, 53):
+        call.a.send(call.a_port, rtp(seq))
+        data, source = await call.b.recv()
+        assert data == rtp(seq) and source[1] == call.b_port  # symmetric RTP
+        call.b.send(call.b_port, rtp(seq, ssrc=0x99))
+        data, source = await call.a.recv()
+        assert data == rtp(seq, ssrc=0x99) and source[1] == call.a_port
+    a, b = call.stats("a"), call.stats("b")
+    assert (a["packets_in"], a["packets_out"], b["packets_in"], b["packets_out"]) == (52,) * 4
+    assert a["bytes_in"] == b["bytes_out"] == 52 * len(rtp(1))
+    assert a["lost"] == 0 and b["lost"] == 0
+    totals = native_relay.packet_totals()
+    assert (totals["packets_in"], totals["packets_out"]) == (104, 104)
+
+
+async def test_lanes_relay_while_the_event_loop_is_stopped(
+    either_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    """The forwarder's thread relays without the loop: with the loop held in a blocking
+    wait, a packet still crosses. On the Python path the same wait times out, which is
+    what shows that the check can fail."""
+    call = await make_call(either_relay, phones)
+    await settle(call, either_relay)
+    call.a.send(call.a_port, rtp(3, payload=b"while-stopped"))
+    if either_relay.fastpath is not None:
+        assert recv_blocking(call.b.sock) == rtp(3, payload=b"while-stopped")
+    else:
+        with pytest.raises(TimeoutError):
+            recv_blocking(call.b.sock, timeout=0.3)
+        assert (await call.b.recv())[0] == rtp(3, payload=b"while-stopped")
+
+
+async def test_a_tap_takes_the_lane_back_and_its_removal_hands_it_over_again(
+    native_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    call = await make_call(native_relay, phones)
+    await settle(call, native_relay)
+    a_side = call.session.streams[0].a
+    heard: list[bytes] = []
+    call.session.set_tap("a", lambda packet, arrival: heard.append(packet))
+    assert a_side.rtp.lane is None and lanes(native_relay) == 1  # B's lane stays
+    for seq in range(3, 8):
+        call.a.send(call.a_port, rtp(seq))
+        assert (await call.b.recv())[0] == rtp(seq)
+    assert heard == [rtp(seq) for seq in range(3, 8)]
+    call.session.set_tap("a", None)
+    assert a_side.rtp.lane is not None and lanes(native_relay) == 2
+    for seq in range(8, 12):
+        call.a.send(call.a_port, rtp(seq))
+        assert (await call.b.recv())[0] == rtp(seq)
+    assert len(heard) == 5  # the lane relays untapped
+    stats = call.stats("a")
+    # every packet counted once across three handovers, none lost in the sequence
+    assert (stats["packets_in"], stats["lost"]) == (11, 0)
+    assert call.stats("b")["packets_out"] == 11
+
+
+async def test_rtcp_mux_other_protocols_and_short_packets_as_the_python_path_does(
+    either_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    """RTCP on A's RTP port (A multiplexes, RFC 5761 4) goes by B's RTCP route, to the
+    port B's a=rtcp names, uncounted; a packet that is not RTP (RFC 7983: STUN here) is
+    relayed uncounted; an RTP packet shorter than its fixed header is relayed and counted
+    as sent, not as received."""
+    session = await either_relay.create_session("mux")
+    a, b, b_rtcp = phones(), phones(), phones()
+    session.set_remote("a", 0, "127.0.0.1", a.port, None, True)
+    session.set_remote("b", 0, "127.0.0.1", b.port, b_rtcp.port, False)
+    call = Call(session, a, b)
+    await settle(call, either_relay)
+    a.send(call.a_port, rtcp_rr())
+    data, source = await b_rtcp.recv()
+    assert data == rtcp_rr() and source[1] == session.local_ports("b")[0][1]
+    stun = bytes([0x00, 0x01, 0x00, 0x00]) + bytes(16)
+    short = bytes([0x80, 0x00, 0x00, 0x09])
+    for packet in (stun, short, rtp(3)):
+        a.send(call.a_port, packet)
+        data, source = await b.recv()
+        assert data == packet and source[1] == call.b_port
+    assert b.pending() == [] and b_rtcp.pending() == []
+    stats_a, stats_b = call.stats("a"), call.stats("b")
+    assert stats_a["packets_in"] == 3  # 1, 2 and 3: not the RTCP, STUN or short one
+    assert stats_b["packets_out"] == 4  # 1, 2, the short one and 3
+    assert stats_b["bytes_out"] == 3 * len(rtp(1)) + len(short)
+
+
+async def test_hold_stops_what_goes_to_the_held_party_and_counts_what_it_sends(
+    either_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    call = await make_call(either_relay, phones)
+    await settle(call, either_relay)
+    call.session.set_remote("b", 0, "0.0.0.0", call.b.port, None, False)  # B holds
+    call.a.send(call.a_port, rtp(3))
+    call.b.send(call.b_port, rtp(3))
+    assert (await call.a.recv())[0] == rtp(3)  # B still sends to A
+    await wait_until(lambda: call.stats("a")["packets_in"] == 3)
+    assert call.b.pending() == []
+    assert call.stats("b")["packets_out"] == 2  # nothing sent to B on hold
+    assert call.session.streams[0].a.rtp.send_errors == 0
+
+
+async def test_a_clock_change_carries_the_jitter_over_rescaled(
+    native_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    call = await make_call(native_relay, phones)
+    await settle(call, native_relay)
+    for seq in range(3, 10):
+        call.a.send(call.a_port, rtp(seq, timestamp=seq * 200))  # jittery timestamps
+        await call.b.recv()
+    side_a = call.session.streams[0].a
+    before = side_a.stats.jitter
+    assert before > 0
+    call.session.set_clock_rate(0, 16000)
+    assert side_a.rtp.lane is not None  # handed over again after the change
+    assert side_a.stats.jitter == pytest.approx(before * 2)
+
+
+async def test_closing_takes_every_lane_back_and_the_totals_stay_exact(
+    native_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    calls = [await make_call(native_relay, phones, name=f"call-{n}") for n in range(6)]
+    for call in calls:
+        await settle(call, native_relay)
+    await wait_until(lambda: lanes(native_relay) == 12)
+    for call in calls:
+        for seq in range(3, 8):
+            call.a.send(call.a_port, rtp(seq))
+            await call.b.recv()
+    totals = native_relay.packet_totals()
+    assert (totals["packets_in"], totals["packets_out"]) == (6 * 9, 6 * 9)
+    for call in calls[:3]:
+        await native_relay.close_session(call.session)
+    assert lanes(native_relay) == 6
+    assert native_relay.packet_totals() == totals
+    for call in calls[3:]:
+        call.a.send(call.a_port, rtp(8))
+        await call.b.recv()
+    after = native_relay.packet_totals()
+    assert after["packets_in"] == totals["packets_in"] + 3
+    await native_relay.close()
+    assert native_relay.fastpath is not None and native_relay.fastpath.closed
+
+
+async def test_no_packet_of_one_call_reaches_another(
+    native_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    calls = [await make_call(native_relay, phones, name=f"call-{n}") for n in range(20)]
+    for call in calls:
+        await settle(call, native_relay)
+    for index, call in enumerate(calls):
+        for seq in range(3, 6):
+            call.a.send(call.a_port, rtp(seq, payload=f"a{index}".encode()))
+            call.b.send(call.b_port, rtp(seq, payload=f"b{index}".encode()))
+    for index, call in enumerate(calls):
+        got_b = [(await call.b.recv())[0] for _ in range(3)]
+        got_a = [(await call.a.recv())[0] for _ in range(3)]
+        assert got_b == [rtp(seq, payload=f"a{index}".encode()) for seq in range(3, 6)]
+        assert got_a == [rtp(seq, payload=f"b{index}".encode()) for seq in range(3, 6)]
+    await wait_until(lambda: all(c.stats("a")["packets_in"] == 5 for c in calls))
+    assert all(call.a.pending() == [] and call.b.pending() == [] for call in calls)
+
+
+async def test_a_foreign_source_is_still_dropped_and_counted_beside_a_lane(
+    native_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    call = await make_call(native_relay, phones)
+    await settle(call, native_relay)
+    intruder = phones()
+    intruder.send(call.a_port, rtp(40, payload=b"intruder"))
+    await wait_until(lambda: call.stats("a")["dropped_foreign"] == 1)
+    call.a.send(call.a_port, rtp(3))
+    assert (await call.b.recv())[0] == rtp(3)
+    assert call.b.pending() == []
+
+
+async def test_the_idle_check_sees_the_lanes_arrivals(
+    native_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    call = await make_call(native_relay, phones)
+    await settle(call, native_relay)
+    before = call.session.last_activity
+    call.a.send(call.a_port, rtp(3))
+    await call.b.recv()
+    after = call.session.last_activity
+    assert after > before
+    assert after == call.session.streams[0].a.stats.last_packet_at
+
+
+# ------------------------------------------------------------------ the statistics kernel
+
+
+def _packet(seq: int, timestamp: int, ssrc: int, payload: int) -> bytes:
+    return struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc) + bytes(
+        payload
+    )
+
+
+_steps = st.lists(
+    st.tuples(
+        st.one_of(  # sequence steps: in order, lost, reordered, restarts and wraps
+            st.just(1),
+            st.integers(-200, 200),
+            st.integers(2900, 3100),
+            st.integers(60000, 65535),
+        ),
+        st.integers(-20000, 20000),  # timestamp step around 160
+        st.sampled_from([0x1234, 0x1234, 0x1234, 0x5678, 0xFFFFFFFF]),
+        st.floats(0.0, 0.2, allow_nan=False),  # arrival step, seconds
+        st.integers(0, 200),  # payload octets
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=_steps,
+    start=st.floats(0.0, 1e6, allow_nan=False),
+    clock_rate=st.sampled_from([8000, 16000, 48000, 90000]),
+)
+def test_the_lanes_statistics_equal_stream_stats_bit_for_bit(
+    steps: list[tuple[int, int, int, float, int]], start: float, clock_rate: int
+) -> None:
+    require_native_forwarder()
+    from gateway.media import _fastpath
+
+    stats = StreamStats(clock_rate)
+    state = stats.export_state()
+    seq, timestamp, arrival = 1000, 5000, start
+    for seq_step, ts_step, ssrc, arrival_step, payload in steps:
+        seq, timestamp, arrival = seq + seq_step, timestamp + ts_step, arrival + arrival_step
+        packet = _packet(seq, timestamp, ssrc, payload)
+        stats.update(packet, arrival)
+        state = _fastpath.update_state(state, packet, arrival)
+        assert state == stats.export_state()
+    mirrored = StreamStats(clock_rate)
+    mirrored.import_state(state)
+    assert (mirrored.expected, mirrored.received, mirrored.lost) == (
+        stats.expected,
+        stats.received,
+        stats.lost,
+    )
+    assert mirrored.jitter == stats.jitter
+
+
+def test_a_state_round_trips_and_no_packet_yet_is_nan_there() -> None:
+    stats = StreamStats()
+    state = stats.export_state()
+    assert len(state) == len(STATE_FIELDS)
+    assert math.isnan(state[STATE_FIELDS.index("last_packet_at")])
+    copy = StreamStats()
+    copy.import_state(state)
+    assert copy.last_packet_at is None
+    with pytest.raises(ValueError, match="fields"):
+        copy.import_state(state[:-1])
+
+
+def test_the_kernel_refuses_a_packet_shorter_than_the_fixed_header() -> None:
+    require_native_forwarder()
+    from gateway.media import _fastpath
+
+    with pytest.raises(ValueError, match="12 octets"):
+        _fastpath.update_state(StreamStats().export_state(), b"\x80\x00\x00", 1.0)
+
+
+def test_the_forwarder_stamps_arrivals_on_the_loops_clock() -> None:
+    require_native_forwarder()
+    import time
+
+    from gateway.media import _fastpath
+
+    before = time.monotonic()
+    stamp = _fastpath.monotonic()
+    assert before <= stamp <= time.monotonic()
+
+
+def test_a_closed_engine_takes_no_lane() -> None:
+    require_native_forwarder()
+    engine = fastpath.new_engine()
+    engine.close()
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
+        pytest.raises(RuntimeError, match="closed"),
+    ):
+        engine.attach(
+            sock.fileno(), socket.AF_INET, -1, None, -1, None, StreamStats().export_state()
+        )
+    with pytest.raises(KeyError):
+        engine.poll(1)
