@@ -65,7 +65,11 @@ class Gateway:
         )
         media = settings.media
         self.relay = MediaRelay(
-            media.host, media.port_min, media.port_max, flow_sockets=media.flow_sockets
+            media.host,
+            media.port_min,
+            media.port_max,
+            flow_sockets=media.flow_sockets,
+            fastpath=media.fastpath,
         )
         sip = settings.sip
         self.stack = SipStack(
@@ -114,11 +118,13 @@ class Gateway:
         for bound in self.stack.transports.bound:
             log.info("SIP listening on %s %s:%d", bound.transport, bound.host, bound.port)
         log.info(
-            "media relay on %s ports %d-%d (flow sockets %s); store %s; instance %s",
+            "media relay on %s ports %d-%d (flow sockets %s, native forwarder %s); "
+            "store %s; instance %s",
             self.settings.media.host,
             self.settings.media.port_min,
             self.settings.media.port_max,
             "on" if self.relay.flow_sockets else "off",
+            "on" if self.relay.fastpath is not None else "off",
             self.engine.url.render_as_string(hide_password=True),
             self.settings.instance_id,
         )

@@ -899,6 +899,7 @@ class MediaSettings(_Section):
     timeout_s: PositiveSeconds = 60.0
     hold_timeout_s: float = Field(default=3600.0, ge=0)
     flow_sockets: bool = True
+    fastpath: bool = True
 
     @field_validator("host")
     @classmethod
