@@ -21,11 +21,11 @@
  *     below exposes the kernel so the tests can hold the two side by side).
  *
  * The thread waits on one epoll set. Its event data names a lane by slot and
- * generation; the thread serves a wakeup's lanes under the engine's mutex and
+ * generation; the thread serves each ready lane under the engine's mutex and
  * drops an event whose slot was emptied or reused meanwhile, so a lane
  * detached from Python is never touched again and its descriptors may be
- * closed as soon as detach returns. Python calls wait for the mutex with the
- * GIL released.
+ * closed as soon as detach returns. Python calls take the mutex with the GIL
+ * held (see lock_engine).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -309,38 +309,36 @@ engine_thread(void *arg)
                 continue;
             break;
         }
-        pthread_mutex_lock(&self->mutex);
-        int stop = self->closed;
+        int stop = 0;
         for (int i = 0; i < ready && !stop; i++) {
             uint64_t token = events[i].data.u64;
-            if (token == WAKE_TOKEN) {
-                stop = self->closed;
-                continue;
+            /* one lane at a time under the mutex: a Python call waits for one lane's
+             * datagrams at most, never for a whole wakeup's */
+            pthread_mutex_lock(&self->mutex);
+            stop = self->closed;
+            if (token != WAKE_TOKEN && !stop) {
+                Py_ssize_t slot = (Py_ssize_t)(token & 0xFFFFFFFFu);
+                uint32_t generation = (uint32_t)(token >> 32);
+                lane *l = slot < self->capacity ? self->slots[slot] : NULL;
+                if (l != NULL && l->generation == generation) /* else detached meanwhile */
+                    serve_lane(self, l, messages);
             }
-            Py_ssize_t slot = (Py_ssize_t)(token & 0xFFFFFFFFu);
-            uint32_t generation = (uint32_t)(token >> 32);
-            if (slot >= self->capacity)
-                continue;
-            lane *l = self->slots[slot];
-            if (l == NULL || l->generation != generation)
-                continue; /* detached since the wait returned */
-            serve_lane(self, l, messages);
+            pthread_mutex_unlock(&self->mutex);
         }
-        pthread_mutex_unlock(&self->mutex);
         if (stop)
             break;
     }
     return NULL;
 }
 
+/* The mutex, for a Python call: taken with the GIL held. The thread holds it for one
+ * lane's datagrams at a time and never takes the GIL, so the wait is short and cannot
+ * deadlock; releasing the GIL here instead would hand it to another Python thread and
+ * keep the event loop waiting for it back (up to the switch interval, 5 ms). */
 static void
 lock_engine(Engine *self)
 {
-    if (pthread_mutex_trylock(&self->mutex) == 0)
-        return;
-    Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&self->mutex);
-    Py_END_ALLOW_THREADS
 }
 
 /* ---------------------------------------------------------------- Python side */
