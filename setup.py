@@ -15,7 +15,16 @@ if sys.platform.startswith("linux"):  # epoll, recvmmsg, eventfd
         Extension(
             "gateway.media._fastpath",
             sources=["gateway/media/_fastpath.c"],
-            extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            # -ffp-contract=off: no fused multiply-add, so the lanes' jitter is computed
+            # with the same roundings as StreamStats.update (aarch64 fuses by default)
+            extra_compile_args=[
+                "-O2",
+                "-std=gnu11",
+                "-ffp-contract=off",
+                "-Wall",
+                "-Wextra",
+                "-Wno-unused-parameter",
+            ],
             optional=True,
         )
     )

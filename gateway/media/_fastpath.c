@@ -23,9 +23,11 @@
  * The thread waits on one epoll set. Its event data names a lane by slot and
  * generation; the thread serves each ready lane under the engine's mutex and
  * drops an event whose slot was emptied or reused meanwhile, so a lane
- * detached from Python is never touched again and its descriptors may be
- * closed as soon as detach returns. Python calls take the mutex with the GIL
- * held (see lock_engine).
+ * detached from Python is never touched again. A lane works on duplicates of
+ * the descriptors it was given, closed when it is detached: a socket Python
+ * closes while a lane still names it can never make the thread read or write
+ * whatever else the kernel gives that number next. Python calls take the mutex
+ * with the GIL held (see lock_engine).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -33,6 +35,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -202,6 +207,7 @@ typedef struct {
     long long pending_out;
     long long pending_bytes_out;
     unsigned char *buffers; /* the thread's: BATCH * RECV_SIZE */
+    atomic_int waiters;     /* Python calls waiting for the mutex */
 } Engine;
 
 static double
@@ -238,7 +244,7 @@ emit(lane *l, const route *r, const unsigned char *data, size_t len)
 
 /* One datagram of the latched party: RtpReceiver.relay. */
 static void
-relay_one(lane *l, const unsigned char *data, size_t len, double arrival)
+relay_one(lane *l, const unsigned char *data, size_t len)
 {
     if (len == 0)
         return;
@@ -258,7 +264,8 @@ relay_one(lane *l, const unsigned char *data, size_t len, double arrival)
     }
     if (len < 12)
         return; /* shorter than the fixed header: relayed, not accounted */
-    account(&l->state, data, (Py_ssize_t)len, arrival);
+    /* stamped after the send, as RtpReceiver.relay stamps it */
+    account(&l->state, data, (Py_ssize_t)len, monotonic_now());
 }
 
 static void
@@ -272,7 +279,6 @@ serve_lane(Engine *engine, lane *l, struct mmsghdr *messages)
             l->errors += 1;
         return;
     }
-    double arrival = monotonic_now();
     long long in_before = l->state.packets_in, bytes_in_before = l->state.bytes_in;
     long long out_before = l->packets_out, bytes_out_before = l->bytes_out;
     for (int i = 0; i < received; i++) {
@@ -280,7 +286,7 @@ serve_lane(Engine *engine, lane *l, struct mmsghdr *messages)
             l->errors += 1;
             continue;
         }
-        relay_one(l, messages[i].msg_hdr.msg_iov->iov_base, messages[i].msg_len, arrival);
+        relay_one(l, messages[i].msg_hdr.msg_iov->iov_base, messages[i].msg_len);
     }
     engine->pending_in += l->state.packets_in - in_before;
     engine->pending_bytes_in += l->state.bytes_in - bytes_in_before;
@@ -305,9 +311,16 @@ engine_thread(void *arg)
     for (;;) {
         int ready = epoll_wait(self->epoll_fd, events, MAX_EVENTS, -1);
         if (ready < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
+            if (errno != EINTR) { /* never seen; do not spin on it, do not give up */
+                struct timespec pause = {0, 1000000};
+                nanosleep(&pause, NULL);
+            }
+            pthread_mutex_lock(&self->mutex);
+            int closed = self->closed;
+            pthread_mutex_unlock(&self->mutex);
+            if (closed)
+                break;
+            continue;
         }
         int stop = 0;
         for (int i = 0; i < ready && !stop; i++) {
@@ -324,6 +337,10 @@ engine_thread(void *arg)
                     serve_lane(self, l, messages);
             }
             pthread_mutex_unlock(&self->mutex);
+            /* glibc's mutex is not fair: a Python call waiting for it gets it now,
+             * not after the rest of the wakeup's lanes */
+            while (atomic_load_explicit(&self->waiters, memory_order_acquire) > 0)
+                sched_yield();
         }
         if (stop)
             break;
@@ -338,7 +355,11 @@ engine_thread(void *arg)
 static void
 lock_engine(Engine *self)
 {
+    if (pthread_mutex_trylock(&self->mutex) == 0)
+        return;
+    atomic_fetch_add_explicit(&self->waiters, 1, memory_order_acq_rel);
     pthread_mutex_lock(&self->mutex);
+    atomic_fetch_sub_explicit(&self->waiters, 1, memory_order_acq_rel);
 }
 
 /* ---------------------------------------------------------------- Python side */
@@ -452,6 +473,26 @@ grow_slots(Engine *self)
     return 0;
 }
 
+/* A lane's own copy of a descriptor (-1 stays -1); -1 with errno set on failure. */
+static int
+own_descriptor(int fd)
+{
+    return fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+}
+
+/* Close a lane's descriptors and free it. */
+static void
+lane_free(lane *l)
+{
+    if (l->in_fd >= 0)
+        close(l->in_fd);
+    if (l->rtp.fd >= 0)
+        close(l->rtp.fd);
+    if (l->rtcp.fd >= 0)
+        close(l->rtcp.fd);
+    PyMem_RawFree(l);
+}
+
 static PyObject *
 Engine_attach(Engine *self, PyObject *args, PyObject *kwargs)
 {
@@ -463,26 +504,39 @@ Engine_attach(Engine *self, PyObject *args, PyObject *kwargs)
                                      &rtp_fd, &rtp_address, &rtcp_fd, &rtcp_address,
                                      &PyTuple_Type, &state))
         return NULL;
+    if (in_fd < 0)
+        return PyErr_Format(PyExc_ValueError, "not a file descriptor: %d", in_fd);
     lane *l = PyMem_RawCalloc(1, sizeof(lane));
     if (l == NULL)
         return PyErr_NoMemory();
-    l->in_fd = in_fd;
+    l->in_fd = l->rtp.fd = l->rtcp.fd = -1;
     if (route_from(rtp_fd, rtp_address, family, &l->rtp) < 0 ||
         route_from(rtcp_fd, rtcp_address, family, &l->rtcp) < 0 ||
         state_from_tuple(state, &l->state) < 0) {
-        PyMem_RawFree(l);
+        l->rtp.fd = l->rtcp.fd = -1; /* not ours yet */
+        lane_free(l);
         return NULL;
     }
     l->packets_in_taken = l->state.packets_in;
     l->bytes_in_taken = l->state.bytes_in;
     if (l->state.clock_rate <= 0) {
-        PyMem_RawFree(l);
+        l->rtp.fd = l->rtcp.fd = -1;
+        lane_free(l);
         return PyErr_Format(PyExc_ValueError, "RTP clock rate must be positive");
+    }
+    int given_rtp = l->rtp.fd, given_rtcp = l->rtcp.fd;
+    l->rtp.fd = l->rtcp.fd = -1;
+    l->in_fd = own_descriptor(in_fd);
+    if (l->in_fd < 0 || (given_rtp >= 0 && (l->rtp.fd = own_descriptor(given_rtp)) < 0) ||
+        (given_rtcp >= 0 && (l->rtcp.fd = own_descriptor(given_rtcp)) < 0)) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        lane_free(l);
+        return NULL;
     }
     lock_engine(self);
     if (self->closed) {
         pthread_mutex_unlock(&self->mutex);
-        PyMem_RawFree(l);
+        lane_free(l);
         PyErr_SetString(PyExc_RuntimeError, "the fast path is closed");
         return NULL;
     }
@@ -491,7 +545,7 @@ Engine_attach(Engine *self, PyObject *args, PyObject *kwargs)
         slot++;
     if (slot == self->capacity && grow_slots(self) < 0) {
         pthread_mutex_unlock(&self->mutex);
-        PyMem_RawFree(l);
+        lane_free(l);
         return NULL;
     }
     l->generation = ++self->generations[slot];
@@ -499,19 +553,20 @@ Engine_attach(Engine *self, PyObject *args, PyObject *kwargs)
     memset(&event, 0, sizeof(event));
     event.events = EPOLLIN;
     event.data.u64 = ((uint64_t)l->generation << 32) | (uint64_t)slot;
-    if (epoll_ctl(self->epoll_fd, EPOLL_CTL_ADD, in_fd, &event) < 0) {
+    if (epoll_ctl(self->epoll_fd, EPOLL_CTL_ADD, l->in_fd, &event) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
         pthread_mutex_unlock(&self->mutex);
-        PyMem_RawFree(l);
-        return PyErr_SetFromErrno(PyExc_OSError);
+        lane_free(l);
+        return NULL;
     }
     self->slots[slot] = l;
     self->active += 1;
     if (start_thread(self) < 0) {
-        epoll_ctl(self->epoll_fd, EPOLL_CTL_DEL, in_fd, NULL);
+        epoll_ctl(self->epoll_fd, EPOLL_CTL_DEL, l->in_fd, NULL);
         self->slots[slot] = NULL;
         self->active -= 1;
         pthread_mutex_unlock(&self->mutex);
-        PyMem_RawFree(l);
+        lane_free(l);
         return NULL;
     }
     pthread_mutex_unlock(&self->mutex);
@@ -606,16 +661,19 @@ Engine_detach(Engine *self, PyObject *handle)
     lane *l = locked_lane(self, handle, &slot);
     if (l == NULL)
         return NULL;
-    epoll_ctl(self->epoll_fd, EPOLL_CTL_DEL, l->in_fd, NULL); /* fails only if already closed */
+    epoll_ctl(self->epoll_fd, EPOLL_CTL_DEL, l->in_fd, NULL);
     self->slots[slot] = NULL;
     self->active -= 1;
     lane copy;
     take_locked(self, l, &copy);
     pthread_mutex_unlock(&self->mutex);
-    PyMem_RawFree(l);
+    lane_free(l);
     return counts_tuple(&copy);
 }
 
+/* Stop the thread and free every lane. Called with the GIL held (close, dealloc), so
+ * no other Python call runs meanwhile; the thread never takes the GIL and leaves at its
+ * next lane or wakeup, so the join is short. */
 static void
 engine_shutdown(Engine *self)
 {
@@ -629,24 +687,23 @@ engine_shutdown(Engine *self)
         pthread_join(self->thread, NULL);
         self->thread_started = 0;
     }
+    pthread_mutex_lock(&self->mutex);
     for (Py_ssize_t i = 0; i < self->capacity; i++) {
         if (self->slots[i] != NULL) {
-            PyMem_RawFree(self->slots[i]);
+            epoll_ctl(self->epoll_fd, EPOLL_CTL_DEL, self->slots[i]->in_fd, NULL);
+            lane_free(self->slots[i]);
             self->slots[i] = NULL;
         }
     }
     self->active = 0;
     self->pending_in = self->pending_bytes_in = self->pending_out = self->pending_bytes_out = 0;
+    pthread_mutex_unlock(&self->mutex);
 }
 
 static PyObject *
 Engine_close(Engine *self, PyObject *Py_UNUSED(ignored))
 {
-    if (!self->closed || self->thread_started) {
-        Py_BEGIN_ALLOW_THREADS
-        engine_shutdown(self);
-        Py_END_ALLOW_THREADS
-    }
+    engine_shutdown(self);
     Py_RETURN_NONE;
 }
 
@@ -708,9 +765,7 @@ Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 static void
 Engine_dealloc(Engine *self)
 {
-    Py_BEGIN_ALLOW_THREADS
     engine_shutdown(self);
-    Py_END_ALLOW_THREADS
     if (self->epoll_fd >= 0)
         close(self->epoll_fd);
     if (self->wake_fd >= 0)

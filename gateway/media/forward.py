@@ -411,7 +411,7 @@ class RtpReceiver(Receiver):
                 self.rtcp_dest if rtcp_sock is not None else None,
                 self.in_stats.export_state(),
             )
-        except (OSError, ValueError, RuntimeError) as exc:
+        except Exception as exc:  # the loop reads the flow instead: nothing is lost
             log.debug("media socket %s: relayed in Python: %r", self.describe(), exc)
             return False
         return True

@@ -248,10 +248,14 @@ class MediaStream:
 
     def set_clock_rate(self, clock_rate: int) -> None:
         """The RTP clock of the stream's codec, for jitter in milliseconds (RFC 3550 A.8)."""
+        if clock_rate <= 0:
+            raise ValueError(f"RTP clock rate must be positive, got {clock_rate}")
         for side in self.sides():
             side.rtp.take_lane_back()  # the forwarder's statistics run at the old clock
-            side.counters.set_clock_rate(clock_rate)
-            side.rtp.reroute()
+            try:
+                side.counters.set_clock_rate(clock_rate)
+            finally:
+                side.rtp.reroute()
 
 
 class MediaSession:

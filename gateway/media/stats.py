@@ -23,6 +23,7 @@ DEFAULT_CLOCK_RATE = 8000
 _TIMESTAMP_SPACE = float(1 << 32)
 _HALF_TIMESTAMP_SPACE = float(1 << 31)
 _SEQ_TIMESTAMP_SSRC = struct.Struct("!HII")
+"""Sequence number, timestamp and SSRC: octets 2-11 of the RTP header (RFC 3550 5.1)."""
 STATE_FIELDS = (
     "packets_in",
     "bytes_in",
@@ -44,7 +45,6 @@ STATE_FIELDS = (
 (:meth:`StreamStats.export_state`): the native forwarder (:mod:`gateway.media.fastpath`)
 carries on from it while it serves a party's packets, and gives it back."""
 _NO_PACKET_YET = float("nan")
-"""Sequence number, timestamp and SSRC: octets 2-11 of the RTP header (RFC 3550 5.1)."""
 
 
 class StreamStats:

@@ -1,8 +1,10 @@
 """The native forwarder (gateway/media/_fastpath.c): lanes over real UDP sockets on loopback.
 
-The relay tests in ``test_relay.py`` and ``test_flow_sockets.py`` already run
-on the native forwarder (their ``fast-path`` parameter). These look at what
-only the forwarder does: that latched flows become lanes, that lanes relay
+The relay tests in ``test_relay.py`` and ``test_flow_sockets.py`` also run
+with the forwarder on (their ``fast-path`` parameter), though a lane takes
+over only after a party's flow socket has had its first read (a second
+packet), so those exchanging a packet or two stay in Python. These look at
+what only the forwarder does: that latched flows become lanes, that lanes relay
 while the event loop is stopped (so they really run outside it), that a tap,
 hold, a clock change or a close takes a lane back with its counts exact, and
 that its statistics kernel computes what :meth:`StreamStats.update` computes,
@@ -179,6 +181,8 @@ async def test_rtcp_mux_other_protocols_and_short_packets_as_the_python_path_doe
 async def test_hold_stops_what_goes_to_the_held_party_and_counts_what_it_sends(
     either_relay: MediaRelay, phones: PhoneFactory
 ) -> None:
+    """Hold by a 0.0.0.0 address (RFC 3264 8.4): B's new address also un-latches B and
+    closes its flow, so A's lane is re-routed (to no route) before that socket closes."""
     call = await make_call(either_relay, phones)
     await settle(call, either_relay)
     call.session.set_remote("b", 0, "0.0.0.0", call.b.port, None, False)  # B holds
@@ -278,6 +282,111 @@ async def test_the_idle_check_sees_the_lanes_arrivals(
     assert after == call.session.streams[0].a.stats.last_packet_at
 
 
+async def test_a_packet_the_loop_reads_beside_a_lane_is_counted_once(
+    native_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    """A datagram of the latched party that reached the first socket (queued there before
+    the flow took over) is relayed in Python between a take-back and a new hand-over."""
+    call = await make_call(native_relay, phones)
+    await settle(call, native_relay)
+    receiver = call.session.streams[0].a.rtp
+    assert receiver.lane is not None and receiver.source is not None
+    receiver.datagram_received(rtp(3), receiver.source)
+    assert (await call.b.recv())[0] == rtp(3)
+    assert receiver.lane is not None  # handed over again
+    call.a.send(call.a_port, rtp(4))
+    assert (await call.b.recv())[0] == rtp(4)
+    stats = call.stats("a")
+    assert (stats["packets_in"], stats["lost"]) == (4, 0)
+    assert call.stats("b")["packets_out"] == 4
+
+
+async def test_a_lane_after_its_engine_closed_is_let_go_quietly(
+    native_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    call = await make_call(native_relay, phones)
+    await settle(call, native_relay)
+    assert native_relay.fastpath is not None
+    native_relay.fastpath.close()
+    receiver = call.session.streams[0].a.rtp
+    receiver.sync()  # the engine let go of the lane: nothing to take
+    receiver.take_lane_back()
+    assert receiver.lane is None
+    assert call.stats("a")["packets_in"] == 2  # what was taken before stays
+
+
+def _connected_pair() -> tuple[socket.socket, socket.socket]:
+    first = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    second = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for sock in (first, second):
+        sock.bind(("127.0.0.1", 0))
+    first.connect(second.getsockname())
+    second.connect(first.getsockname())
+    return first, second
+
+
+def test_a_socket_closed_under_a_lane_never_lets_it_touch_what_reuses_the_number() -> None:
+    """The lane works on its own duplicates of the descriptors: a descriptor number
+    Python closes and the kernel hands to a new socket is not the lane's. A lane that
+    kept the bare numbers sent this RTP into the TCP connection that took its route's
+    number, and its detach removed another lane's registration."""
+    require_native_forwarder()
+    engine = fastpath.new_engine()
+    state = StreamStats().export_state()
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    opened = [sink, server]
+    try:
+        # a send route closed, its number reused by a TCP connection
+        lane_in, party = _connected_pair()
+        route = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        opened += [lane_in, party]
+        engine.attach(
+            lane_in.fileno(), socket.AF_INET, route.fileno(), sink.getsockname(), -1, None, state
+        )
+        number = route.fileno()
+        route.close()
+        client = socket.socket()
+        opened.append(client)
+        assert client.fileno() == number
+        client.connect(server.getsockname())
+        accepted, _ = server.accept()
+        opened.append(accepted)
+        party.send(rtp(1, payload=b"RTP-IN-TCP"))
+        assert recv_blocking(sink) == rtp(1, payload=b"RTP-IN-TCP")  # by the lane's copy
+        accepted.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            accepted.recv(100)
+
+        # an input closed, its number reused by the next lane's input
+        stale_in, _stale_party = _connected_pair()
+        opened.append(_stale_party)
+        stale = engine.attach(stale_in.fileno(), socket.AF_INET, -1, None, -1, None, state)
+        number = stale_in.fileno()
+        stale_in.close()
+        next_in, next_party = _connected_pair()
+        opened += [next_in, next_party]
+        assert number in (next_in.fileno(), next_party.fileno())
+        if next_in.fileno() != number:  # the pair's other end took it: swap roles
+            next_in, next_party = next_party, next_in
+        out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        opened.append(out)
+        live = engine.attach(
+            next_in.fileno(), socket.AF_INET, out.fileno(), sink.getsockname(), -1, None, state
+        )
+        engine.detach(stale)
+        next_party.send(rtp(2))
+        assert recv_blocking(sink) == rtp(2)  # the live lane still relays
+        assert engine.poll(live)[1] == 1
+    finally:
+        engine.close()
+        for sock in opened:
+            sock.close()
+
+
 # ------------------------------------------------------------------ the statistics kernel
 
 
@@ -356,7 +465,7 @@ def test_the_kernel_refuses_a_packet_shorter_than_the_fixed_header() -> None:
         _fastpath.update_state(StreamStats().export_state(), b"\x80\x00\x00", 1.0)
 
 
-def test_the_forwarder_stamps_arrivals_on_the_loops_clock() -> None:
+def test_the_forwarders_clock_is_time_monotonic() -> None:
     require_native_forwarder()
     import time
 
