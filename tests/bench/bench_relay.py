@@ -88,7 +88,12 @@ read through ``add_reader`` with ``recv``, sent to with ``send``) costs about
 looking one up per packet, and no source address is built or destination
 parsed per packet. Two thirds of the relay's core is the kernel's work
 (an ad hoc ``perf`` profile: receive, send, and on loopback the delivery into the receiving
-phone's socket, which a real network card would take off the core).
+phone's socket, which a real network card would take off the core). The native
+forwarder (2-vCPU VM, ``--realtime``, both paths in each run) costs 8.2-12.0 µs
+of relay CPU per packet where flow sockets in Python cost 12.9-17.6, and holds
+850 calls at zero loss with 0.49 ms p99 added latency where Python saturates
+its core from 700; its own code is under 3 % of its core (``perf``), so what
+is left is the kernel's.
 
 ``--paths`` picks the relay paths each step runs in turn, after the same
 direct run: ``native`` (latched flow sockets served by the native forwarder,
