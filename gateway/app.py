@@ -179,6 +179,7 @@ class Gateway:
     def metrics(self) -> dict[str, float | dict[tuple[tuple[str, str], ...], float]]:
         calls = self.calls
         relay = self.relay.packet_totals()
+        native_lanes, native_relayed = self.relay.native_totals()
         return {
             "callgate_active_calls": float(len(calls.calls)) if calls else 0.0,
             "callgate_calls_total": {
@@ -192,6 +193,8 @@ class Gateway:
             "callgate_relay_packets_total": {
                 (("event", name),): float(count) for name, count in relay.items()
             },
+            "callgate_relay_native_lanes": float(native_lanes),
+            "callgate_relay_native_packets_total": float(native_relayed),
             "callgate_calls_shed_total": float(calls.admission.shed) if calls else 0.0,
             "callgate_shed_share": calls.admission.shed_share if calls else 0.0,
             "callgate_loop_lag_seconds": calls.admission.last_lag_s if calls else 0.0,

@@ -21,6 +21,14 @@ HELP = {
     "callgate_calls_total": ("counter", "Calls ended on this instance, by disposition."),
     "callgate_consent_outcomes_total": ("counter", "Calls ended, by consent outcome."),
     "callgate_relay_packets_total": ("counter", "RTP/RTCP packets the relay handled, by event."),
+    "callgate_relay_native_lanes": (
+        "gauge",
+        "Parties' streams the native forwarder relays now, outside the interpreter.",
+    ),
+    "callgate_relay_native_packets_total": (
+        "counter",
+        "RTP packets the native forwarder relayed (also counted in the relay's packets_out).",
+    ),
     "callgate_calls_shed_total": (
         "counter",
         "New calls refused with 503 because the event loop ran behind (overload control).",

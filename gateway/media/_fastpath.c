@@ -206,6 +206,7 @@ typedef struct {
     long long pending_bytes_in;
     long long pending_out;
     long long pending_bytes_out;
+    long long relayed; /* RTP packets the lanes sent, since the engine started */
     unsigned char *buffers; /* the thread's: BATCH * RECV_SIZE */
     atomic_int waiters;     /* Python calls waiting for the mutex */
 } Engine;
@@ -291,6 +292,7 @@ serve_lane(Engine *engine, lane *l, struct mmsghdr *messages)
     engine->pending_in += l->state.packets_in - in_before;
     engine->pending_bytes_in += l->state.bytes_in - bytes_in_before;
     engine->pending_out += l->packets_out - out_before;
+    engine->relayed += l->packets_out - out_before;
     engine->pending_bytes_out += l->bytes_out - bytes_out_before;
 }
 
@@ -714,6 +716,15 @@ Engine_get_lanes(Engine *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
+Engine_get_relayed(Engine *self, void *Py_UNUSED(closure))
+{
+    lock_engine(self);
+    long long relayed = self->relayed;
+    pthread_mutex_unlock(&self->mutex);
+    return PyLong_FromLongLong(relayed);
+}
+
+static PyObject *
 Engine_get_closed(Engine *self, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(self->closed);
@@ -803,6 +814,8 @@ static PyMethodDef Engine_methods[] = {
 static PyGetSetDef Engine_getset[] = {
     {"lanes", (getter)Engine_get_lanes, NULL, "Lanes attached now.", NULL},
     {"closed", (getter)Engine_get_closed, NULL, "Whether close() was called.", NULL},
+    {"relayed", (getter)Engine_get_relayed, NULL,
+     "RTP packets the lanes sent since the engine started.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

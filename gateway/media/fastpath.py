@@ -42,6 +42,9 @@ class Engine(Protocol):
     @property
     def closed(self) -> bool: ...
 
+    @property
+    def relayed(self) -> int: ...
+
     def attach(
         self,
         in_fd: int,

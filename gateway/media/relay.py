@@ -193,6 +193,14 @@ class MediaRelay:
             totals["packets_out"] += packets_out
         return totals
 
+    def native_totals(self) -> tuple[int, int]:
+        """(lanes the native forwarder serves now, RTP packets it has sent since start);
+        zeros without it."""
+        engine = self.fastpath
+        if engine is None:
+            return 0, 0
+        return engine.lanes, engine.relayed
+
     async def close_session(self, session: MediaSession) -> None:
         """Close the session's sockets and return its ports; closing twice is harmless."""
         if session.closed:

@@ -105,6 +105,9 @@ async def test_latched_flows_become_lanes_that_relay_and_count_both_ways(
     assert a["lost"] == 0 and b["lost"] == 0
     totals = native_relay.packet_totals()
     assert (totals["packets_in"], totals["packets_out"]) == (104, 104)
+    lanes_now, relayed = native_relay.native_totals()
+    assert lanes_now == 2
+    assert relayed == 100  # packets 3-52 both ways; 1 and 2 went through Python
 
 
 async def test_lanes_relay_while_the_event_loop_is_stopped(
