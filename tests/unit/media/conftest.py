@@ -66,6 +66,18 @@ async def relay(request: pytest.FixtureRequest) -> AsyncIterator[MediaRelay]:
     await media_relay.close()
 
 
+@pytest.fixture(params=["fast-path", "python"])
+async def flow_relay(request: pytest.FixtureRequest) -> AsyncIterator[MediaRelay]:
+    """Flow sockets (the default), served by the native forwarder or relayed in Python."""
+    if request.param == "fast-path":
+        require_native_forwarder()
+    media_relay = MediaRelay(
+        "127.0.0.1", TEST_PORT_MIN, TEST_PORT_MAX, fastpath=request.param == "fast-path"
+    )
+    yield media_relay
+    await media_relay.close()
+
+
 @pytest.fixture
 def phones() -> Iterator[Callable[..., Phone]]:
     """Factory of UDP phones on loopback, all closed after the test."""

@@ -44,18 +44,6 @@ async def native_relay() -> AsyncIterator[MediaRelay]:
     await media_relay.close()
 
 
-@pytest.fixture(params=["fast-path", "python"])
-async def either_relay(request: pytest.FixtureRequest) -> AsyncIterator[MediaRelay]:
-    """Flow sockets served by the native forwarder, or relayed in Python."""
-    if request.param == "fast-path":
-        require_native_forwarder()
-    media_relay = MediaRelay(
-        "127.0.0.1", TEST_PORT_MIN, TEST_PORT_MAX, fastpath=request.param == "fast-path"
-    )
-    yield media_relay
-    await media_relay.close()
-
-
 def lanes(relay: MediaRelay) -> int:
     return relay.fastpath.lanes if relay.fastpath is not None else 0
 
@@ -71,6 +59,13 @@ async def settle(call: Call, relay: MediaRelay) -> None:
     if relay.fastpath is not None:
         receivers = [side.rtp for side in call.session.streams[0].sides()]
         await wait_until(lambda: all(receiver.lane is not None for receiver in receivers))
+
+
+def assert_counted_once(call: Call, packets: int) -> None:
+    """Every packet A sent counted once as received and once as sent to B, none lost."""
+    stats = call.stats("a")
+    assert (stats["packets_in"], stats["lost"]) == (packets, 0)
+    assert call.stats("b")["packets_out"] == packets
 
 
 def recv_blocking(sock: socket.socket, timeout: float = 2.0) -> bytes:
@@ -111,15 +106,15 @@ async def test_latched_flows_become_lanes_that_relay_and_count_both_ways(
 
 
 async def test_lanes_relay_while_the_event_loop_is_stopped(
-    either_relay: MediaRelay, phones: PhoneFactory
+    flow_relay: MediaRelay, phones: PhoneFactory
 ) -> None:
     """The forwarder's thread relays without the loop: with the loop held in a blocking
     wait, a packet still crosses. On the Python path the same wait times out, which is
     what shows that the check can fail."""
-    call = await make_call(either_relay, phones)
-    await settle(call, either_relay)
+    call = await make_call(flow_relay, phones)
+    await settle(call, flow_relay)
     call.a.send(call.a_port, rtp(3, payload=b"while-stopped"))
-    if either_relay.fastpath is not None:
+    if flow_relay.fastpath is not None:
         assert recv_blocking(call.b.sock) == rtp(3, payload=b"while-stopped")
     else:
         with pytest.raises(TimeoutError):
@@ -146,25 +141,22 @@ async def test_a_tap_takes_the_lane_back_and_its_removal_hands_it_over_again(
         call.a.send(call.a_port, rtp(seq))
         assert (await call.b.recv())[0] == rtp(seq)
     assert len(heard) == 5  # the lane relays untapped
-    stats = call.stats("a")
-    # every packet counted once across three handovers, none lost in the sequence
-    assert (stats["packets_in"], stats["lost"]) == (11, 0)
-    assert call.stats("b")["packets_out"] == 11
+    assert_counted_once(call, 11)  # across three handovers
 
 
 async def test_rtcp_mux_other_protocols_and_short_packets_as_the_python_path_does(
-    either_relay: MediaRelay, phones: PhoneFactory
+    flow_relay: MediaRelay, phones: PhoneFactory
 ) -> None:
     """RTCP on A's RTP port (A multiplexes, RFC 5761 4) goes by B's RTCP route, to the
     port B's a=rtcp names, uncounted; a packet that is not RTP (RFC 7983: STUN here) is
     relayed uncounted; an RTP packet shorter than its fixed header is relayed and counted
     as sent, not as received."""
-    session = await either_relay.create_session("mux")
+    session = await flow_relay.create_session("mux")
     a, b, b_rtcp = phones(), phones(), phones()
     session.set_remote("a", 0, "127.0.0.1", a.port, None, True)
     session.set_remote("b", 0, "127.0.0.1", b.port, b_rtcp.port, False)
     call = Call(session, a, b)
-    await settle(call, either_relay)
+    await settle(call, flow_relay)
     a.send(call.a_port, rtcp_rr())
     data, source = await b_rtcp.recv()
     assert data == rtcp_rr() and source[1] == session.local_ports("b")[0][1]
@@ -182,12 +174,12 @@ async def test_rtcp_mux_other_protocols_and_short_packets_as_the_python_path_doe
 
 
 async def test_hold_stops_what_goes_to_the_held_party_and_counts_what_it_sends(
-    either_relay: MediaRelay, phones: PhoneFactory
+    flow_relay: MediaRelay, phones: PhoneFactory
 ) -> None:
     """Hold by a 0.0.0.0 address (RFC 3264 8.4): B's new address also un-latches B and
     closes its flow, so A's lane is re-routed (to no route) before that socket closes."""
-    call = await make_call(either_relay, phones)
-    await settle(call, either_relay)
+    call = await make_call(flow_relay, phones)
+    await settle(call, flow_relay)
     call.session.set_remote("b", 0, "0.0.0.0", call.b.port, None, False)  # B holds
     call.a.send(call.a_port, rtp(3))
     call.b.send(call.b_port, rtp(3))
@@ -299,9 +291,7 @@ async def test_a_packet_the_loop_reads_beside_a_lane_is_counted_once(
     assert receiver.lane is not None  # handed over again
     call.a.send(call.a_port, rtp(4))
     assert (await call.b.recv())[0] == rtp(4)
-    stats = call.stats("a")
-    assert (stats["packets_in"], stats["lost"]) == (4, 0)
-    assert call.stats("b")["packets_out"] == 4
+    assert_counted_once(call, 4)
 
 
 async def test_a_lane_after_its_engine_closed_is_let_go_quietly(

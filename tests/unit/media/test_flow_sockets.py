@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,23 +20,11 @@ from gateway.media import relay as relay_module
 from gateway.media.forward import FlowSockets
 from gateway.media.relay import MediaRelay
 from gateway.media.reuseport import connected_sockets_preferred
-from tests.unit.media.conftest import TEST_PORT_MAX, TEST_PORT_MIN, require_native_forwarder
+from tests.unit.media.conftest import TEST_PORT_MAX, TEST_PORT_MIN
 from tests.unit.media.test_relay import Call, PhoneFactory, make_call
 from tests.unit.media.udp_phone import ipv6_loopback_available, rtp, wait_until
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="flow sockets are Linux's")
-
-
-@pytest.fixture(params=["fast-path", "python"])
-async def flow_relay(request: pytest.FixtureRequest) -> AsyncIterator[MediaRelay]:
-    """Flow sockets (the default), served by the native forwarder or relayed in Python."""
-    if request.param == "fast-path":
-        require_native_forwarder()
-    media_relay = MediaRelay(
-        "127.0.0.1", TEST_PORT_MIN, TEST_PORT_MAX, fastpath=request.param == "fast-path"
-    )
-    yield media_relay
-    await media_relay.close()
 
 
 def _bound_exclusively(host: str, port: int) -> bool:
