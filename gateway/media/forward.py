@@ -20,8 +20,8 @@ still reaches the first socket, where it is dropped and counted. The flow
 socket is read with ``recv`` (no source address to build: the kernel has
 matched it) and packets toward the party leave by its ``send`` (no address
 to parse, and a route the kernel keeps with the connection instead of
-looking it up per packet). ``tests/bench/bench_relay.py`` compares both
-paths in one run (``--flows``).
+looking it up per packet). ``tests/bench/bench_relay.py`` compares the
+paths in one run (``--paths native,flows,first``).
 
 Lanes: a flow socket whose packets nothing in the gateway needs to hear (no
 tap) is handed to the native forwarder (:mod:`gateway.media.fastpath`), which
