@@ -508,29 +508,26 @@ Engine_attach(Engine *self, PyObject *args, PyObject *kwargs)
         return NULL;
     if (in_fd < 0)
         return PyErr_Format(PyExc_ValueError, "not a file descriptor: %d", in_fd);
+    route rtp, rtcp; /* with the caller's descriptors, until the lane has its own */
+    rtp_state initial;
+    if (route_from(rtp_fd, rtp_address, family, &rtp) < 0 ||
+        route_from(rtcp_fd, rtcp_address, family, &rtcp) < 0 ||
+        state_from_tuple(state, &initial) < 0)
+        return NULL;
+    if (initial.clock_rate <= 0)
+        return PyErr_Format(PyExc_ValueError, "RTP clock rate must be positive");
     lane *l = PyMem_RawCalloc(1, sizeof(lane));
     if (l == NULL)
         return PyErr_NoMemory();
-    l->in_fd = l->rtp.fd = l->rtcp.fd = -1;
-    if (route_from(rtp_fd, rtp_address, family, &l->rtp) < 0 ||
-        route_from(rtcp_fd, rtcp_address, family, &l->rtcp) < 0 ||
-        state_from_tuple(state, &l->state) < 0) {
-        l->rtp.fd = l->rtcp.fd = -1; /* not ours yet */
-        lane_free(l);
-        return NULL;
-    }
-    l->packets_in_taken = l->state.packets_in;
-    l->bytes_in_taken = l->state.bytes_in;
-    if (l->state.clock_rate <= 0) {
-        l->rtp.fd = l->rtcp.fd = -1;
-        lane_free(l);
-        return PyErr_Format(PyExc_ValueError, "RTP clock rate must be positive");
-    }
-    int given_rtp = l->rtp.fd, given_rtcp = l->rtcp.fd;
-    l->rtp.fd = l->rtcp.fd = -1;
+    l->rtp = rtp;
+    l->rtcp = rtcp;
+    l->state = initial;
+    l->packets_in_taken = initial.packets_in;
+    l->bytes_in_taken = initial.bytes_in;
     l->in_fd = own_descriptor(in_fd);
-    if (l->in_fd < 0 || (given_rtp >= 0 && (l->rtp.fd = own_descriptor(given_rtp)) < 0) ||
-        (given_rtcp >= 0 && (l->rtcp.fd = own_descriptor(given_rtcp)) < 0)) {
+    l->rtp.fd = own_descriptor(rtp.fd);
+    l->rtcp.fd = own_descriptor(rtcp.fd);
+    if (l->in_fd < 0 || (rtp.fd >= 0 && l->rtp.fd < 0) || (rtcp.fd >= 0 && l->rtcp.fd < 0)) {
         PyErr_SetFromErrno(PyExc_OSError);
         lane_free(l);
         return NULL;

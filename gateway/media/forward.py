@@ -33,6 +33,7 @@ its routes, tap or flow change, and hands it over again with the new routes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import struct
@@ -419,47 +420,40 @@ class RtpReceiver(Receiver):
     def describe(self) -> str:
         return self.side.describe() if self.side is not None else "(released)"
 
+    def _lane_engine(self) -> Engine | None:
+        """The native forwarder while it serves this receiver's flow socket."""
+        if self.lane is None or self.flows is None:
+            return None
+        return self.flows.engine
+
     def take_lane_back(self) -> None:
         """Stop the native forwarder serving the flow socket, and take its counts."""
-        lane = self.lane
-        if lane is None:
-            return
+        engine, lane = self._lane_engine(), self.lane
         self.lane = None
-        engine = self.flows.engine if self.flows is not None else None
-        if engine is None:
+        if engine is None or lane is None:
             return
-        try:
-            counts = engine.detach(lane)
-        except KeyError:  # the engine closed first, and let go of every lane
-            return
-        self._take_counts(counts)
+        with contextlib.suppress(KeyError):  # the engine closed first and let go of every lane
+            self._take_counts(engine.detach(lane))
 
     def sync(self) -> None:
         """Bring the statistics up to date with what the native forwarder relayed."""
-        lane = self.lane
-        if lane is None:
+        engine, lane = self._lane_engine(), self.lane
+        if engine is None or lane is None:
             return
-        engine = self.flows.engine if self.flows is not None else None
-        if engine is None:
-            return
-        try:
-            counts = engine.poll(lane)
-        except KeyError:
-            return
-        self._take_counts(counts)
+        with contextlib.suppress(KeyError):
+            self._take_counts(engine.poll(lane))
 
     def last_packet_at(self) -> float | None:
         """When the party's last RTP packet was accounted (monotonic seconds), None if
         never: what the native forwarder saw, without taking its counts."""
-        lane = self.lane
-        engine = self.flows.engine if self.flows is not None else None
-        if lane is not None and engine is not None:
-            try:
-                at = engine.last_packet_at(lane)
-            except KeyError:
-                return self.in_stats.last_packet_at
-            return None if at != at else at  # NaN: none yet
-        return self.in_stats.last_packet_at
+        engine, lane = self._lane_engine(), self.lane
+        if engine is None or lane is None:
+            return self.in_stats.last_packet_at
+        try:
+            at = engine.last_packet_at(lane)
+        except KeyError:
+            return self.in_stats.last_packet_at
+        return None if at != at else at  # NaN: none yet
 
     def _take_counts(self, counts: Counts) -> None:
         state, packets_out, bytes_out, send_errors, errors = counts

@@ -62,6 +62,14 @@ async def settle(call: Call, relay: MediaRelay) -> None:
         await wait_until(lambda: all(receiver.lane is not None for receiver in receivers))
 
 
+async def settled_calls(relay: MediaRelay, phones: PhoneFactory, count: int) -> list[Call]:
+    """``count`` calls, each settled (see :func:`settle`)."""
+    calls = [await make_call(relay, phones, name=f"call-{n}") for n in range(count)]
+    for call in calls:
+        await settle(call, relay)
+    return calls
+
+
 def assert_counted_once(call: Call, packets: int) -> None:
     """Every packet A sent counted once as received and once as sent to B, none lost."""
     stats = call.stats("a")
@@ -210,9 +218,7 @@ async def test_a_clock_change_carries_the_jitter_over_rescaled(
 async def test_closing_takes_every_lane_back_and_the_totals_stay_exact(
     native_relay: MediaRelay, phones: PhoneFactory
 ) -> None:
-    calls = [await make_call(native_relay, phones, name=f"call-{n}") for n in range(6)]
-    for call in calls:
-        await settle(call, native_relay)
+    calls = await settled_calls(native_relay, phones, 6)
     await wait_until(lambda: lanes(native_relay) == 12)
     for call in calls:
         for seq in range(3, 8):
@@ -236,9 +242,7 @@ async def test_closing_takes_every_lane_back_and_the_totals_stay_exact(
 async def test_no_packet_of_one_call_reaches_another(
     native_relay: MediaRelay, phones: PhoneFactory
 ) -> None:
-    calls = [await make_call(native_relay, phones, name=f"call-{n}") for n in range(20)]
-    for call in calls:
-        await settle(call, native_relay)
+    calls = await settled_calls(native_relay, phones, 20)
     for index, call in enumerate(calls):
         for seq in range(3, 6):
             call.a.send(call.a_port, rtp(seq, payload=f"a{index}".encode()))
@@ -491,9 +495,7 @@ async def test_handovers_under_traffic_lose_and_double_count_nothing(
     """Taps switched on and off on every call while packets flow both ways: each switch
     takes a lane back from the running thread or hands it over to it. Every packet
     arrives once and is counted once, whichever path carried it."""
-    calls = [await make_call(native_relay, phones, name=f"call-{n}") for n in range(8)]
-    for call in calls:
-        await settle(call, native_relay)
+    calls = await settled_calls(native_relay, phones, 8)
     rounds, sent = 60, 2
     for round_index in range(rounds):
         for index, call in enumerate(calls):
