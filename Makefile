@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= config/gateway.toml
 
-.PHONY: run demo test bench check-config venv deps
+.PHONY: run demo test bench check-config venv deps kernel-forwarder-check
 
 run: venv
 	$(BIN)/callgate run --config $(CONFIG)
@@ -24,14 +24,21 @@ demo: venv
 check-config: venv
 	$(BIN)/callgate check-config --config $(CONFIG)
 
-test: venv deps
+# deps first: the install compiles the kernel forwarder where clang is present
+test: deps venv
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-bench: venv deps
+bench: deps venv
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]' && $(BIN)/python -m tests.bench
 
-venv: $(STAMP)
+venv: kernel-forwarder-check $(STAMP)
+
+# An install made before clang was there has no kernel forwarder: install again
+# once clang and libbpf's headers are present.
+kernel-forwarder-check:
+	@if [ -e $(STAMP) ] && [ ! -e gateway/media/kernel_forward.bpf.o ] && command -v clang >/dev/null 2>&1 \
+		&& [ -e /usr/include/bpf/bpf_helpers.h ]; then rm -f $(STAMP); fi
 
 deps:
 	bash scripts/install-test-deps.sh
@@ -39,8 +46,8 @@ deps:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstalled when pyproject.toml changes (new dependencies, entry points) or the
-# native forwarder's source does (the install compiles it).
-$(STAMP): pyproject.toml setup.py gateway/media/_fastpath.c | $(BIN)/python
+# Reinstalled when pyproject.toml changes (new dependencies, entry points) or a
+# forwarder's source does (the install compiles them).
+$(STAMP): pyproject.toml setup.py gateway/media/_fastpath.c gateway/media/kernel_forward.bpf.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@

@@ -70,6 +70,8 @@ class Gateway:
             media.port_max,
             flow_sockets=media.flow_sockets,
             fastpath=media.fastpath,
+            kernel_forwarding=media.kernel_forwarding,
+            kernel_interfaces=tuple(media.kernel_interfaces),
         )
         sip = settings.sip
         self.stack = SipStack(
@@ -118,13 +120,15 @@ class Gateway:
         for bound in self.stack.transports.bound:
             log.info("SIP listening on %s %s:%d", bound.transport, bound.host, bound.port)
         log.info(
-            "media relay on %s ports %d-%d (flow sockets %s, native forwarder %s); "
+            "media relay on %s ports %d-%d (flow sockets %s, native forwarder %s, "
+            "kernel forwarder %s); "
             "store %s; instance %s",
             self.settings.media.host,
             self.settings.media.port_min,
             self.settings.media.port_max,
             "on" if self.relay.flow_sockets else "off",
-            "on" if self.relay.fastpath is not None else "off",
+            "on" if self.relay.native_engine is not None else "off",
+            "on" if self.relay.kernel is not None else "off",
             self.engine.url.render_as_string(hide_password=True),
             self.settings.instance_id,
         )
@@ -180,6 +184,7 @@ class Gateway:
         calls = self.calls
         relay = self.relay.packet_totals()
         native_lanes, native_relayed = self.relay.native_totals()
+        kernel_lanes, kernel_relayed = self.relay.kernel_totals()
         return {
             "callgate_active_calls": float(len(calls.calls)) if calls else 0.0,
             "callgate_calls_total": {
@@ -195,6 +200,8 @@ class Gateway:
             },
             "callgate_relay_native_lanes": float(native_lanes),
             "callgate_relay_native_packets_total": float(native_relayed),
+            "callgate_relay_kernel_lanes": float(kernel_lanes),
+            "callgate_relay_kernel_packets_total": float(kernel_relayed),
             "callgate_calls_shed_total": float(calls.admission.shed) if calls else 0.0,
             "callgate_shed_share": calls.admission.shed_share if calls else 0.0,
             "callgate_loop_lag_seconds": calls.admission.last_lag_s if calls else 0.0,

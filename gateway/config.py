@@ -900,6 +900,8 @@ class MediaSettings(_Section):
     hold_timeout_s: float = Field(default=3600.0, ge=0)
     flow_sockets: bool = True
     fastpath: bool = True
+    kernel_forwarding: Literal["auto", "on", "off"] = "auto"
+    kernel_interfaces: list[str] = Field(default_factory=list)
 
     @field_validator("host")
     @classmethod

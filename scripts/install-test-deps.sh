@@ -6,16 +6,27 @@
 #   systemd-analyze  (package systemd)     check of deploy/callgate.service
 #   espeak-ng        (package espeak-ng)   real speech for the DTMF talk-off tests
 #   sqlite3          (package sqlite3)     the fast CSV export on SQLite (optional at run time)
+#   clang            (package clang)       compiles the kernel forwarder (gateway/media/*.bpf.c)
+#   bpf_helpers.h    (package libbpf-dev)  its headers; brings libbpf1, which loads it
+#   ethtool          (package ethtool)     checksum offload off in the kernel forwarder's netns test
+# Run before the project is installed: `pip install` compiles the kernel
+# forwarder only where clang and libbpf's headers are present.
 # Quick and silent when everything is there. Needs root or password-less sudo
 # to install; exits non-zero with the reason when the packages cannot be had.
 set -euo pipefail
 
-commands=(sipp baresip kamailio systemd-analyze espeak-ng sqlite3)
-packages=(sip-tester baresip kamailio systemd espeak-ng sqlite3)
+commands=(sipp baresip kamailio systemd-analyze espeak-ng sqlite3 clang /usr/include/bpf/bpf_helpers.h ethtool)
+packages=(sip-tester baresip kamailio systemd espeak-ng sqlite3 clang libbpf-dev ethtool)
 
 say() { printf 'install-test-deps: %s\n' "$*" >&2; }
 
-have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+# a command on PATH (or in sbin), or a file when given a path
+have() {
+    case "$1" in
+        /*) [ -e "$1" ] ;;
+        *) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] ;;
+    esac
+}
 
 missing=()
 for i in "${!commands[@]}"; do

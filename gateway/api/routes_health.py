@@ -29,6 +29,14 @@ HELP = {
         "counter",
         "RTP packets the native forwarder relayed (also counted in the relay's packets_out).",
     ),
+    "callgate_relay_kernel_lanes": (
+        "gauge",
+        "Parties' streams the kernel forwarder relays now, before they reach a socket.",
+    ),
+    "callgate_relay_kernel_packets_total": (
+        "counter",
+        "RTP packets the kernel forwarder relayed (also counted in the relay's packets_out).",
+    ),
     "callgate_calls_shed_total": (
         "counter",
         "New calls refused with 503 because the event loop ran behind (overload control).",

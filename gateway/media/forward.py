@@ -28,6 +28,10 @@ tap) is handed to the native forwarder (:mod:`gateway.media.fastpath`), which
 relays and accounts its packets as :meth:`RtpReceiver.relay` does, on a
 thread of its own; the receiver takes it back (with the statistics) whenever
 its routes, tap or flow change, and hands it over again with the new routes.
+The kernel forwarder (:mod:`gateway.media.kernel`) takes lanes the same way,
+but relays the party's packets before they reach the flow socket: what was
+already queued on the socket when the lane began is relayed here first
+(:meth:`RtpReceiver._hand_over`).
 """
 
 from __future__ import annotations
@@ -156,6 +160,23 @@ def _socket_of(send: Callable[..., Any] | None) -> socket.socket | None:
     return owner if isinstance(owner, socket.socket) else None
 
 
+_HAND_OVER_TRIES: Final = 3
+"""Attempts to start a kernel lane with an empty socket queue (see ``_hand_over``)."""
+_STRAGGLER_LIMIT: Final = 8
+"""Datagrams past the kernel forwarder after which a flow goes to the native forwarder."""
+
+
+def _has_queued(sock: socket.socket) -> bool:
+    """Whether a datagram waits on the socket (a refusal counts: reading clears it)."""
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+    return True
+
+
 FLOW_RECV_SIZE: Final = 65536
 """Read size on a flow socket: a datagram larger than this would be truncated, and no
 UDP datagram is."""
@@ -181,6 +202,7 @@ class RtpReceiver(Receiver):
         "out_stats",
         "rtcp_dest",
         "rtcp_send",
+        "stragglers",
         "tap",
         "update",
     )
@@ -204,6 +226,8 @@ class RtpReceiver(Receiver):
         """The loop reads the flow socket (:meth:`_flow_read`)."""
         self.lane: int | None = None
         """The native forwarder's handle while it serves the flow socket."""
+        self.stragglers = 0
+        """Times a datagram reached the flow socket while the kernel served it."""
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         try:
@@ -388,15 +412,58 @@ class RtpReceiver(Receiver):
                 flows.loop.remove_reader(flow.fileno())
                 self.flow_reader = False
             if self._hand_over(flows, flow):
+                if self._in_kernel(flows):  # the kernel never reads the socket: the loop does
+                    flows.loop.add_reader(flow.fileno(), self._straggler_read)
+                    self.flow_reader = True
                 return
         if not self.flow_reader:
             flows.loop.add_reader(flow.fileno(), self._flow_read, flow.recv)
             self.flow_reader = True
 
     def _hand_over(self, flows: FlowSockets, flow: socket.socket) -> bool:
-        """Attach the flow socket as a lane with the current routes; whether it took."""
+        """Attach the flow socket as a lane with the current routes; whether it took.
+
+        A lane the kernel serves never reads the socket, so a datagram queued on it
+        before the lane began would stay there: when one is, the lane is taken back,
+        the queue relayed here, and the lane attached again (a datagram the kernel
+        relayed meanwhile may overtake the queued one). After a few tries the loop
+        keeps reading the flow.
+        """
         engine = flows.engine
         assert engine is not None
+        for _ in range(_HAND_OVER_TRIES):
+            if not self._attach(engine, flow):
+                return False
+            if not self._in_kernel(flows) or not _has_queued(flow):
+                return True
+            self.take_lane_back()
+            self._drain(flow)
+            if self.flow is not flow:  # relaying closed it (a tap ending the call)
+                return True
+        return False
+
+    def _in_kernel(self, flows: FlowSockets) -> bool:
+        """Whether the kernel forwarder serves the lane (it never reads the flow socket)."""
+        in_kernel: Callable[[int], bool] | None = getattr(flows.engine, "in_kernel", None)
+        return in_kernel is not None and self.lane is not None and in_kernel(self.lane)
+
+    def _straggler_read(self) -> None:
+        """A datagram reached the flow socket while the kernel serves the lane: one in
+        flight when the lane began, a fragment, one by an interface without the program.
+        The lane is taken back, the queue relayed here, and the lane handed over again;
+        a flow that keeps doing it goes to the native forwarder instead."""
+        flow = self.flow
+        if flow is None:
+            return
+        self.take_lane_back()
+        self._drain(flow)
+        self.stragglers += 1
+        if self.flow is flow:
+            self.reroute()
+
+    def _attach(self, engine: Engine, flow: socket.socket) -> bool:
+        if self.stragglers >= _STRAGGLER_LIMIT:
+            engine = getattr(engine, "fallback", None) or engine
         rtp_sock = _socket_of(self.flow_send)
         rtp_address = None  # a flow socket of the other party: connected
         if rtp_sock is None and self.dest is not None:
@@ -416,6 +483,20 @@ class RtpReceiver(Receiver):
             log.debug("media socket %s: relayed in Python: %r", self.describe(), exc)
             return False
         return True
+
+    def _drain(self, flow: socket.socket) -> None:
+        """Relay what is queued on the flow socket (the latched party's datagrams)."""
+        while self.flow is flow:
+            try:
+                data = flow.recv(FLOW_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionRefusedError:
+                continue
+            except OSError as exc:
+                self.error_received(exc)
+                return
+            self.relay(data)
 
     def describe(self) -> str:
         return self.side.describe() if self.side is not None else "(released)"

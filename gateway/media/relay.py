@@ -24,7 +24,8 @@ Performance: the loop delivers datagrams through ``DatagramProtocol``
 ``sendto``; once a party is latched, its packets come and go through a flow
 socket connected to it (Linux; ``flow_sockets``), and the native forwarder
 relays it outside the interpreter while nothing in the gateway listens to it
-(``fastpath``; :mod:`gateway.media.fastpath`). See
+(``fastpath``; :mod:`gateway.media.fastpath`), or the kernel relays it before it
+reaches a socket (``kernel_forwarding``; :mod:`gateway.media.kernel`). See
 :mod:`gateway.media.forward` for the per-packet path and
 ``tests/bench/bench_relay.py`` for the measurements behind these choices.
 """
@@ -40,6 +41,7 @@ from collections.abc import Callable
 from time import monotonic
 
 from gateway.media import fastpath as native
+from gateway.media import kernel
 from gateway.media.forward import FlowSockets, Receiver, RtpReceiver
 from gateway.media.ports import PortPool, PortPoolExhausted
 from gateway.media.reuseport import connected_sockets_preferred
@@ -86,6 +88,8 @@ class MediaRelay:
         send_buffer: int | None = None,
         flow_sockets: bool = True,
         fastpath: bool = True,
+        kernel_forwarding: str = "off",
+        kernel_interfaces: tuple[str, ...] = (),
     ) -> None:
         self.host = host
         self.pool = PortPool(host, port_min, port_max)
@@ -108,10 +112,31 @@ class MediaRelay:
                 log.warning(
                     "media relay: every packet is relayed in Python: %s", native.UNAVAILABLE_REASON
                 )
+        self.kernel: kernel.KernelForwarder | None = None
+        """The kernel forwarder, when it serves this relay's latched flows (with the native
+        forwarder, if any, behind it for the lanes it does not take)."""
+        if kernel_forwarding == "on" and not self.flow_sockets:
+            raise RuntimeError("media relay: kernel forwarding is on, but it needs flow sockets")
+        if kernel_forwarding != "off" and self.flow_sockets:
+            self._start_kernel(kernel_forwarding, kernel_interfaces)
         self._sessions: dict[str, MediaSession] = {}
         self._closed_totals: dict[str, int] = dict.fromkeys(PACKET_TOTALS, 0)
         self._creating: set[str] = set()
         self._watchers: set[asyncio.Task[None]] = set()
+
+    def _start_kernel(self, mode: str, interfaces: tuple[str, ...]) -> None:
+        """``mode`` "on": the kernel forwarder or an error; "auto": it, when it can run."""
+        try:
+            self.kernel = kernel.KernelForwarder(
+                kernel.media_interfaces(interfaces), fallback=self.fastpath
+            )
+        except OSError as exc:
+            if mode == "on":
+                raise RuntimeError(f"media relay: kernel forwarding is on, but {exc}") from exc
+            # named interfaces are a deliberate setting: its failure is worth a warning
+            (log.warning if interfaces else log.info)("media relay: no kernel forwarder (%s)", exc)
+            return
+        self.fastpath = self.kernel
 
     @property
     def sessions(self) -> int:
@@ -196,10 +221,22 @@ class MediaRelay:
     def native_totals(self) -> tuple[int, int]:
         """(lanes the native forwarder serves now, RTP packets it has sent since start);
         zeros without it."""
-        engine = self.fastpath
-        if engine is None:
+        engine = self.native_engine
+        if engine is None or engine.closed:
             return 0, 0
         return engine.lanes, engine.relayed
+
+    @property
+    def native_engine(self) -> native.Engine | None:
+        """The native forwarder (behind the kernel forwarder when there is one)."""
+        return self.kernel.fallback if self.kernel is not None else self.fastpath
+
+    def kernel_totals(self) -> tuple[int, int]:
+        """(lanes the kernel forwarder serves now, RTP packets it has sent since start);
+        zeros without it."""
+        if self.kernel is None or self.kernel.closed:
+            return 0, 0
+        return self.kernel.kernel_lanes, self.kernel.kernel_relayed
 
     async def close_session(self, session: MediaSession) -> None:
         """Close the session's sockets and return its ports; closing twice is harmless."""

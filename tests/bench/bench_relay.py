@@ -54,7 +54,12 @@ waiting for its CPU (/proc/self/schedstat): more than a few percent means
 other load on the core disturbed the step; ``--realtime`` runs relay and
 generator SCHED_FIFO so ordinary processes cannot delay them. RSS per call =
 (relay VmRSS with N calls under traffic - VmRSS of the same process before
-its sessions) / N; kernel socket buffers are not in RSS.
+its sessions) / N; kernel socket buffers are not in RSS. "machine µs/pkt"
+is what relaying adds to the whole machine's busy time (every CPU, softirqs
+included, /proc/stat) per packet: the relay run's busy time per packet
+relayed less the direct run's per packet delivered. It is the one column that
+sees the kernel forwarder's work, which runs in the softirq of whichever CPU
+receives the packet (on loopback, the generator's), not in the relay process.
 
 The generator is ``rtpload.c`` (``--generator c``, the default), compiled
 with ``$CC`` (or ``cc``) at start and run by the generator process on the
@@ -96,11 +101,14 @@ its core from 700; its own code is under 3 % of its core (``perf``), so what
 is left is the kernel's.
 
 ``--paths`` picks the relay paths each step runs in turn, after the same
-direct run: ``native`` (latched flow sockets served by the native forwarder,
-:mod:`gateway.media.fastpath`, the gateway's default), ``flows`` (flow sockets
+direct run: ``kernel`` (latched flow sockets served by the kernel forwarder,
+:mod:`gateway.media.kernel`, the gateway's default where it can run),
+``native`` (latched flow sockets served by the native forwarder,
+:mod:`gateway.media.fastpath`, the default elsewhere), ``flows`` (flow sockets
 relayed in Python) and ``first`` (every packet on the first socket, in
-Python); the default is ``native,flows``. The native forwarder's thread runs in
-the relay process, so "relayCPU" and "core" count it.
+Python); the default is ``kernel,native,flows``. The native forwarder's thread
+runs in the relay process, so "relayCPU" and "core" count it; the kernel
+forwarder's work shows in "machine µs/pkt" only.
 """
 
 from __future__ import annotations
@@ -128,7 +136,8 @@ import numpy as np
 from gateway.app import settle_for_serving
 
 PACKET_SIZE = 172
-RELAY_PATHS: dict[str, dict[str, bool]] = {
+RELAY_PATHS: dict[str, dict[str, Any]] = {
+    "kernel": {"kernel_forwarding": "on"},
     "native": {},
     "flows": {"fastpath": False},
     "first": {"flow_sockets": False},
@@ -196,6 +205,14 @@ def _cpu_busy_ticks(cpu: int) -> tuple[int, int]:
                 idle = values[3] + values[4]
                 return sum(values) - idle, sum(values)
     return 0, 0
+
+
+def _machine_busy_s() -> float:
+    """Seconds of CPU the whole machine has spent busy (every CPU, softirq included),
+    from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def _claim_cpu(cpu: int, nice: int, realtime: bool = False) -> None:
@@ -594,6 +611,7 @@ class StepResult:
     core_busy: float
     run_delay: float
     rss_per_call: float
+    machine_us_added: float
     foreign: int
     note: str
 
@@ -650,9 +668,14 @@ def run_step(
     gen.send(
         ("run", args.direct_duration, min(args.warmup, args.direct_duration / 2), direct_calls)
     )
+    busy_before = _machine_busy_s()
     direct: RunResult = _reply(gen)
+    direct_busy_s = _machine_busy_s() - busy_before
+    # what the machine spends per packet with no relay: the generator sends and sinks it
+    direct_us_per_packet = 1e6 * direct_busy_s / direct.received if direct.received else 0.0
     return [
-        _relay_run(ctx, gen, calls, args, direct, callers, callees, path) for path in args.paths
+        _relay_run(ctx, gen, calls, args, direct, callers, callees, path, direct_us_per_packet)
+        for path in args.paths
     ]
 
 
@@ -665,6 +688,7 @@ def _relay_run(
     callers: list[int],
     callees: list[int],
     path: str,
+    direct_us_per_packet: float,
 ) -> StepResult:
     parent, child = ctx.Pipe()
     options = {
@@ -692,12 +716,14 @@ def _relay_run(
     gen.send(("run", args.duration, args.warmup))
     time.sleep(args.warmup)
     busy0, total0 = _cpu_busy_ticks(args.relay_cpu)
+    machine0 = _machine_busy_s()
     parent.send(("counters",))
     t0, relayed0, _, _, cpu0, delay0 = _reply(parent, process)
     time.sleep(max(0.1, args.duration - args.warmup - 0.2))
     parent.send(("counters",))
     t1, relayed1, foreign, rss, cpu1, delay1 = _reply(parent, process)
     busy1, total1 = _cpu_busy_ticks(args.relay_cpu)
+    machine1 = _machine_busy_s()
     relay: RunResult = _reply(gen)
     parent.send(("exit",))
     _reply(parent, process)
@@ -729,6 +755,11 @@ def _relay_run(
         core_busy=(busy1 - busy0) / (total1 - total0) if total1 > total0 else float("nan"),
         run_delay=(delay1 - delay0) / window,
         rss_per_call=(rss - rss_base) / calls,
+        machine_us_added=(
+            1e6 * (machine1 - machine0) / (relayed1 - relayed0) - direct_us_per_packet
+            if relayed1 > relayed0
+            else float("nan")
+        ),
         foreign=foreign,
         note=", ".join(notes),
     )
@@ -754,7 +785,8 @@ def _print_header(args: argparse.Namespace, loop_name: str) -> None:
     print(
         f"{'calls':>6} {'path':>7} {'pkt/s':>8} {'loss%':>7} {'late%':>6} {'direct p50/p99':>15} "
         f"{'relay p50/p99':>15} {'added p50/p99':>15} {'relayCPU':>8} {'CPU-s/1kpps':>11} "
-        f"{'core':>6} {'rq wait':>7} {'RSS/call':>9} {'gen lag p99':>11} {'gen busy':>8}  note"
+        f"{'core':>6} {'rq wait':>7} {'RSS/call':>9} {'gen lag p99':>11} {'gen busy':>8} "
+        f"{'machine µs/pkt':>14}  note"
     )
 
 
@@ -770,7 +802,8 @@ def _print_row(step: StepResult) -> None:
         f"{d50:>7.0f}/{d99:<7.0f} {r50:>7.0f}/{r99:<7.0f} {r50 - d50:>7.0f}/{r99 - d99:<7.0f} "
         f"{step.relay_cpu_per_s * 100:>7.1f}% {cpu_per_kpps:>11.5f} "
         f"{step.core_busy * 100:>5.0f}% {step.run_delay * 100:>6.1f}% "
-        f"{step.rss_per_call / 1024:>7.1f}KB {lag:>9.2f}ms {busy * 100:>7.1f}%  {step.note}",
+        f"{step.rss_per_call / 1024:>7.1f}KB {lag:>9.2f}ms {busy * 100:>7.1f}% "
+        f"{step.machine_us_added:>14.2f}  {step.note}",
         flush=True,
     )
 
@@ -814,10 +847,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--paths",
-        default="native,flows",
-        help="comma-separated relay paths, each run in turn at every step: native "
-        "(flow sockets served by the native forwarder, the default), flows (flow "
-        "sockets relayed in Python), first (every packet on the first socket)",
+        default="kernel,native,flows",
+        help="comma-separated relay paths, each run in turn at every step: kernel (flow "
+        "sockets served by the kernel forwarder; needs root), native (by the native "
+        "forwarder), flows (flow sockets relayed in Python), first (every packet on the "
+        "first socket)",
     )
     parser.add_argument(
         "--generator",

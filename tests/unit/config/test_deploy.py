@@ -112,6 +112,32 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
 
 
+def test_the_kernel_forwarding_drop_in_verifies_with_the_unit(tmp_path: Path) -> None:
+    """deploy/kernel-forwarding.conf, installed as a drop-in of the unit, parses and grants
+    what the kernel forwarder needs (test_kernel_forwarder.py shows those capabilities are
+    enough)."""
+    analyze = require_tool("systemd-analyze", "systemd")
+    script = Path(sys.executable).with_name("callgate")
+    unit = tmp_path / "callgate.service"
+    unit.write_text(UNIT.read_text().replace("/usr/local/bin/callgate", str(script)))
+    drop_in = DEPLOY / "kernel-forwarding.conf"
+    (tmp_path / "callgate.service.d").mkdir()
+    (tmp_path / "callgate.service.d" / drop_in.name).write_text(drop_in.read_text())
+    result = subprocess.run(
+        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+    settings = dict(
+        line.split("=", 1)
+        for line in drop_in.read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert set(settings["AmbientCapabilities"].split()) == {"CAP_BPF", "CAP_NET_ADMIN"}
+    assert settings["CapabilityBoundingSet"] == settings["AmbientCapabilities"]
+    assert "bpf" in settings["SystemCallFilter"].split()
+    assert "AF_NETLINK" in settings["RestrictAddressFamilies"].split()
+
+
 def unit_setting(name: str) -> str:
     match = re.search(rf"^{name}=(.*)$", UNIT.read_text(), re.MULTILINE)
     assert match, f"{name} missing from {UNIT.name}"

@@ -29,20 +29,37 @@ from hypothesis import strategies as st
 from gateway.media import fastpath
 from gateway.media.relay import MediaRelay
 from gateway.media.stats import STATE_FIELDS, StreamStats
-from tests.unit.media.conftest import TEST_PORT_MAX, TEST_PORT_MIN, require_native_forwarder
+from tests.unit.media.conftest import (
+    TEST_PORT_MAX,
+    TEST_PORT_MIN,
+    require_native_forwarder,
+    require_path,
+)
 from tests.unit.media.test_relay import Call, PhoneFactory, make_call
 from tests.unit.media.udp_phone import rtcp_rr, rtp, wait_until
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the forwarder is Linux's")
 
 
-@pytest.fixture
-async def native_relay() -> AsyncIterator[MediaRelay]:
-    require_native_forwarder()
-    media_relay = MediaRelay("127.0.0.1", TEST_PORT_MIN, TEST_PORT_MAX)
+@pytest.fixture(params=["kernel", "native"])
+async def native_relay(request: pytest.FixtureRequest) -> AsyncIterator[MediaRelay]:
+    """A relay whose latched flows become lanes: of the kernel forwarder, or of the
+    native forwarder."""
+    require_path("kernel" if request.param == "kernel" else "fast-path")
+    media_relay = MediaRelay(
+        "127.0.0.1",
+        TEST_PORT_MIN,
+        TEST_PORT_MAX,
+        kernel_forwarding="on" if request.param == "kernel" else "off",
+    )
     assert media_relay.fastpath is not None
     yield media_relay
     await media_relay.close()
+
+
+def lane_totals(relay: MediaRelay) -> tuple[int, int]:
+    """(lanes now, RTP packets the lanes sent) of the forwarder that serves the relay."""
+    return relay.kernel_totals() if relay.kernel is not None else relay.native_totals()
 
 
 def lanes(relay: MediaRelay) -> int:
@@ -60,6 +77,8 @@ async def settle(call: Call, relay: MediaRelay) -> None:
     if relay.fastpath is not None:
         receivers = [side.rtp for side in call.session.streams[0].sides()]
         await wait_until(lambda: all(receiver.lane is not None for receiver in receivers))
+        if relay.kernel is not None:  # the kernel took them, not the native forwarder behind
+            assert all(relay.kernel.in_kernel(receiver.lane) for receiver in receivers)  # type: ignore[arg-type]
 
 
 async def settled_calls(relay: MediaRelay, phones: PhoneFactory, count: int) -> list[Call]:
@@ -109,7 +128,7 @@ async def test_latched_flows_become_lanes_that_relay_and_count_both_ways(
     assert a["lost"] == 0 and b["lost"] == 0
     totals = native_relay.packet_totals()
     assert (totals["packets_in"], totals["packets_out"]) == (104, 104)
-    lanes_now, relayed = native_relay.native_totals()
+    lanes_now, relayed = lane_totals(native_relay)
     assert lanes_now == 2
     assert relayed == 100  # packets 3-52 both ways; 1 and 2 went through Python
 
