@@ -348,3 +348,38 @@ async def test_lanes_are_gone_from_the_kernel_after_close(
     call.a.send(call.a_port, rtp(9))  # the port is closed: nothing relays it any more
     with pytest.raises(TimeoutError):
         await call.b.recv(timeout=0.3)
+
+
+IP_NOP_OPTIONS = b"\x01\x01\x01\x00"  # three no-operations and the end of the list (RFC 791)
+
+
+async def test_a_datagram_that_passes_the_program_by_is_relayed_by_the_gateway(
+    kernel_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    """A datagram with IP options is the stack's to parse, so the program leaves it to
+    the stack and it reaches the flow socket: the gateway takes the lane back, relays it,
+    and hands the lane to the kernel again. A flow that keeps doing it goes to the native
+    forwarder."""
+    call = await make_call(kernel_relay, phones)
+    await settle(call, kernel_relay)
+    receiver = call.session.streams[0].sides()[0].rtp
+    forwarder = kernel_relay.kernel
+    assert forwarder is not None
+    call.a.sock.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, IP_NOP_OPTIONS)
+    call.a.send(call.a_port, rtp(3, payload=b"with-options"))
+    assert (await call.b.recv())[0] == rtp(3, payload=b"with-options")
+    await wait_until(lambda: receiver.lane is not None and forwarder.in_kernel(receiver.lane))
+    call.a.sock.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, b"")
+    relayed = kernel_relay.kernel_totals()[1]
+    call.a.send(call.a_port, rtp(4))
+    assert (await call.b.recv())[0] == rtp(4)
+    assert kernel_relay.kernel_totals()[1] == relayed + 1  # the kernel's again
+    call.a.sock.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, IP_NOP_OPTIONS)
+    for seq in range(5, 15):
+        call.a.send(call.a_port, rtp(seq))
+        assert (await call.b.recv())[0] == rtp(seq)
+    await wait_until(lambda: receiver.lane is not None)
+    assert receiver.lane is not None and not forwarder.in_kernel(receiver.lane)
+    stats = call.stats("a")
+    assert (stats["packets_in"], stats["lost"]) == (14, 0)
+    assert call.stats("b")["packets_out"] == 14
