@@ -167,13 +167,15 @@ _STRAGGLER_LIMIT: Final = 8
 
 
 def _has_queued(sock: socket.socket) -> bool:
-    """Whether a datagram waits on the socket (a refusal counts: reading clears it)."""
+    """Whether a datagram waits on the socket; a pending refusal (ICMP) is cleared, and
+    is not one."""
+    sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # reading the error clears it
     try:
         sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except (BlockingIOError, InterruptedError):
         return False
     except OSError:
-        return True
+        return True  # another error came meanwhile: the reader sees it
     return True
 
 
@@ -202,6 +204,7 @@ class RtpReceiver(Receiver):
         "out_stats",
         "rtcp_dest",
         "rtcp_send",
+        "straggler_watch",
         "stragglers",
         "tap",
         "update",
@@ -228,6 +231,8 @@ class RtpReceiver(Receiver):
         """The native forwarder's handle while it serves the flow socket."""
         self.stragglers = 0
         """Times a datagram reached the flow socket while the kernel served it."""
+        self.straggler_watch = False
+        """The loop's reader on the flow socket is :meth:`_straggler_read` (a kernel lane)."""
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         try:
@@ -315,6 +320,7 @@ class RtpReceiver(Receiver):
         if flows is None or side is None:
             return
         self.close_flow()
+        self.stragglers = 0  # a new source: it gets the kernel's lanes again
         try:
             flow = socket.socket(self.sock.family, socket.SOCK_DGRAM)
         except OSError as exc:  # out of descriptors, say
@@ -382,7 +388,7 @@ class RtpReceiver(Receiver):
         self.take_lane_back()
         self.flow = None
         self.flow_reading = False
-        self.flow_reader = False
+        self.flow_reader = self.straggler_watch = False
         if self.side is not None:
             # before the close: the other side's lane may send by this socket
             self.side.refresh_routes()
@@ -407,6 +413,9 @@ class RtpReceiver(Receiver):
         flow, flows, side = self.flow, self.flows, self.side
         if flow is None or flows is None or not self.flow_reading:
             return
+        if self.flow_reader and self.straggler_watch:  # the lane it watched is gone
+            flows.loop.remove_reader(flow.fileno())
+            self.flow_reader = self.straggler_watch = False
         if flows.engine is not None and self.tap is None and side is not None and side.open:
             if self.flow_reader:
                 flows.loop.remove_reader(flow.fileno())
@@ -414,7 +423,7 @@ class RtpReceiver(Receiver):
             if self._hand_over(flows, flow):
                 if self._in_kernel(flows):  # the kernel never reads the socket: the loop does
                     flows.loop.add_reader(flow.fileno(), self._straggler_read)
-                    self.flow_reader = True
+                    self.flow_reader = self.straggler_watch = True
                 return
         if not self.flow_reader:
             flows.loop.add_reader(flow.fileno(), self._flow_read, flow.recv)
@@ -453,17 +462,20 @@ class RtpReceiver(Receiver):
         The lane is taken back, the queue relayed here, and the lane handed over again;
         a flow that keeps doing it goes to the native forwarder instead."""
         flow = self.flow
-        if flow is None:
-            return
+        if flow is None or not _has_queued(flow):
+            return  # a refusal (ICMP) of what the kernel sent the party, now cleared
         self.take_lane_back()
-        self._drain(flow)
-        self.stragglers += 1
+        if self._drain(flow):
+            self.stragglers += 1
         if self.flow is flow:
             self.reroute()
 
     def _attach(self, engine: Engine, flow: socket.socket) -> bool:
-        if self.stragglers >= _STRAGGLER_LIMIT:
-            engine = getattr(engine, "fallback", None) or engine
+        if self.stragglers >= _STRAGGLER_LIMIT and getattr(engine, "in_kernel", None):
+            fallback: Engine | None = getattr(engine, "fallback", None)
+            if fallback is None:
+                return False  # no native forwarder behind the kernel's: the loop reads it
+            engine = fallback
         rtp_sock = _socket_of(self.flow_send)
         rtp_address = None  # a flow socket of the other party: connected
         if rtp_sock is None and self.dest is not None:
@@ -484,19 +496,23 @@ class RtpReceiver(Receiver):
             return False
         return True
 
-    def _drain(self, flow: socket.socket) -> None:
-        """Relay what is queued on the flow socket (the latched party's datagrams)."""
-        while self.flow is flow:
+    def _drain(self, flow: socket.socket) -> int:
+        """Relay what is queued on the flow socket (the latched party's datagrams), while
+        no lane serves it (relaying may set a tap or change routes); how many."""
+        relayed = 0
+        while self.flow is flow and self.lane is None:
             try:
                 data = flow.recv(FLOW_RECV_SIZE)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except ConnectionRefusedError:
                 continue
             except OSError as exc:
                 self.error_received(exc)
-                return
+                break
             self.relay(data)
+            relayed += 1
+        return relayed
 
     def describe(self) -> str:
         return self.side.describe() if self.side is not None else "(released)"
@@ -513,15 +529,19 @@ class RtpReceiver(Receiver):
         self.lane = None
         if engine is None or lane is None:
             return
-        with contextlib.suppress(KeyError):  # the engine closed first and let go of every lane
+        try:
             self._take_counts(engine.detach(lane))
+        except KeyError:  # the engine closed first and let go of every lane
+            pass
+        except OSError as exc:  # the kernel's map refused: the counts since the last poll are lost
+            log.warning("media socket %s: lane not taken back: %r", self.describe(), exc)
 
     def sync(self) -> None:
         """Bring the statistics up to date with what the native forwarder relayed."""
         engine, lane = self._lane_engine(), self.lane
         if engine is None or lane is None:
             return
-        with contextlib.suppress(KeyError):
+        with contextlib.suppress(KeyError, OSError):
             self._take_counts(engine.poll(lane))
 
     def last_packet_at(self) -> float | None:
@@ -532,7 +552,7 @@ class RtpReceiver(Receiver):
             return self.in_stats.last_packet_at
         try:
             at = engine.last_packet_at(lane)
-        except KeyError:
+        except (KeyError, OSError):
             return self.in_stats.last_packet_at
         return None if at != at else at  # NaN: none yet
 

@@ -70,6 +70,8 @@ _INT64: Final = 1 << 63
 _ROUTE_CACHE_S: Final = 5.0
 """How long a route lookup is reused: attaches come in bursts (a call's four lanes)."""
 _ROUTE_CACHE_SIZE: Final = 4096
+MAX_CLOCK_RATE: Final = 90_000
+"""Highest RTP clock the program's jitter arithmetic holds in 64 bits (video's 90 kHz)."""
 ETHERNET_TYPES: Final = frozenset({1, 772})
 """ARPHRD_ETHER and ARPHRD_LOOPBACK: the program reads an Ethernet header first."""
 
@@ -243,16 +245,15 @@ class KernelForwarder:
     def detach(self, handle: int) -> Counts:
         if handle >= 0:
             return self._native(handle).detach(handle)
-        lane = self._lanes.get(handle)
+        lane = self._lanes.pop(handle, None)
         if lane is None:
             raise KeyError(handle)
         try:
             value = self._program.take(lane.key)
         except OSError as exc:  # the entry must not outlive the lane: it would forward on
             log.error("kernel forwarder: a lane could not be taken back (%s); removing it", exc)
-            self._program.remove(lane.key)
-            raise
-        del self._lanes[handle]
+            self._program.remove(lane.key)  # OSError again: the forwarder must be closed
+            raise KeyError(handle) from exc
         if value is None:
             raise KeyError(handle)
         return self._counts(lane, value)
@@ -345,6 +346,8 @@ class KernelForwarder:
     ) -> int:
         if family != socket.AF_INET:
             raise NotForKernel("not IPv4")
+        if not 0 < int(state[14]) <= MAX_CLOCK_RATE:
+            raise NotForKernel(f"clock rate {state[14]} Hz")
         local_host, local_port = _sockname(in_fd, peer=False)
         remote_host, remote_port = _sockname(in_fd, peer=True)
         if local_host == "0.0.0.0":

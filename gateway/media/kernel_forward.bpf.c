@@ -267,6 +267,10 @@ int rtp_forward(struct __sk_buff *skb)
     void *data_end = (void *)(long)skb->data_end;
     if (skb->protocol != bpf_htons(ETH_P_IP))
         return TC_ACT_UNSPEC;
+    /* a VLAN tag kept aside (it would leave with the packet), a GRO/GSO train of
+     * datagrams, a frame for another host: the stack's */
+    if (skb->vlan_present || skb->gso_segs > 1 || skb->pkt_type != 0 /* PACKET_HOST */)
+        return TC_ACT_UNSPEC;
     if (data + PAYLOAD_OFF > data_end) {
         if (bpf_skb_pull_data(skb, PAYLOAD_OFF))
             return TC_ACT_UNSPEC;
@@ -320,6 +324,11 @@ int rtp_forward(struct __sk_buff *skb)
     struct iphdr ip_seen = *ip;
     struct udphdr udp_seen = *udp;
     struct route r;
+    /* One critical section reads the routes and counts the packet as sent (so no
+     * handover can take the lane between the send and its count); a send that fails
+     * is corrected after. The arrival is stamped before the send (RtpReceiver.relay
+     * stamps it after: microseconds apart). */
+    __u64 now = bpf_ktime_get_ns();
     bpf_spin_lock(&l->lock);
     if (!same_key(&l->key, &key)) { /* the entry was freed and reused: not this flow's now */
         bpf_spin_unlock(&l->lock);
@@ -327,7 +336,8 @@ int rtp_forward(struct __sk_buff *skb)
     }
     /* both routes read from fixed offsets and the one wanted picked by a mask: a route
      * chosen by pointer (or by offset, as a compiler turns a branch) is arithmetic on a map
-     * value pointer, which the verifier refuses without CAP_PERFMON */
+     * value pointer, which the verifier refuses without CAP_PERFMON; counts are added
+     * unconditionally for the same reason */
     struct route rtp_route = l->rtp, rtcp_route = l->rtcp;
     __u32 pick = -(__u32)rtcp; /* all ones: the RTCP route */
     r.src_addr = (rtcp_route.src_addr & pick) | (rtp_route.src_addr & ~pick);
@@ -336,26 +346,25 @@ int rtp_forward(struct __sk_buff *skb)
     r.dst_port = (rtcp_route.dst_port & pick) | (rtp_route.dst_port & ~pick);
     r.ifindex = (rtcp_route.ifindex & pick) | (rtp_route.ifindex & ~pick);
     r.local = (rtcp_route.local & pick) | (rtp_route.local & ~pick);
+    __s64 counted_out = rtp && r.src_addr != 0;
+    l->packets_out += counted_out;
+    l->bytes_out += counted_out * len;
+    if (rtp && len >= 12)
+        account(l, head, len, now);
     bpf_spin_unlock(&l->lock);
 
-    int action = TC_ACT_SHOT; /* no route: dropped, as the discard route drops it */
-    if (r.src_addr != 0)
-        action = forward(skb, &r, &ip_seen, &udp_seen);
-    if (!rtp && action != TC_ACT_SHOT)
-        return action;
-    __u64 now = bpf_ktime_get_ns(); /* stamped after the send, as RtpReceiver.relay stamps it */
-    /* counts added unconditionally, at fixed offsets (see the routes above) */
-    __s64 send_errors = r.src_addr != 0 && action == TC_ACT_SHOT;
-    __s64 sent = rtp && action != TC_ACT_SHOT;
-    bpf_spin_lock(&l->lock);
-    if (same_key(&l->key, &key)) {
-        l->send_errors += send_errors;
-        l->packets_out += sent;
-        l->bytes_out += sent * len;
-        if (rtp && len >= 12)
-            account(l, head, len, now);
+    if (r.src_addr == 0)
+        return TC_ACT_SHOT; /* no route: dropped, as the discard route drops it */
+    int action = forward(skb, &r, &ip_seen, &udp_seen);
+    if (action == TC_ACT_SHOT) { /* not sent after all */
+        bpf_spin_lock(&l->lock);
+        if (same_key(&l->key, &key)) {
+            l->send_errors += 1;
+            l->packets_out -= counted_out;
+            l->bytes_out -= counted_out * len;
+        }
+        bpf_spin_unlock(&l->lock);
     }
-    bpf_spin_unlock(&l->lock);
     return action;
 }
 

@@ -137,6 +137,11 @@ class MediaRelay:
             (log.warning if interfaces else log.info)("media relay: no kernel forwarder (%s)", exc)
             return
         self.fastpath = self.kernel
+        log.warning(
+            "media relay: kernel forwarder on: latched RTP is relayed before this host's "
+            "netfilter hooks (no SNAT, firewall rule or conntrack sees it); set "
+            'media.kernel_forwarding = "off" where they must'
+        )
 
     @property
     def sessions(self) -> int:

@@ -475,44 +475,88 @@ class Phones:
         )
 
     def run_native(
-        self, binary: str, duration: float, warmup: float, calls: int | None = None
+        self,
+        binary: str,
+        duration: float,
+        warmup: float,
+        calls: int | None = None,
+        cpus: tuple[int, ...] = (),
     ) -> RunResult:
         """:meth:`run` by the C generator (``rtpload.c``): the same schedule, packets and
         sinks, without the interpreter's cost per packet. It inherits the phones' sockets
-        and writes what it received to files that :func:`_latencies` reads as usual."""
+        and writes what it received to files that :func:`_latencies` reads as usual.
+
+        With ``cpus``, one generator per CPU, each with a share of the calls (both phones
+        of a call in the same share), their figures summed."""
         socks = self.socks if calls is None else self.socks[: 2 * calls]
-        fds = [sock.fileno() for sock in socks]
+        pairs = len(socks) // 2
+        workers = max(1, len(cpus))
+        shares = [
+            socks[2 * (pairs * n // workers) : 2 * (pairs * (n + 1) // workers)]
+            for n in range(workers)
+        ]
         with tempfile.TemporaryDirectory(prefix="rtpload-") as outdir:
-            done = subprocess.run(
-                [binary, f"{duration}", outdir, *map(str, fds)],
-                pass_fds=fds,
-                capture_output=True,
-                text=True,
-                check=False,
+            processes = []
+            for n, share in enumerate(shares):
+                fds = [sock.fileno() for sock in share]
+                directory = Path(outdir) / str(n)
+                directory.mkdir()
+                cpu = {cpus[n]} if cpus else None
+                processes.append(
+                    subprocess.Popen(
+                        [binary, f"{duration}", str(directory), *map(str, fds)],
+                        pass_fds=fds,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                        preexec_fn=(lambda cpu=cpu: os.sched_setaffinity(0, cpu)) if cpu else None,
+                    )
+                )
+            parts = []
+            for n, (process, share) in enumerate(zip(processes, shares, strict=True)):
+                out, err = process.communicate()
+                if process.returncode != 0:
+                    raise RuntimeError(f"rtpload failed ({process.returncode}): {err.strip()}")
+                directory = Path(outdir) / str(n)
+                parts.append(
+                    (
+                        out.split(),
+                        len(share),
+                        np.fromfile(directory / "received.bin", dtype=NATIVE_RECEIVED),
+                        np.fromfile(directory / "lags.bin", dtype=np.int64),
+                    )
+                )
+        latencies, received_total, stray, lags, sent_total = [], 0, 0, [], 0
+        send_errors_total, cpu_total, delay_total, wall = 0, 0.0, 0.0, 0.0
+        for summary, phones, received, lags_ns in parts:
+            sent, send_errors, cpu_s, delay_s, wall_s, start_wall = summary
+            start_wall_ns = int(start_wall)
+            window_start_wall = start_wall_ns + int(warmup * 1e9)
+            part_latencies, ours = _latencies_of(
+                received["head"], received["stamp"], phones, start_wall_ns, window_start_wall
             )
-            if done.returncode != 0:
-                raise RuntimeError(f"rtpload failed ({done.returncode}): {done.stderr.strip()}")
-            sent, send_errors, cpu_s, delay_s, wall_s, start_wall = done.stdout.split()
-            received = np.fromfile(Path(outdir) / "received.bin", dtype=NATIVE_RECEIVED)
-            lags_ns = np.fromfile(Path(outdir) / "lags.bin", dtype=np.int64)
-        start_wall_ns = int(start_wall)
-        window_start_wall = start_wall_ns + int(warmup * 1e9)
-        latencies, ours = _latencies_of(
-            received["head"], received["stamp"], len(socks), start_wall_ns, window_start_wall
-        )
-        lag_ms = lags_ns / 1e6 if lags_ns.size else np.zeros(1)
+            latencies.append(part_latencies)
+            received_total += ours
+            stray += int(received.size) - ours
+            lags.append(lags_ns)
+            sent_total += int(sent)
+            send_errors_total += int(send_errors)
+            cpu_total += float(cpu_s)
+            delay_total += float(delay_s)
+            wall = max(wall, float(wall_s))
+        lag_ms = np.concatenate(lags) / 1e6 if sum(lag.size for lag in lags) else np.zeros(1)
         return RunResult(
-            sent=int(sent),
-            send_errors=int(send_errors),
-            received=ours,
-            stray=int(received.size) - ours,
-            latencies_us=latencies,
+            sent=sent_total,
+            send_errors=send_errors_total,
+            received=received_total,
+            stray=stray,
+            latencies_us=np.concatenate(latencies),
             lag_p99_ms=float(np.percentile(lag_ms, 99)),
             lag_max_ms=float(lag_ms.max()),
-            busy=float(cpu_s) / float(wall_s),
-            run_delay=float(delay_s) / float(wall_s),
-            cpu_s=float(cpu_s),
-            wall_s=float(wall_s),
+            busy=cpu_total / wall / workers,
+            run_delay=delay_total / wall / workers,
+            cpu_s=cpu_total,
+            wall_s=wall,
         )
 
 
@@ -568,6 +612,7 @@ def _generator_main(
     nice: int,
     realtime: bool,
     native_binary: str | None = None,
+    gen_cpus: tuple[int, ...] = (),
 ) -> None:
     _claim_cpu(gen_cpu, nice, realtime)
     phones: Phones | None = None
@@ -586,7 +631,7 @@ def _generator_main(
         elif name == "run":
             assert phones is not None
             if native_binary is not None:
-                conn.send(phones.run_native(native_binary, *command[1:]))
+                conn.send(phones.run_native(native_binary, *command[1:], cpus=gen_cpus))
             else:
                 conn.send(phones.run(*command[1:]))
         elif name == "exit":
@@ -771,7 +816,8 @@ def _print_header(args: argparse.Namespace, loop_name: str) -> None:
         f"generator {args.generator}"
     )
     print(
-        f"relay on CPU {args.relay_cpu}, generator on CPU {args.gen_cpu}; "
+        f"relay on CPU {args.relay_cpu}, generator on CPU "
+        f"{','.join(map(str, args.gen_cpus)) if args.gen_cpus else args.gen_cpu}; "
         f"{args.duration:g} s per step ({args.warmup:g} s warm-up), "
         f"direct {args.direct_duration:g} s; SO_RCVBUF={args.rcvbuf or 'default'} "
         f"SO_SNDBUF={args.sndbuf or 'default'}; realtime={args.realtime} nice={args.nice}"
@@ -823,6 +869,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--relay-cpu", type=int, default=0)
     parser.add_argument("--gen-cpu", type=int, default=1)
+    parser.add_argument(
+        "--gen-cpus",
+        default="",
+        help="comma-separated CPUs, one C generator each with a share of the calls (default: "
+        "one generator, on --gen-cpu); e.g. 0,1 with --paths kernel, whose forwarder needs "
+        "no core of its own (its work runs in the receiving CPU's softirq), so that the "
+        "generator is not the limit",
+    )
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--rcvbuf", type=int, default=0, help="SO_RCVBUF of relay sockets")
     parser.add_argument("--sndbuf", type=int, default=0, help="SO_SNDBUF of relay sockets")
@@ -867,7 +921,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not args.paths:
         parser.error(f"--paths: choose among {', '.join(RELAY_PATHS)}; got {args.paths}")
     steps = [int(n) for n in args.calls.split(",") if n.strip()]
+    args.gen_cpus = tuple(int(n) for n in args.gen_cpus.split(",") if n.strip())
+    if args.gen_cpus and args.generator != "c":
+        parser.error("--gen-cpus needs the C generator")
     cpus = sorted(os.sched_getaffinity(0))
+    if set(args.gen_cpus) - set(cpus):
+        parser.error(f"--gen-cpus must be among {cpus}")
     if args.relay_cpu not in cpus or args.gen_cpu not in cpus or args.relay_cpu == args.gen_cpu:
         print(f"need two distinct CPUs among {cpus} (--relay-cpu/--gen-cpu)", file=sys.stderr)
         return 2
@@ -877,7 +936,7 @@ def main(argv: list[str] | None = None) -> int:
     parent, child = ctx.Pipe()
     generator = ctx.Process(
         target=_generator_main,
-        args=(child, args.gen_cpu, args.nice, args.realtime, native_binary),
+        args=(child, args.gen_cpu, args.nice, args.realtime, native_binary, args.gen_cpus),
         daemon=True,
     )
     generator.start()

@@ -32,7 +32,7 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> M
 
 
 RELAY_PATHS = {
-    "kernel": {"kernel_forwarding": "on"},
+    "kernel": {"kernel_forwarding": "on", "kernel_interfaces": ("lo",)},
     "fast-path": {},
     "flow-sockets": {"fastpath": False},
     "first-socket-only": {"flow_sockets": False},
@@ -101,6 +101,7 @@ async def flow_relay(request: pytest.FixtureRequest) -> AsyncIterator[MediaRelay
         TEST_PORT_MAX,
         fastpath=request.param != "python",
         kernel_forwarding="on" if request.param == "kernel" else "off",
+        kernel_interfaces=("lo",),
     )
     yield media_relay
     await media_relay.close()

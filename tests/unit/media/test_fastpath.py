@@ -51,6 +51,7 @@ async def native_relay(request: pytest.FixtureRequest) -> AsyncIterator[MediaRel
         TEST_PORT_MIN,
         TEST_PORT_MAX,
         kernel_forwarding="on" if request.param == "kernel" else "off",
+        kernel_interfaces=("lo",),
     )
     assert media_relay.fastpath is not None
     yield media_relay

@@ -70,11 +70,12 @@ def frame(
     ip_options: bytes = b"",
     fragment: int = 0x4000,
     padding: int = 0,
+    ip_extra: int = 0,
 ) -> bytes:
     """An Ethernet frame with an IPv4/UDP datagram to the lane's port (TTL 30, as after
     some hops), checksums complete."""
     ihl = 5 + len(ip_options) // 4
-    total = ihl * 4 + 8 + len(payload)
+    total = ihl * 4 + 8 + len(payload) + ip_extra
     header = struct.pack(
         "!BBHHHBBH4s4s", 0x40 | ihl, 0, total, 1, fragment, 30, 17, 0,
         socket.inet_aton(source), socket.inet_aton(GATEWAY),
@@ -85,7 +86,8 @@ def frame(
     pseudo = socket.inet_aton(source) + socket.inet_aton(GATEWAY)
     pseudo += struct.pack("!BBH", 0, 17, 8 + len(payload))
     udp = udp[:6] + struct.pack("!H", checksum(pseudo + udp + payload) or 0xFFFF)
-    ethernet = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00"
+    # to lo's link address (all zeros), where test runs take place: a frame for this host
+    ethernet = b"\x00" * 6 + b"\x04" * 6 + b"\x08\x00"
     return ethernet + header + udp + payload + b"\0" * padding
 
 
@@ -98,7 +100,7 @@ class Verdict:
 class Program:
     """The loaded program with one lane: the party's flow, routed to OTHER."""
 
-    def __init__(self, rtcp_route: bool = True) -> None:
+    def __init__(self, rtcp_route: bool = True, local: bool = False) -> None:
         self.loaded = bpf.LoadedProgram(
             str(kernel.PROGRAM_PATH), kernel.PROGRAM_NAME, kernel.MAP_NAME
         )
@@ -108,7 +110,7 @@ class Program:
         )  # fmt: skip
         rtp_route = (
             socket.inet_aton(GATEWAY), socket.inet_aton(OTHER),
-            OUT_PORT.to_bytes(2, "big"), OTHER_PORT.to_bytes(2, "big"), 1, 0,
+            OUT_PORT.to_bytes(2, "big"), OTHER_PORT.to_bytes(2, "big"), 1, int(local),
         )  # fmt: skip
         rtcp = (
             (socket.inet_aton(GATEWAY), socket.inet_aton(OTHER),
@@ -217,6 +219,8 @@ def test_a_short_rtp_packet_is_relayed_and_counted_out_but_not_in(program: Progr
         {"udp_len": 8 + 172 + 14},  # longer than the frame holds
         {"udp_len": 8 + 172 + 10, "padding": 20},  # past the IP payload, into padding
         {"udp_len": 7},  # shorter than its own header
+        {"ip_extra": 1},  # the IP length one octet past the frame
+        {"ip_extra": 14},  # ... fourteen (the Ethernet header's length)
         {"ip_options": b"\x01\x01\x01\x00"},  # IP options: the stack's to parse
         {"fragment": 0x2000},  # a first fragment: the stack reassembles it
     ],
@@ -232,6 +236,8 @@ def test_what_does_not_add_up_goes_to_the_stack_uncounted(
 def test_another_flow_is_left_alone(program: Program) -> None:
     assert program.run(frame(rtp(1), source_port=PARTY_PORT + 2)).action == TC_ACT_UNSPEC
     assert program.run(frame(rtp(1), source="10.0.0.3")).action == TC_ACT_UNSPEC
+    other_host = b"\x02" * 6 + frame(rtp(1))[6:]  # for another host's link address
+    assert program.run(other_host).action == TC_ACT_UNSPEC
     assert program.counts()["packets_in"] == 0
 
 
@@ -243,3 +249,19 @@ def test_an_entry_whose_key_is_not_its_own_is_not_used(program: Program) -> None
     program.loaded.insert(program.key, bytes(value))
     assert program.run(frame(rtp(1))).action == TC_ACT_UNSPEC
     assert program.counts()["packets_in"] == 0
+
+
+def test_a_local_route_goes_up_the_stack_with_its_ttl() -> None:
+    """A packet between two parties on this host: rewritten, then on up the stack
+    (TC_ACT_OK), its TTL left as it was."""
+    require_kernel_forwarder()
+    program = Program(local=True)
+    try:
+        verdict = program.run(frame(rtp(1)))
+        assert verdict.action == TC_ACT_OK
+        ip = verdict.frame[14:34]
+        assert checksum(ip) == 0 and ip[8] == 30
+        assert socket.inet_ntoa(ip[16:20]) == OTHER
+        assert program.counts()["packets_out"] == 1
+    finally:
+        program.loaded.close()
