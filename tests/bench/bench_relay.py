@@ -98,7 +98,10 @@ forwarder (2-vCPU VM, ``--realtime``, both paths in each run) costs 8.2-12.0 µs
 of relay CPU per packet where flow sockets in Python cost 12.9-17.6, and holds
 850 calls at zero loss with 0.49 ms p99 added latency where Python saturates
 its core from 700; its own code is under 3 % of its core (``perf``), so what
-is left is the kernel's.
+is left is the kernel's. The kernel forwarder removes that: no system call, wakeup
+or copy to user space per packet; on the same host it added 0.8-1.5 µs of machine
+time per packet against the native forwarder's 7.2-9.2, and held 1,500 calls at
+zero loss with no added latency measurable in microseconds.
 
 ``--paths`` picks the relay paths each step runs in turn, after the same
 direct run: ``kernel`` (latched flow sockets served by the kernel forwarder,
