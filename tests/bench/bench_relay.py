@@ -919,10 +919,20 @@ def main(argv: list[str] | None = None) -> int:
         "a fast host)",
     )
     args = parser.parse_args(argv)
+    asked_paths = args.paths
     args.paths = [name.strip() for name in args.paths.split(",") if name.strip()]
     unknown = [name for name in args.paths if name not in RELAY_PATHS]
     if unknown or not args.paths:
         parser.error(f"--paths: choose among {', '.join(RELAY_PATHS)}; got {args.paths}")
+    if "kernel" in args.paths:
+        from gateway.media import kernel
+
+        reason = kernel.unavailable_reason()
+        if reason is not None and asked_paths == parser.get_default("paths"):
+            print(f"kernel path left out: {reason}", file=sys.stderr)
+            args.paths.remove("kernel")
+        elif reason is not None:
+            parser.error(f"--paths kernel: {reason}")
     steps = [int(n) for n in args.calls.split(",") if n.strip()]
     args.gen_cpus = tuple(int(n) for n in args.gen_cpus.split(",") if n.strip())
     if args.gen_cpus and args.generator != "c":
