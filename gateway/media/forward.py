@@ -160,8 +160,6 @@ def _socket_of(send: Callable[..., Any] | None) -> socket.socket | None:
     return owner if isinstance(owner, socket.socket) else None
 
 
-_HAND_OVER_TRIES: Final = 3
-"""Attempts to start a kernel lane with an empty socket queue (see ``_hand_over``)."""
 _STRAGGLER_LIMIT: Final = 8
 """Datagrams past the kernel forwarder after which a flow goes to the native forwarder."""
 
@@ -403,8 +401,8 @@ class RtpReceiver(Receiver):
         self.reroute()
 
     def reroute(self) -> None:
-        """After a change of routes, tap or flow: the native forwarder serves the flow
-        socket with the routes as they are now, or the loop reads it.
+        """After a change of routes, tap or flow: a forwarder (the kernel's or the native
+        one) serves the flow socket with the routes as they are now, or the loop reads it.
 
         The forwarder takes a flow socket whose first read is done and whose packets
         nothing here needs to hear; the receiver keeps everything else.
@@ -434,21 +432,23 @@ class RtpReceiver(Receiver):
 
         A lane the kernel serves never reads the socket, so a datagram queued on it
         before the lane began would stay there: when one is, the lane is taken back,
-        the queue relayed here, and the lane attached again (a datagram the kernel
-        relayed meanwhile may overtake the queued one). After a few tries the loop
-        keeps reading the flow.
+        the queue relayed here (a straggler, as in :meth:`_straggler_read`), and the
+        lane attached again; a datagram the kernel relayed meanwhile may overtake the
+        queued one. A flow that keeps racing its hand-over goes to the native
+        forwarder once it has had as many stragglers as the limit.
         """
         engine = flows.engine
         assert engine is not None
-        for _ in range(_HAND_OVER_TRIES):
+        for _ in range(_STRAGGLER_LIMIT + 1):
             if not self._attach(engine, flow):
                 return False
             if not self._in_kernel(flows) or not _has_queued(flow):
                 return True
             self.take_lane_back()
-            self._drain(flow)
-            if self.flow is not flow:  # relaying closed it (a tap ending the call)
-                return True
+            if self._drain(flow):
+                self.stragglers += 1
+            if self.flow is not flow or self.lane is not None or self.flow_reader:
+                return True  # relaying closed the flow or rerouted it (a tap set or ended)
         return False
 
     def _in_kernel(self, flows: FlowSockets) -> bool:
