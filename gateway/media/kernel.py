@@ -19,7 +19,12 @@ behind it:
   the address the packet was sent to, so the socket must be bound to one);
 - a route to one of this host's addresses for a party that is not on this
   host: the rewritten packet would enter the stack with a local source
-  address, which the kernel drops as a martian (RFC 1812 5.3.7).
+  address, which the kernel drops as a martian (RFC 1812 5.3.7); and the
+  reverse, a party on this host sent elsewhere (its packet keeps the loopback
+  route, which ``bpf_redirect_neigh`` leaked on kernels before late 2025);
+- RTP clocks above 90 kHz (the jitter arithmetic's 64 bits);
+- a flow whose datagrams keep reaching its socket past the program (see
+  :meth:`RtpReceiver._straggler_read`).
 
 It needs Linux 6.6 or later (tcx links), CAP_BPF and CAP_NET_ADMIN, libbpf,
 and the program built by ``pip install`` (clang). :func:`unavailable_reason`
