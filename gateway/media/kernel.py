@@ -206,6 +206,10 @@ class KernelForwarder:
             in_fd, family, rtp_fd, rtp_address, rtcp_fd, rtcp_address, state
         )
 
+    def forget_routes(self) -> None:
+        """Drop the route lookups: the next lanes look their routes up again."""
+        self._routes.clear()
+
     def in_kernel(self, handle: int) -> bool:
         """Whether the kernel serves this lane (it then never reads the flow socket)."""
         return handle < 0

@@ -21,6 +21,12 @@ RTA_SRC = 2
 RTA_OIF = 4
 RTN_LOCAL = 2
 
+RTMGRP_LINK = 0x1
+RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV4_ROUTE = 0x40
+ROUTE_EVENTS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE
+"""What can change where a packet leaves: links, IPv4 addresses and routes."""
+
 _NLMSGHDR = struct.Struct("=IHHII")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _RTATTR = struct.Struct("=HH")
@@ -67,3 +73,17 @@ def lookup_route(destination: str, source: str | None = None) -> RouteLookup:
             (ifindex,) = struct.unpack_from("=I", reply, offset + _RTATTR.size)
         offset += _align(attr_len)
     return RouteLookup(route_type == RTN_LOCAL, ifindex)
+
+
+def route_events() -> socket.socket:
+    """A non-blocking rtnetlink socket that becomes readable whenever a link, an IPv4
+    address or an IPv4 route of this host changes (the messages themselves are not
+    needed: any of them may change a lookup)."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    try:
+        sock.setblocking(False)
+        sock.bind((0, ROUTE_EVENTS))
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import socket
@@ -43,6 +44,7 @@ from time import monotonic
 from gateway.media import fastpath as native
 from gateway.media import kernel
 from gateway.media.forward import FlowSockets, Receiver, RtpReceiver
+from gateway.media.netlink_route import route_events
 from gateway.media.ports import PortPool, PortPoolExhausted
 from gateway.media.reuseport import connected_sockets_preferred
 from gateway.media.session import SIDES, MediaSession, MediaSide, MediaStream, RemoteMedia
@@ -62,6 +64,9 @@ log = logging.getLogger(__name__)
 
 _CLOSE_WAIT_S = 1.0
 """How long close waits for the loop to close a session's sockets before releasing ports."""
+_ROUTE_SETTLE_S = 0.2
+"""After a route change, how long the relay waits for more before it hands kernel lanes
+over again (a failover changes several routes at once)."""
 
 
 class MediaRelay:
@@ -119,6 +124,8 @@ class MediaRelay:
             raise RuntimeError("media relay: kernel forwarding is on, but it needs flow sockets")
         if kernel_forwarding != "off" and self.flow_sockets:
             self._start_kernel(kernel_forwarding, kernel_interfaces)
+        self._route_events: socket.socket | None = None
+        self._route_refresh: asyncio.TimerHandle | None = None
         self._sessions: dict[str, MediaSession] = {}
         self._closed_totals: dict[str, int] = dict.fromkeys(PACKET_TOTALS, 0)
         self._creating: set[str] = set()
@@ -173,8 +180,55 @@ class MediaRelay:
         self._sessions[session_id] = session
         return session
 
+    def _watch_routes(self, loop: asyncio.AbstractEventLoop) -> None:
+        """With the kernel forwarder: follow this host's route changes (rtnetlink).
+
+        A kernel lane leaves by the interface its route named when it began; after a
+        change of links, addresses or routes every kernel lane is handed over again,
+        which looks its route up anew (an uplink failover, a new default route)."""
+        if self.kernel is None or self._route_events is not None:
+            return
+        try:
+            self._route_events = route_events()
+            loop.add_reader(self._route_events.fileno(), self._on_route_event)
+        except (OSError, NotImplementedError, RuntimeError) as exc:
+            log.warning("media relay: route changes not followed: %r", exc)
+            if self._route_events is not None:
+                self._route_events.close()
+                self._route_events = None
+
+    def _on_route_event(self) -> None:
+        events = self._route_events
+        if events is None:
+            return
+        while True:  # the messages do not matter, only that something changed
+            try:
+                events.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:  # ENOBUFS: events were lost, a change too
+                    break
+        if self._route_refresh is None:  # a burst of changes is one refresh
+            self._route_refresh = self._get_loop().call_later(
+                _ROUTE_SETTLE_S, self._refresh_kernel_routes
+            )
+
+    def _refresh_kernel_routes(self) -> None:
+        self._route_refresh = None
+        forwarder = self.kernel
+        if forwarder is None or forwarder.closed:
+            return
+        forwarder.forget_routes()
+        for session in list(self._sessions.values()):
+            for side in session.sides():
+                receiver = side.rtp
+                if receiver.lane is not None and forwarder.in_kernel(receiver.lane):
+                    receiver.reroute()
+
     async def _bind_session(self, session_id: str, streams: int) -> MediaSession:
         loop = self._get_loop()
+        self._watch_routes(loop)
         sides: list[MediaSide] = []
         try:
             stream_list: list[MediaStream] = []
@@ -301,6 +355,14 @@ class MediaRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.gather(*(self.close_session(s) for s in list(self._sessions.values())))
+        if self._route_refresh is not None:
+            self._route_refresh.cancel()
+            self._route_refresh = None
+        if self._route_events is not None:
+            with contextlib.suppress(Exception):  # a loop already closed
+                self._get_loop().remove_reader(self._route_events.fileno())
+            self._route_events.close()
+            self._route_events = None
         if self.fastpath is not None:
             self.fastpath.close()
 

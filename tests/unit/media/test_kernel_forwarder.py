@@ -462,3 +462,32 @@ async def test_lanes_between_a_party_here_and_one_elsewhere_go_to_the_native_for
     finally:
         flow.close()
         out.close()
+
+
+async def test_a_route_change_hands_every_kernel_lane_over_again(
+    kernel_relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    """A kernel lane leaves by the interface its route named when it began: after a route
+    of this host changes, every kernel lane is attached again, its route looked up anew,
+    and the call goes on with its counts whole."""
+    if os.geteuid() != 0:
+        pytest.skip("changing a route needs root")
+    call = await make_call(kernel_relay, phones)
+    await settle(call, kernel_relay)
+    receivers = [side.rtp for side in call.session.streams[0].sides()]
+    before = [receiver.lane for receiver in receivers]
+    route = ["203.0.113.77/32", "dev", "lo"]  # TEST-NET-3: no traffic of anyone's
+    subprocess.run(["ip", "route", "add", *route], check=True, timeout=30)
+    try:
+        await wait_until(
+            lambda: all(r.lane not in (None, b) for r, b in zip(receivers, before, strict=True))
+        )
+    finally:
+        subprocess.run(["ip", "route", "del", *route], check=False, timeout=30)
+    forwarder = kernel_relay.kernel
+    assert forwarder is not None
+    assert all(r.lane is not None and forwarder.in_kernel(r.lane) for r in receivers)
+    for seq in (3, 4):
+        call.a.send(call.a_port, rtp(seq))
+        assert (await call.b.recv())[0] == rtp(seq)
+    assert (call.stats("a")["packets_in"], call.stats("b")["packets_out"]) == (4, 4)
