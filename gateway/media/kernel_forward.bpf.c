@@ -2,7 +2,7 @@
  * The relay's kernel forwarder: latched RTP lanes relayed by a tc program,
  * before the packet reaches any socket.
  *
- * Attached at the clsact ingress hook of the interfaces that carry media
+ * Attached by a tcx link at the ingress of the interfaces that carry media
  * (gateway/media/kernel.py). A UDP/IPv4 datagram whose (local address, local
  * port, remote address, remote port) names a lane in the LANES map is what
  * the lane's flow socket would have read: the program does to it what
@@ -15,7 +15,8 @@
  *   - one octet: dropped;
  *   - RTCP multiplexed on the RTP port (second octet 192-223; RFC 5761 4):
  *     forwarded by the RTCP route (dropped when the lane has none);
- *   - RTP: forwarded by the RTP route and counted out when it left; when it
+ *   - RTP: forwarded by the RTP route and counted out as it leaves (a send
+ *     that fails is taken back and counted as a send error); when it
  *     holds the 12-octet fixed header, the sender's statistics take it:
  *     counters, RFC 3550 A.1 sequence tracking, A.3 loss and the A.8
  *     interarrival jitter. The program has no floating point: a transit is
@@ -31,7 +32,7 @@
  * address of this host (loopback) keeps the route it was sent with and goes
  * on up the stack (TC_ACT_OK); a packet from another host to another host
  * leaves by the interface the route names (looked up by kernel.py when the
- * lane began) with TTL 64, as the gateway's own sendto would send it, to the
+ * lane began, and again after the host's routes change) with TTL 64, as the gateway's own sendto would send it, to the
  * next hop that bpf_redirect_neigh resolves. kernel.py gives the native
  * forwarder the two mixed cases. Such a packet passes no netfilter hook of
  * this host (tc ingress comes before them; redirect_neigh skips OUTPUT and
@@ -39,14 +40,15 @@
  * rtpengine's kernel forwarding.
  *
  * A lane's entry holds its own key: a program that found the entry checks it
- * under the lock before it reads the routes and again before it counts, so a
- * lane removed and its memory reused for another lane meanwhile (hash maps
- * reuse freed entries at once) never sends one call's packet by another's
- * route; the packet goes on to the socket instead (TC_ACT_UNSPEC), where the
- * gateway reads what reaches a lane's flow socket.
+ * under the lock in which it reads the routes and counts (and again before it
+ * corrects a failed send), so a lane removed and its memory reused for another
+ * lane meanwhile (hash maps reuse freed entries at once) never sends one
+ * call's packet by another's route; the packet goes on to the socket instead
+ * (TC_ACT_UNSPEC), where the gateway reads what reaches a lane's flow socket.
  *
  * Everything else (another address, IPv6, fragments, IP options, a length
- * that does not add up) goes on into the stack untouched.
+ * that does not add up, a VLAN tag kept aside, a GRO/GSO train, a frame for
+ * another host) goes on into the stack untouched.
  */
 
 #include <linux/bpf.h>
