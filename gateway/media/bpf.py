@@ -109,7 +109,8 @@ class LoadedProgram:
             if result < 0:
                 code = -result
                 tail = log.value.decode(errors="replace").strip().splitlines()[-3:]
-                raise BpfError(code, f"load {path}: {os.strerror(code)}; " + " | ".join(tail))
+                verifier = f" (verifier: {' | '.join(tail)})" if tail else ""
+                raise BpfError(code, f"load {path}: {os.strerror(code)}{verifier}")
             self.program_fd: int = lib.bpf_program__fd(self._program)
             self.map_fd: int = lib.bpf_map__fd(found_map)
             self.key_size: int = lib.bpf_map__key_size(found_map)
