@@ -126,11 +126,13 @@ class KernelForwarder:
         program_path: Path = PROGRAM_PATH,
     ) -> None:
         self._program = LoadedProgram(str(program_path), PROGRAM_NAME, MAP_NAME)
-        if self._program.value_size != _LANE.size:
-            size = self._program.value_size
+        sizes = (self._program.key_size, self._program.value_size)
+        if sizes != (_KEY.size, _LANE.size):
             self._program.close()
             raise BpfError(
-                errno.EINVAL, f"{program_path}: a lane is {size} octets, expected {_LANE.size}"
+                errno.EINVAL,
+                f"{program_path}: a lane's key and value are {sizes} octets, "
+                f"expected {(_KEY.size, _LANE.size)}",
             )
         self._links: list[int] = []
         try:
