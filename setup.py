@@ -1,26 +1,35 @@
-"""The compiled parts of callgate, both optional, both for the media relay on Linux.
+"""The compiled parts of callgate.
 
+- The signalling path, compiled from its typed Python by mypyc: the SIP stack
+  (``gateway/sip``), its transports (``gateway/net``) and the call handling
+  (``gateway/calls``); the list is :data:`gateway.compiled.COMPILED_PACKAGES`. The
+  sources stay the reference: with ``CALLGATE_COMPILE=0`` at build time, or when the
+  build has no mypyc, they run as Python (see :mod:`gateway.compiled`).
 - ``gateway/media/_fastpath.c``: the native forwarder, a CPython extension.
 - ``gateway/media/kernel_forward.bpf.c``: the kernel forwarder, a tc (tcx) program
   compiled to ``kernel_forward.bpf.o`` by clang's BPF target and loaded at run time
   through libbpf (``gateway/media/bpf.py``).
 
-Everything else about the distribution is in pyproject.toml. Where a part cannot be
-built (no C compiler, no clang, not Linux), the gateway relays by the next path down
-(native forwarder, then Python) and says so at start-up.
+Everything else about the distribution is in pyproject.toml. Where a forwarder cannot
+be built (no C compiler, no clang, not Linux), the gateway relays by the next path
+down (native forwarder, then Python) and says so at start-up.
 """
 
+import importlib.util
 import os
 import platform
 import shutil
 import subprocess
 import sys
+from pathlib import Path
+from types import ModuleType
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 BPF_SOURCE = os.path.join("gateway", "media", "kernel_forward.bpf.c")
 BPF_OBJECT = "kernel_forward.bpf.o"
+COMPILED_RULES = os.path.join("gateway", "compiled.py")
 
 
 def _multiarch_include() -> list[str]:
@@ -39,6 +48,22 @@ class BuildWithKernelForwarder(build_ext):
     def run(self) -> None:
         super().run()
         self._build_bpf()
+        self._write_compiled_manifest()
+
+    def _package_dir(self) -> str:
+        return "gateway" if self.inplace else os.path.join(self.build_lib, "gateway")
+
+    def _write_compiled_manifest(self) -> None:
+        """The compiled modules' source digests, which gateway.compiled checks at import."""
+        names = {extension.name for extension in self.extensions}
+        target = os.path.join(self._package_dir(), COMPILED.MANIFEST)
+        if not set(COMPILED_MODULES) <= names:
+            if os.path.exists(target):
+                os.remove(target)  # an earlier build's: these modules run as Python
+            return
+        os.makedirs(self._package_dir(), exist_ok=True)
+        with open(target, "w") as manifest:
+            manifest.write(COMPILED.manifest_text(COMPILED_MODULES, Path("gateway").resolve()))
 
     def _build_bpf(self) -> None:
         if not sys.platform.startswith("linux"):
@@ -47,9 +72,7 @@ class BuildWithKernelForwarder(build_ext):
         if clang is None:
             print("kernel forwarder not built: no clang (Debian: apt-get install clang libbpf-dev)")
             return
-        package_dir = (
-            "gateway/media" if self.inplace else os.path.join(self.build_lib, "gateway", "media")
-        )
+        package_dir = os.path.join(self._package_dir(), "media")
         os.makedirs(package_dir, exist_ok=True)
         target = os.path.join(package_dir, BPF_OBJECT)
         command = [
@@ -82,4 +105,43 @@ if sys.platform.startswith("linux"):  # epoll, recvmmsg, eventfd
         )
     )
 
-setup(ext_modules=extensions, cmdclass={"build_ext": BuildWithKernelForwarder})
+
+
+def _load_compiled_rules() -> ModuleType:
+    """gateway/compiled.py (standard library only), without importing the package."""
+    spec = importlib.util.spec_from_file_location("_callgate_compiled", COMPILED_RULES)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+COMPILED = _load_compiled_rules()
+COMPILED_MODULES = COMPILED.compiled_module_names(Path("gateway").resolve())
+
+
+def _compiled_signalling() -> list[Extension]:
+    """The signalling path's modules as mypyc extensions, in one group whose shared
+    library lives inside the package (``gateway._compiled__mypyc``), so an editable
+    install finds it too. mypyc type-checks them first: a type error fails the build."""
+    if os.environ.get("CALLGATE_COMPILE", "1") == "0":
+        print("signalling path not compiled: CALLGATE_COMPILE=0")
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        print("signalling path not compiled: no mypyc (pip install mypy)")
+        return []
+    sources = [str(COMPILED.source_path(module, Path("gateway"))) for module in COMPILED_MODULES]
+    return mypycify(
+        ["--ignore-missing-imports", "--follow-imports=silent", *sources],
+        group_name="gateway." + COMPILED.GROUP_LIBRARY.removesuffix("__mypyc"),
+        opt_level="3",
+    )
+
+
+setup(
+    ext_modules=[*extensions, *_compiled_signalling()],
+    cmdclass={"build_ext": BuildWithKernelForwarder},
+)

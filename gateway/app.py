@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from threadpoolctl import threadpool_limits
 
+from gateway import compiled
 from gateway.analysis.live import LiveAnalysis
 from gateway.analysis.pipeline import AnalysisPipeline, tenant_keys
 from gateway.api.server import ApiServer
@@ -119,6 +120,7 @@ class Gateway:
         _warn_unsealed(self.settings)
         for bound in self.stack.transports.bound:
             log.info("SIP listening on %s %s:%d", bound.transport, bound.host, bound.port)
+        log.info("signalling path (SIP, calls): %s", compiled.STATE.describe())
         log.info(
             "media relay on %s ports %d-%d (flow sockets %s, native forwarder %s, "
             "kernel forwarder %s); "

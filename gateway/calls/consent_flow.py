@@ -410,12 +410,13 @@ class CallConsent:
 
     def _beep(self) -> None:
         self._beep_handle = None
-        if self._ended or not self.machine.capture_allowed or self._session is None:
+        pcm = self._beep_pcm
+        if self._ended or not self.machine.capture_allowed or self._session is None or pcm is None:
             return
         for party, side in SIDE_OF.items():
             payload_type = g711_type(self._sdp.get(side))
             if payload_type is not None and party not in self._playbacks:
-                play(self._session.streams[0].side(side), self._beep_pcm, payload_type)
+                play(self._session.streams[0].side(side), pcm, payload_type)
         self._schedule_beep()
 
 

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from time import monotonic
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -165,7 +166,7 @@ class ConsentService:
                 continue
             self.install(tenant, policy, notices, row["revision"])
 
-    def close(self, flow: CallConsent) -> dict[str, object]:
+    def close(self, flow: CallConsent) -> dict[str, Any]:
         """The call ended: the flow's record fields; its recording is finished in the background."""
         fields = flow.finish()
         self.flows.discard(flow)

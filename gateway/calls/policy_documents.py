@@ -79,7 +79,7 @@ def _shown_path(path: Path, settings: Settings) -> str:
 
 def check_policy_document(
     settings: Settings, tenant: str, document: Any
-) -> tuple[TenantConsentSettings, ConsentPolicy, dict[str, NoticeAudio]]:
+) -> tuple[TenantConsentSettings, ConsentPolicy, dict[Path, NoticeAudio]]:
     """Validate ``document`` as ``tenant``'s consent settings; the policy and its notices.
 
     Raises :class:`PolicyDocumentError` with every problem found.
@@ -104,7 +104,7 @@ def check_policy_document(
         raise PolicyDocumentError([Problem(f"overrides.{error.key}", str(error))]) from None
     except (ValueError, KeyError) as error:
         raise PolicyDocumentError([Problem("", str(error))]) from None
-    notices: dict[Any, NoticeAudio] = {}
+    notices: dict[Path, NoticeAudio] = {}
     problems = []
     roots = _notice_roots(settings)
     for path in policy.notice_paths():

@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.net.udp_endpoint import UdpEndpoint
 from gateway.sip.errors import SipParseError
@@ -146,7 +147,10 @@ class Transports:
                     reuse_address=True,
                 )
                 self._servers.append(server)
-                port = server.sockets[0].getsockname()[1]
+                # typed as a tuple, but uvloop's Server gives a list: read untyped, or
+                # the compiled module's type check refuses it
+                listening: Any = server
+                port = listening.sockets[0].getsockname()[1]
             else:
                 raise ValueError(f"unsupported SIP transport {address.transport!r}")
             self.bound.append(ListenAddress(address.transport, address.host, port))

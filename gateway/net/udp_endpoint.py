@@ -29,6 +29,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,9 @@ class UdpEndpoint:
             self._transport = None
             return
         if self._loop is not None:
-            self._loop.remove_reader(self.sock.fileno())
+            # typed to return a bool, but uvloop's returns None: called untyped, or the
+            # compiled module's check of the result refuses it
+            loop: Any = self._loop
+            loop.remove_reader(self.sock.fileno())
             self._loop = None
         self.sock.close()

@@ -215,7 +215,7 @@ class Headers:
 
     @classmethod
     def _trusted(cls, items: list[tuple[str, str, str]]) -> Headers:
-        headers = cls.__new__(cls)
+        headers = cls()
         headers._items = items
         return headers
 
@@ -759,12 +759,12 @@ def _parse_request(start_line: str, lines: list[str], data: bytes, body_start: i
             raise _Invalid(problem)
         _check_headers(headers._items, method)
         body = _body(data, body_start, headers)
-    except _Invalid as exc:
+    except _Invalid as invalid:
         if uri is None:
             uri = SipUri("sip", None, None, _PLACEHOLDER_HOST, None)
         request = SipRequest(method, uri, headers)
         partial = request if _answerable(request) else None
-        raise SipParseError(exc.reason, partial, status=exc.status) from None
+        raise SipParseError(invalid.reason, partial, status=invalid.status) from None
     return SipRequest(method, uri, headers, body)
 
 
@@ -787,12 +787,12 @@ def _parse_response(start_line: str, lines: list[str], data: bytes, body_start: 
             raise _Invalid(problem)
         _check_headers(headers._items, None)
         body = _body(data, body_start, headers)
-    except _Invalid as exc:
-        raise SipParseError(exc.reason, status=exc.status) from None
+    except _Invalid as invalid:
+        raise SipParseError(invalid.reason, status=invalid.status) from None
     return SipResponse(int(code), reason, headers, body)
 
 
-def parse_message(data: bytes) -> SipRequest | SipResponse:
+def parse_message(data: bytes | bytearray | memoryview) -> SipRequest | SipResponse:
     """Parse one SIP message received as a datagram (RFC 3261 7, 18.3).
 
     Without Content-Length the body is the rest of the datagram; octets past
@@ -800,15 +800,14 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
     error. Raises SipParseError (with ``partial`` when the request can still
     be answered) for anything malformed.
     """
-    if not isinstance(data, bytes):
-        data = bytes(data)
-    lines, body_start = _split_head(data)
+    raw = data if isinstance(data, bytes) else bytes(data)
+    lines, body_start = _split_head(raw)
     start_line = lines[0]
     if start_line[-1:] == "\r":
         start_line = start_line[:-1]
     if start_line[:4].upper() == "SIP/":
-        return _parse_response(start_line, lines, data, body_start)
-    return _parse_request(start_line, lines, data, body_start)
+        return _parse_response(start_line, lines, raw, body_start)
+    return _parse_request(start_line, lines, raw, body_start)
 
 
 # -- building responses ----------------------------------------------------------

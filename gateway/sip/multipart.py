@@ -115,12 +115,12 @@ def _parse_part(raw: bytes, newline: bytes) -> BodyPart:
     headers: list[tuple[str, str]] = []
     for line in head.split(newline):
         if line[:1] in (b" ", b"\t") and headers:  # folded (RFC 5322 2.2.3)
-            name, value = headers[-1]
-            headers[-1] = (name, value + " " + line.strip().decode("utf-8", "replace"))
+            last_name, last_value = headers[-1]
+            headers[-1] = (last_name, last_value + " " + line.strip().decode("utf-8", "replace"))
             continue
-        name, colon, value = line.partition(b":")
-        if not colon or not name.strip():
+        raw_name, colon, raw_value = line.partition(b":")
+        if not colon or not raw_name.strip():
             raise SipParseError("bad header line in a multipart part")
-        header_name = name.strip().decode("ascii", "replace")
-        headers.append((header_name, value.strip().decode("utf-8", "replace")))
+        header_name = raw_name.strip().decode("ascii", "replace")
+        headers.append((header_name, raw_value.strip().decode("utf-8", "replace")))
     return BodyPart(headers, body)

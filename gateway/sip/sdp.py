@@ -499,8 +499,11 @@ class SessionDescription:
     media: list[MediaDescription] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, data: bytes | str) -> SessionDescription:
+    def parse(cls, data: object) -> SessionDescription:
         """Parse a description; SdpParseError (with the line number) when malformed.
+
+        ``data`` is bytes-like or text; anything else is an SdpParseError too (a
+        caller hands over a message body as it came).
 
         Lines may end in CRLF or bare LF and carry trailing blanks; blank lines
         are skipped. A missing ``t=`` line is taken as ``t=0 0``.
@@ -617,7 +620,7 @@ def _hold_connection(sdp: SessionDescription, media_index: int) -> Connection | 
 class _Parser:
     """Line-by-line parser enforcing RFC 4566 5's order of known lines."""
 
-    def __init__(self, data: bytes | str) -> None:
+    def __init__(self, data: object) -> None:
         self._data = data
         self._seen: set[str] = set()
         self._session_seen: set[str] = set()

@@ -718,7 +718,9 @@ class TransactionLayer:
             if invite is not None and invite.state is TransactionState.PROCEEDING:
                 self._set(invite, "cancelled", now + timers.cancel_wait)
         if method == _INVITE:
-            self._invites[transaction._invite_key] = transaction
+            invite_key = transaction._invite_key
+            assert invite_key is not None
+            self._invites[invite_key] = transaction
             if not reliable:
                 transaction.interval = timers.timer_a
                 self._set(transaction, "A", now + timers.timer_a)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
-from types import SimpleNamespace
-from typing import Any
+from datetime import UTC, datetime
 
-from gateway.calls.call import BInviteView, Leg
+from gateway.calls.call import BInviteView, Call, Leg
+from gateway.calls.routing import Route
+from gateway.config import PeerSettings, TenantSettings
 from gateway.sip.dialog import Dialog
 from gateway.sip.message import SipRequest, make_response, parse_message
+from gateway.sip.transaction import ServerTransaction
 
 INVITE = (
     b"INVITE sip:bob@192.0.2.20 SIP/2.0\r\n"
@@ -23,13 +25,18 @@ INVITE = (
 )
 
 
-def view_of_a_call() -> tuple[BInviteView, SipRequest, Any]:
+def view_of_a_call() -> tuple[BInviteView, SipRequest, Call]:
     invite = parse_message(INVITE)
     assert isinstance(invite, SipRequest)
+    pbx, trunk = PeerSettings(host="192.0.2.20"), PeerSettings(host="192.0.2.30")
+    route = Route(TenantSettings(name="acme", pbx=pbx, trunk=trunk), "inbound", trunk, pbx)
+    a = Leg(side="a", transport="udp", peer=("192.0.2.30", 5060), local_tag="gw-a", call_id="y")
     leg = Leg(side="b", transport="udp", peer=("192.0.2.20", 5060), local_tag="gw-b", call_id="x")
     leg.dialog = Dialog.from_uac(invite, make_response(invite, 200, to_tag="bob"))
-    call = SimpleNamespace(b=leg)
-    return BInviteView(call, invite), invite, call  # type: ignore[arg-type]
+    source = ("192.0.2.30", 5060)
+    a_transaction = ServerTransaction(invite, ("z9hG4bKa", "INVITE"), source, source, False)
+    call = Call("record-1", route, a, leg, invite, a_transaction, datetime.now(UTC), source)
+    return BInviteView(call, invite), invite, call
 
 
 def test_a_released_view_keeps_the_invite_as_bytes_and_the_leg_without_its_dialog() -> None:

@@ -1,0 +1,141 @@
+"""Which of callgate's modules run compiled, and the fall-back to their sources.
+
+The signalling path (the SIP stack, its transports, the call handling) is compiled by
+mypyc when the package is built (``setup.py``): the same typed Python, as C, in one
+group whose shared library is ``gateway._compiled__mypyc``. The ``.py`` files stay the
+reference. The build writes :data:`MANIFEST` beside the package: each compiled
+module's source digest. At import (``gateway/__init__.py``) the sources are checked
+against it; where one was changed since the build (an editable install being worked
+on), or ``CALLGATE_PURE_PYTHON=1`` is set, every module of the group is imported from
+its source instead. It is all or none: the modules of one mypyc group reach each
+other's classes inside their shared library, so a compiled module cannot run beside
+an interpreted copy of another.
+
+Standard library only: ``setup.py`` loads this file for :data:`COMPILED_PACKAGES`
+before any dependency is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+COMPILED_PACKAGES = ("gateway.sip", "gateway.net", "gateway.calls")
+"""The packages whose modules (not their ``__init__``) mypyc compiles."""
+
+GROUP_LIBRARY = "_compiled__mypyc"
+"""The group's shared library, a module of the ``gateway`` package."""
+
+MANIFEST = "_compiled.sources"
+"""Written by the build beside the compiled modules: ``module sha256`` per line."""
+
+PURE_PYTHON_VARIABLE = "CALLGATE_PURE_PYTHON"
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class CompiledState:
+    """Whether the signalling path runs compiled, and why not when it does not."""
+
+    compiled: bool
+    reason: str
+
+    def describe(self) -> str:
+        return "compiled (mypyc)" if self.compiled else f"Python ({self.reason})"
+
+
+def compiled_module_names(package_dir: Path = PACKAGE_DIR) -> list[str]:
+    """Every module mypyc compiles, by dotted name, sorted."""
+    names = []
+    for package in COMPILED_PACKAGES:
+        directory = package_dir.parent.joinpath(*package.split("."))
+        names.extend(
+            f"{package}.{path.stem}"
+            for path in directory.glob("*.py")
+            if path.name != "__init__.py"
+        )
+    return sorted(names)
+
+
+def source_path(module: str, package_dir: Path = PACKAGE_DIR) -> Path:
+    return package_dir.parent.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def source_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def manifest_text(modules: Sequence[str], package_dir: Path = PACKAGE_DIR) -> str:
+    """The manifest for ``modules`` as their sources are now (the build writes it)."""
+    return "".join(
+        f"{module} {source_digest(source_path(module, package_dir))}\n" for module in modules
+    )
+
+
+def _has_extension(base: Path) -> bool:
+    return any(
+        base.with_name(base.name + suffix).is_file()
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES
+    )
+
+
+def inspect_build(
+    package_dir: Path = PACKAGE_DIR, environ: dict[str, str] | None = None
+) -> CompiledState:
+    """Whether the compiled modules under ``package_dir`` may be imported."""
+    environ = dict(os.environ) if environ is None else environ
+    if not _has_extension(package_dir / GROUP_LIBRARY):
+        return CompiledState(False, "not compiled at install")
+    if environ.get(PURE_PYTHON_VARIABLE, "") not in ("", "0"):
+        return CompiledState(False, f"{PURE_PYTHON_VARIABLE} is set")
+    try:
+        lines = (package_dir / MANIFEST).read_text().splitlines()
+    except OSError:
+        return CompiledState(False, f"no {MANIFEST} from the build")
+    built = dict(line.split(" ", 1) for line in lines if " " in line)
+    for module in compiled_module_names(package_dir):
+        if module not in built:
+            return CompiledState(False, f"{module} is newer than the build")
+        if not _has_extension(source_path(module, package_dir).with_suffix("")):
+            return CompiledState(False, f"{module} has no compiled module")
+        if source_digest(source_path(module, package_dir)) != built[module]:
+            return CompiledState(False, f"{module} changed since the build; rebuild: make")
+    return CompiledState(True, "")
+
+
+class _SourcesFirst(importlib.abc.MetaPathFinder):
+    """Imports the compiled packages' modules from their ``.py`` files."""
+
+    def __init__(self, modules: Sequence[str], package_dir: Path) -> None:
+        self._modules = frozenset(modules)
+        self._package_dir = package_dir
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in self._modules:
+            return None
+        return importlib.util.spec_from_file_location(
+            fullname, source_path(fullname, self._package_dir)
+        )
+
+
+STATE = CompiledState(False, "not inspected")
+
+
+def choose(package_dir: Path = PACKAGE_DIR) -> CompiledState:
+    """Decide once per process (``gateway/__init__.py``): compiled modules, or sources."""
+    global STATE
+    STATE = inspect_build(package_dir)
+    if not STATE.compiled and _has_extension(package_dir / GROUP_LIBRARY):
+        sys.meta_path.insert(0, _SourcesFirst(compiled_module_names(package_dir), package_dir))
+    return STATE
