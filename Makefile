@@ -32,8 +32,11 @@ test: deps venv
 	$(BIN)/pytest
 	CALLGATE_PURE_PYTHON=1 $(BIN)/pytest -q tests/unit/sip tests/unit/net tests/unit/calls
 
+# the bench extra (Presidio) once; the project itself is installed by venv
 bench: deps venv
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]' && $(BIN)/python -m tests.bench
+	$(BIN)/python -c "import presidio_analyzer" 2>/dev/null \
+		|| $(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	$(BIN)/python -m tests.bench
 
 venv: kernel-forwarder-check $(STAMP)
 
@@ -51,9 +54,10 @@ $(BIN)/python:
 
 # Reinstalled when pyproject.toml changes (new dependencies, entry points) or the
 # source of a compiled part does (the install compiles them): the forwarders, and the
-# signalling path that mypyc compiles (gateway/compiled.py).
-COMPILED_SOURCES := $(wildcard gateway/sip/*.py gateway/net/*.py gateway/calls/*.py)
-$(STAMP): pyproject.toml setup.py gateway/compiled.py $(COMPILED_SOURCES) \
+# signalling path that mypyc compiles, with every module it reads types from
+# (gateway/compiled.py).
+COMPILED_SOURCES := $(shell find gateway dsp -name '*.py' -not -path '*/__pycache__/*')
+$(STAMP): pyproject.toml setup.py $(COMPILED_SOURCES) \
 		gateway/media/_fastpath.c gateway/media/kernel_forward.bpf.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@

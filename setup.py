@@ -15,12 +15,14 @@ be built (no C compiler, no clang, not Linux), the gateway relays by the next pa
 down (native forwarder, then Python) and says so at start-up.
 """
 
+import glob
 import importlib.util
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -46,24 +48,44 @@ class BuildWithKernelForwarder(build_ext):
     """build_ext, then the kernel forwarder's BPF object beside the extension."""
 
     def run(self) -> None:
+        manifest = os.path.join(self._package_dir(), COMPILED.MANIFEST)
+        if os.path.exists(manifest):
+            os.remove(manifest)  # the last build's: written again below if this one compiles
+        if not COMPILED_MANIFEST and self.inplace:
+            self._remove_compiled_modules()
+        if COMPILED_MANIFEST:
+            self.force = True  # every module from this run's C, or the manifest is not written
+        started = time.time()
         super().run()
         self._build_bpf()
-        self._write_compiled_manifest()
+        self._write_compiled_manifest(manifest, started)
 
     def _package_dir(self) -> str:
         return "gateway" if self.inplace else os.path.join(self.build_lib, "gateway")
 
-    def _write_compiled_manifest(self) -> None:
-        """The compiled modules' source digests, which gateway.compiled checks at import."""
-        names = {extension.name for extension in self.extensions}
-        target = os.path.join(self._package_dir(), COMPILED.MANIFEST)
-        if not set(COMPILED_MODULES) <= names:
-            if os.path.exists(target):
-                os.remove(target)  # an earlier build's: these modules run as Python
+    def _remove_compiled_modules(self) -> None:
+        """An earlier build's compiled modules, in a tree built now without them."""
+        names = [*COMPILED_MODULES, "gateway." + COMPILED.GROUP_LIBRARY]
+        for name in names:
+            for path in glob.glob(name.replace(".", "/") + ".*.so"):
+                os.remove(path)
+
+    def _write_compiled_manifest(self, manifest: str, started: float) -> None:
+        """The digests of the sources the compilation read, which gateway.compiled checks
+        at import; only when every compiled module was built by this run."""
+        if not COMPILED_MANIFEST:
             return
-        os.makedirs(self._package_dir(), exist_ok=True)
-        with open(target, "w") as manifest:
-            manifest.write(COMPILED.manifest_text(COMPILED_MODULES, Path("gateway").resolve()))
+        outputs = [self.get_ext_fullpath(name) for name in COMPILED_MODULES]
+        missing = [
+            path
+            for path in outputs
+            if not os.path.exists(path) or os.path.getmtime(path) < started - 1
+        ]
+        if missing:
+            print(f"signalling path not compiled: {len(missing)} modules not built")
+            return
+        with open(manifest, "w") as output:
+            output.write(COMPILED_MANIFEST)
 
     def _build_bpf(self) -> None:
         if not sys.platform.startswith("linux"):
@@ -119,12 +141,22 @@ def _load_compiled_rules() -> ModuleType:
 
 COMPILED = _load_compiled_rules()
 COMPILED_MODULES = COMPILED.compiled_module_names(Path("gateway").resolve())
+COMPILED_MANIFEST = ""
+"""The sources' digests as mypyc read them; empty when this build does not compile."""
+
+BUILD_COMMANDS = {"build", "build_ext", "bdist_wheel", "editable_wheel", "develop", "install"}
+"""The commands that build extensions: metadata hooks (egg_info, dist_info) skip mypyc."""
 
 
 def _compiled_signalling() -> list[Extension]:
     """The signalling path's modules as mypyc extensions, in one group whose shared
     library lives inside the package (``gateway._compiled__mypyc``), so an editable
-    install finds it too. mypyc type-checks them first: a type error fails the build."""
+    install finds it too. mypyc type-checks them first: a type error fails the build
+    (types from packages the build environment lacks count as Any). The C compile is
+    optional, as the forwarder's is: without a compiler they run as Python."""
+    global COMPILED_MANIFEST
+    if not BUILD_COMMANDS & set(sys.argv[1:]):
+        return []
     if os.environ.get("CALLGATE_COMPILE", "1") == "0":
         print("signalling path not compiled: CALLGATE_COMPILE=0")
         return []
@@ -133,12 +165,16 @@ def _compiled_signalling() -> list[Extension]:
     except ImportError:
         print("signalling path not compiled: no mypyc (pip install mypy)")
         return []
+    COMPILED_MANIFEST = COMPILED.manifest_text(Path("gateway").resolve())
     sources = [str(COMPILED.source_path(module, Path("gateway"))) for module in COMPILED_MODULES]
-    return mypycify(
+    extensions = mypycify(
         ["--ignore-missing-imports", "--follow-imports=silent", *sources],
         group_name="gateway." + COMPILED.GROUP_LIBRARY.removesuffix("__mypyc"),
         opt_level="3",
     )
+    for extension in extensions:
+        extension.optional = True
+    return extensions
 
 
 setup(

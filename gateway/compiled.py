@@ -3,10 +3,12 @@
 The signalling path (the SIP stack, its transports, the call handling) is compiled by
 mypyc when the package is built (``setup.py``): the same typed Python, as C, in one
 group whose shared library is ``gateway._compiled__mypyc``. The ``.py`` files stay the
-reference. The build writes :data:`MANIFEST` beside the package: each compiled
-module's source digest. At import (``gateway/__init__.py``) the sources are checked
-against it; where one was changed since the build (an editable install being worked
-on), or ``CALLGATE_PURE_PYTHON=1`` is set, every module of the group is imported from
+reference. The build writes :data:`MANIFEST` beside the package: the digest of every
+source the compilation read (the project's own modules, :data:`SOURCE_TREES`: the
+compiled code checks at run time the types it took from the others too). At import
+(``gateway/__init__.py``) the sources are checked against it; where one was changed
+since the build (an editable install being worked on), the build did not compile
+them, or ``CALLGATE_PURE_PYTHON=1`` is set, every module of the group is imported from
 its source instead. It is all or none: the modules of one mypyc group reach each
 other's classes inside their shared library, so a compiled module cannot run beside
 an interpreted copy of another.
@@ -35,7 +37,10 @@ GROUP_LIBRARY = "_compiled__mypyc"
 """The group's shared library, a module of the ``gateway`` package."""
 
 MANIFEST = "_compiled.sources"
-"""Written by the build beside the compiled modules: ``module sha256`` per line."""
+"""Written by the build beside the compiled modules: ``path sha256`` per source read."""
+
+SOURCE_TREES = ("gateway", "dsp")
+"""The project's packages, whose sources the compilation reads (imports it follows)."""
 
 PURE_PYTHON_VARIABLE = "CALLGATE_PURE_PYTHON"
 
@@ -53,6 +58,11 @@ class CompiledState:
         return "compiled (mypyc)" if self.compiled else f"Python ({self.reason})"
 
 
+def _is_module_source(path: Path) -> bool:
+    """A module's file: not an editor's lock or backup file (``.#message.py``)."""
+    return path.stem.isidentifier() and path.is_file()
+
+
 def compiled_module_names(package_dir: Path = PACKAGE_DIR) -> list[str]:
     """Every module mypyc compiles, by dotted name, sorted."""
     names = []
@@ -61,7 +71,7 @@ def compiled_module_names(package_dir: Path = PACKAGE_DIR) -> list[str]:
         names.extend(
             f"{package}.{path.stem}"
             for path in directory.glob("*.py")
-            if path.name != "__init__.py"
+            if path.name != "__init__.py" and _is_module_source(path)
         )
     return sorted(names)
 
@@ -70,15 +80,25 @@ def source_path(module: str, package_dir: Path = PACKAGE_DIR) -> Path:
     return package_dir.parent.joinpath(*module.split(".")).with_suffix(".py")
 
 
+def build_inputs(package_dir: Path = PACKAGE_DIR) -> list[str]:
+    """Every source of the project's packages, as paths relative to their parent."""
+    root = package_dir.parent
+    return sorted(
+        path.relative_to(root).as_posix()
+        for tree in SOURCE_TREES
+        for path in root.joinpath(tree).rglob("*.py")
+        if _is_module_source(path) and "__pycache__" not in path.parts
+    )
+
+
 def source_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def manifest_text(modules: Sequence[str], package_dir: Path = PACKAGE_DIR) -> str:
-    """The manifest for ``modules`` as their sources are now (the build writes it)."""
-    return "".join(
-        f"{module} {source_digest(source_path(module, package_dir))}\n" for module in modules
-    )
+def manifest_text(package_dir: Path = PACKAGE_DIR) -> str:
+    """The manifest for the sources as they are now (the build writes it)."""
+    root = package_dir.parent
+    return "".join(f"{name} {source_digest(root / name)}\n" for name in build_inputs(package_dir))
 
 
 def _has_extension(base: Path) -> bool:
@@ -100,15 +120,19 @@ def inspect_build(
     try:
         lines = (package_dir / MANIFEST).read_text().splitlines()
     except OSError:
-        return CompiledState(False, f"no {MANIFEST} from the build")
+        return CompiledState(False, "the last build did not compile it")
     built = dict(line.split(" ", 1) for line in lines if " " in line)
+    root = package_dir.parent
     for module in compiled_module_names(package_dir):
-        if module not in built:
+        path = source_path(module, package_dir)
+        if path.relative_to(root).as_posix() not in built:
             return CompiledState(False, f"{module} is newer than the build")
-        if not _has_extension(source_path(module, package_dir).with_suffix("")):
+        if not _has_extension(path.with_suffix("")):
             return CompiledState(False, f"{module} has no compiled module")
-        if source_digest(source_path(module, package_dir)) != built[module]:
-            return CompiledState(False, f"{module} changed since the build; rebuild: make")
+    for name, digest in built.items():
+        path = root / name
+        if not path.is_file() or source_digest(path) != digest:
+            return CompiledState(False, f"{name} changed since the build; rebuild: make")
     return CompiledState(True, "")
 
 
@@ -136,6 +160,6 @@ def choose(package_dir: Path = PACKAGE_DIR) -> CompiledState:
     """Decide once per process (``gateway/__init__.py``): compiled modules, or sources."""
     global STATE
     STATE = inspect_build(package_dir)
-    if not STATE.compiled and _has_extension(package_dir / GROUP_LIBRARY):
+    if not STATE.compiled:
         sys.meta_path.insert(0, _SourcesFirst(compiled_module_names(package_dir), package_dir))
     return STATE

@@ -36,8 +36,10 @@ def fake_build(root: Path) -> Path:
             (directory / f"{name}.py").write_text(f"VALUE = {name!r}\n")
             (directory / f"{name}{SUFFIX}").write_bytes(b"")
     (package_dir / f"{GROUP_LIBRARY}{SUFFIX}").write_bytes(b"")
-    modules = compiled_module_names(package_dir)
-    (package_dir / MANIFEST).write_text(manifest_text(modules, package_dir))
+    for other in ("gateway/consent", "dsp"):
+        root.joinpath(other).mkdir(parents=True, exist_ok=True)
+        root.joinpath(other, "rules.py").write_text("LIMIT = 3\n")
+    (package_dir / MANIFEST).write_text(manifest_text(package_dir))
     return package_dir
 
 
@@ -59,7 +61,27 @@ def test_a_source_changed_since_the_build_runs_everything_as_python(tmp_path: Pa
     (tmp_path / "gateway" / "sip" / "beta.py").write_text("VALUE = 'edited'\n")
     state = inspect_build(package_dir, environ={})
     assert not state.compiled
-    assert "gateway.sip.beta changed since the build" in state.reason
+    assert "gateway/sip/beta.py changed since the build" in state.reason
+
+
+def test_a_change_to_a_module_it_reads_types_from_runs_everything_as_python(
+    tmp_path: Path,
+) -> None:
+    """The compiled code checks the types it took from uncompiled modules at run time."""
+    package_dir = fake_build(tmp_path)
+    (tmp_path / "dsp" / "rules.py").write_text("LIMIT = (3,)\n")
+    assert "dsp/rules.py changed" in inspect_build(package_dir, environ={}).reason
+    (tmp_path / "dsp" / "rules.py").write_text("LIMIT = 3\n")
+    assert inspect_build(package_dir, environ={}).compiled
+    (tmp_path / "gateway" / "consent" / "rules.py").unlink()
+    assert "gateway/consent/rules.py changed" in inspect_build(package_dir, environ={}).reason
+
+
+def test_an_editors_lock_file_is_not_a_module(tmp_path: Path) -> None:
+    package_dir = fake_build(tmp_path)
+    (tmp_path / "gateway" / "sip" / ".#alpha.py").write_text("")
+    assert inspect_build(package_dir, environ={}).compiled
+    assert "gateway.sip..#alpha" not in compiled_module_names(package_dir)
 
 
 def test_a_module_added_after_the_build_runs_everything_as_python(tmp_path: Path) -> None:
@@ -74,7 +96,7 @@ def test_a_missing_extension_or_manifest_runs_as_python(tmp_path: Path) -> None:
     (tmp_path / "gateway" / "net" / f"alpha{SUFFIX}").unlink()
     assert "has no compiled module" in inspect_build(package_dir, environ={}).reason
     (package_dir / MANIFEST).unlink()
-    assert f"no {MANIFEST}" in inspect_build(package_dir, environ={}).reason
+    assert inspect_build(package_dir, environ={}).reason == "the last build did not compile it"
 
 
 def test_the_environment_asks_for_python(tmp_path: Path) -> None:
