@@ -9,14 +9,15 @@
 #   clang            (package clang)       compiles the kernel forwarder (gateway/media/*.bpf.c)
 #   bpf_helpers.h    (package libbpf-dev)  its headers; brings libbpf1, which loads it
 #   ethtool          (package ethtool)     checksum offload off in the kernel forwarder's netns test
+#   callgrind_control (package valgrind)   instructions per call (tests/bench/bench_callcost.py)
 # Run before the project is installed: `pip install` compiles the kernel
 # forwarder only where clang and libbpf's headers are present.
 # Quick and silent when everything is there. Needs root or password-less sudo
 # to install; exits non-zero with the reason when the packages cannot be had.
 set -euo pipefail
 
-commands=(sipp baresip kamailio systemd-analyze espeak-ng sqlite3 clang /usr/include/bpf/bpf_helpers.h ethtool)
-packages=(sip-tester baresip kamailio systemd espeak-ng sqlite3 clang libbpf-dev ethtool)
+commands=(sipp baresip kamailio systemd-analyze espeak-ng sqlite3 clang /usr/include/bpf/bpf_helpers.h ethtool callgrind_control)
+packages=(sip-tester baresip kamailio systemd espeak-ng sqlite3 clang libbpf-dev ethtool valgrind)
 
 say() { printf 'install-test-deps: %s\n' "$*" >&2; }
 

@@ -49,6 +49,7 @@ KNOWN: tuple[Benchmark, ...] = (
     Benchmark("bench_relay", ("--calls", "250,1000", "--duration", "3", "--direct-duration", "2")),
     Benchmark("bench_capture", ("--quick",)),
     Benchmark("bench_api", ("--quick",)),
+    Benchmark("bench_callcost", ("--calls", "20,60")),
     Benchmark("bench_callrate", ("--quick",)),
 )
 LAST = "bench_callrate"

@@ -299,12 +299,16 @@ def callgate_command() -> list[str]:
 
 
 def wait_until_ready(
-    sip_port: int, process: subprocess.Popen[bytes], log_path: Path, api_port: int = 0
+    sip_port: int,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    api_port: int = 0,
+    timeout_s: float = 30.0,
 ) -> None:
     """Probe with OPTIONS (what a load balancer does) until the gateway answers 200, then,
     with ``api_port``, until the API accepts connections: SIP answers before the API
     listens, and an API that cannot bind stops the gateway after that."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout_s
     _wait_for_options(sip_port, process, log_path, deadline)
     while api_port and not _answers_healthz(GATEWAY_HOST, api_port):
         if process.poll() is not None:
@@ -374,10 +378,14 @@ def start_gateway(
     *,
     cpus: set[int] | None = None,
     open_files: tuple[int, int] | None = None,
+    wrapper: Sequence[str] = (),
+    env: dict[str, str] | None = None,
     **config: Any,
 ) -> GatewayProcess:
     """Write the configuration, start ``callgate run`` (pinned to ``cpus``, with the
-    ``(soft, hard)`` limit of ``open_files``, when given) and wait until it answers OPTIONS.
+    ``(soft, hard)`` limit of ``open_files``, when given; under ``wrapper``, a command
+    such as valgrind's, and with ``env`` as its environment, when given) and wait until
+    it answers OPTIONS.
 
     A probed port can still be taken by another program before the gateway binds
     it (another suite on the same host draws from the same range); the gateway
@@ -387,7 +395,9 @@ def start_gateway(
     """
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
-            return _start_gateway_once(tmp, db_url, cpus=cpus, open_files=open_files, **config)
+            return _start_gateway_once(
+                tmp, db_url, cpus=cpus, open_files=open_files, wrapper=wrapper, env=env, **config
+            )
         except PortTaken:
             if attempt == START_ATTEMPTS:
                 raise
@@ -400,6 +410,8 @@ def _start_gateway_once(
     *,
     cpus: set[int] | None,
     open_files: tuple[int, int] | None = None,
+    wrapper: Sequence[str] = (),
+    env: dict[str, str] | None = None,
     **config: Any,
 ) -> GatewayProcess:
     chosen: list[int] = []
@@ -433,11 +445,12 @@ def _start_gateway_once(
 
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [*callgate_command(), "run", "--config", str(config_path)],
+            [*wrapper, *callgate_command(), "run", "--config", str(config_path)],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=tmp,
+            env=env,
             preexec_fn=prepare_child if cpus or open_files else None,
         )
     gateway = GatewayProcess(
@@ -451,7 +464,8 @@ def _start_gateway_once(
         api_port=api_port,
     )
     try:
-        wait_until_ready(sip_port, process, log_path, api_port)
+        # under a wrapper (valgrind) start-up takes several times as long
+        wait_until_ready(sip_port, process, log_path, api_port, 120.0 if wrapper else 30.0)
     except BaseException as failure:
         gateway.stop()
         if "address already in use" in gateway.log_text().lower():
