@@ -52,10 +52,10 @@ from pathlib import Path
 
 from gateway.compiled import PURE_PYTHON_VARIABLE
 from gateway.compiled import STATE as COMPILED_STATE
-from tests.bench.bench_callrate import CALLEE_NUMBER, CALLER_NUMBER, wait_for_records
+from tests.bench.bench_callrate import callee_peer, caller_peer, wait_for_records
 from tests.bench.common import format_table, machine_lines, print_title
 from tests.support.gateway import PBX_HOST, TRUNK_HOST, start_gateway
-from tests.support.sipp import SippScenario, find_sipp, free_media_port
+from tests.support.sipp import find_sipp, free_media_port
 
 DEFAULT_CALLS = (40, 120)
 DEFAULT_RATE = 4.0
@@ -79,6 +79,10 @@ def callgrind_total(path: Path) -> int:
         if line.startswith(("totals:", "summary:")):
             return int(line.split()[1])
     raise RuntimeError(f"no totals in {path}")
+
+
+def callgrind_control(option: str, pid: int) -> None:
+    subprocess.run(["callgrind_control", option, str(pid)], check=True, capture_output=True)
 
 
 def build_environment(build: str) -> dict[str, str]:
@@ -114,53 +118,30 @@ def run_once(build: str, calls: int, options: argparse.Namespace, workdir: Path)
         expected = "compiled (mypyc)" if build == "compiled" else "Python"
         if said is None or not said.group(1).startswith(expected):
             raise RuntimeError(f"{build}: the gateway said {said and said.group(1)!r}")
-        callee = SippScenario(
-            "uas_rate",
-            local_ip=PBX_HOST,
-            local_port=gateway.pbx_port,
-            media_port=free_media_port(PBX_HOST),
-            calls=None,
-            play_media=False,
-            rtp_sink=False,
-            trace_messages=False,
-            name="uas",
-        ).start(run_dir, options.sipp)
+        callee = callee_peer(gateway.pbx_port, free_media_port(PBX_HOST), "uas")
+        callee_process = callee.start(run_dir, options.sipp)
         try:
-            callee.wait_ready()
+            callee_process.wait_ready()
             since = datetime.now(UTC)
-            subprocess.run(
-                ["callgrind_control", "--instr=on", str(gateway.pid)],
-                check=True,
-                capture_output=True,
-            )
-            caller = SippScenario(
-                "uac_rate",
-                local_ip=TRUNK_HOST,
-                remote=gateway.address,
-                media_port=free_media_port(TRUNK_HOST),
+            callgrind_control("--instr=on", gateway.pid)
+            caller = caller_peer(
+                gateway.address,
+                free_media_port(TRUNK_HOST),
                 calls=calls,
                 rate=options.rate,
-                rate_period_ms=1000,
                 call_limit=calls,
-                duration_ms=options.call_ms,
-                service=CALLEE_NUMBER,
-                caller=CALLER_NUMBER,
-                play_media=True,
-                rtp_sink=False,
-                trace_messages=False,
+                call_ms=options.call_ms,
                 name="uac",
-            ).start(run_dir, options.sipp)
-            result = caller.wait_result(timeout=calls / options.rate * 3 + 120)
+            )
+            result = caller.start(run_dir, options.sipp).wait_result(
+                timeout=calls / options.rate * 3 + 120
+            )
             if result.returncode != 0:
                 raise RuntimeError(f"{build}, {calls} calls: sipp failed calls\n{result.errors}")
             wait_for_records(db_url, since, calls, RECORD_WAIT_S)
-            subprocess.run(
-                ["callgrind_control", "--dump", str(gateway.pid)],
-                check=True,
-                capture_output=True,
-            )
+            callgrind_control("--dump", gateway.pid)
         finally:
-            callee.close()
+            callee_process.close()
     finally:
         gateway.stop()
     dumps = sorted(run_dir.glob("callgrind.out.*"))

@@ -187,6 +187,54 @@ PROFILE_MAX_S = 30.0
 # --------------------------------------------------------------------------
 
 
+def callee_peer(pbx_port: int, media_port: int, name: str) -> SippScenario:
+    """The tenant's PBX: sipp's ``uas_rate`` on ``PBX_HOST``, answering every call at once."""
+    return SippScenario(
+        "uas_rate",
+        local_ip=PBX_HOST,
+        local_port=pbx_port,
+        media_port=media_port,
+        calls=None,
+        play_media=False,
+        rtp_sink=False,
+        trace_messages=False,
+        name=name,
+    )
+
+
+def caller_peer(
+    gateway: tuple[str, int],
+    media_port: int,
+    *,
+    calls: int,
+    rate: float,
+    call_limit: int,
+    call_ms: int,
+    name: str,
+    extra_args: tuple[str, ...] = (),
+) -> SippScenario:
+    """The trunk: sipp's ``uac_rate`` on ``TRUNK_HOST``, ``calls`` calls at ``rate``/s
+    through the gateway, each playing its G.711 pcap for ``call_ms``."""
+    return SippScenario(
+        "uac_rate",
+        local_ip=TRUNK_HOST,
+        remote=gateway,
+        media_port=media_port,
+        calls=calls,
+        rate=rate,
+        rate_period_ms=1000,
+        call_limit=call_limit,
+        duration_ms=call_ms,
+        service=CALLEE_NUMBER,
+        caller=CALLER_NUMBER,
+        play_media=True,
+        rtp_sink=False,
+        trace_messages=False,
+        extra_args=extra_args,
+        name=name,
+    )
+
+
 def parse_port_range(text: str) -> tuple[int, int]:
     """``MIN-MAX`` with an even MIN (RTP takes even ports, RFC 3550 section 11)."""
     low_text, dash, high_text = text.partition("-")
@@ -829,39 +877,23 @@ class CallRateBench:
             stack.callback(callee_port.close)
             caller_port = CountingPort(TRUNK_HOST, caller_media + RTP_PORT_OFFSET)
             stack.callback(caller_port.close)
-            callee = SippScenario(
-                "uas_rate",
-                local_ip=PBX_HOST,
-                local_port=self.gateway.pbx_port,
-                media_port=callee_media,
-                calls=None,
-                play_media=False,
-                rtp_sink=False,
-                trace_messages=False,
-                name=f"uas-{rate}",
-            ).start(step_dir, self.sipp)
+            callee = callee_peer(self.gateway.pbx_port, callee_media, f"uas-{rate}").start(
+                step_dir, self.sipp
+            )
             stack.callback(callee.close)
             self._pin_sipp(callee)
             metrics_before = gateway_metrics(self.gateway.api_port)
             since = datetime.now(UTC)
             datagrams_before = callee_port.datagrams()
-            caller = SippScenario(
-                "uac_rate",
-                local_ip=TRUNK_HOST,
-                remote=(GATEWAY_HOST, self.gateway.sip_port),
-                media_port=caller_media,
+            caller = caller_peer(
+                (GATEWAY_HOST, self.gateway.sip_port),
+                caller_media,
                 calls=calls,
                 rate=rate,
-                rate_period_ms=1000,
                 call_limit=calls_carried(options.media_ports),
-                duration_ms=options.call_ms,
-                service=CALLEE_NUMBER,
-                caller=CALLER_NUMBER,
-                play_media=True,
-                rtp_sink=False,
-                trace_messages=False,
-                extra_args=("-trace_rtt", "-rtt_freq", "1"),
+                call_ms=options.call_ms,
                 name=f"uac-{rate}",
+                extra_args=("-trace_rtt", "-rtt_freq", "1"),
             ).start(step_dir, self.sipp)
             stack.callback(caller.close)
             self._pin_sipp(caller)
