@@ -128,7 +128,6 @@ if sys.platform.startswith("linux"):  # epoll, recvmmsg, eventfd
     )
 
 
-
 def _load_compiled_rules() -> ModuleType:
     """gateway/compiled.py (standard library only), without importing the package."""
     spec = importlib.util.spec_from_file_location("_callgate_compiled", COMPILED_RULES)
