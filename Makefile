@@ -25,12 +25,13 @@ check-config: venv
 	$(BIN)/callgate check-config --config $(CONFIG)
 
 # deps first: the install compiles the kernel forwarder where clang is present
-# The suite runs on the compiled signalling path; its sources are the reference, so
-# the signalling unit tests run again on them (gateway/compiled.py).
+# The suite runs on the compiled call path; its sources are the reference, so its
+# unit tests run again on them (gateway/compiled.py).
 test: deps venv
 	$(BIN)/ruff check .
 	$(BIN)/pytest
-	CALLGATE_PURE_PYTHON=1 $(BIN)/pytest -q tests/unit/sip tests/unit/net tests/unit/calls
+	CALLGATE_PURE_PYTHON=1 $(BIN)/pytest -q tests/unit/sip tests/unit/net tests/unit/calls \
+		tests/unit/media
 
 # the bench extra (Presidio) once; the project itself is installed by venv
 bench: deps venv
@@ -54,7 +55,7 @@ $(BIN)/python:
 
 # Reinstalled when pyproject.toml changes (new dependencies, entry points) or the
 # source of a compiled part does (the install compiles them): the forwarders, and the
-# signalling path that mypyc compiles, with every module it reads types from
+# call path that mypyc compiles, with every module it reads types from
 # (gateway/compiled.py).
 COMPILED_SOURCES := $(shell find gateway dsp -name '*.py' -not -path '*/__pycache__/*')
 $(STAMP): pyproject.toml setup.py $(COMPILED_SOURCES) \

@@ -1,8 +1,9 @@
 """The compiled parts of callgate.
 
-- The signalling path, compiled from its typed Python by mypyc: the SIP stack
-  (``gateway/sip``), its transports (``gateway/net``) and the call handling
-  (``gateway/calls``); the list is :data:`gateway.compiled.COMPILED_PACKAGES`. The
+- The call path, compiled from its typed Python by mypyc: the SIP stack
+  (``gateway/sip``), its transports (``gateway/net``), the call handling
+  (``gateway/calls``) and the media relay (``gateway/media``, but for its libbpf
+  calls through ctypes); the list is :data:`gateway.compiled.COMPILED_PACKAGES`. The
   sources stay the reference: with ``CALLGATE_COMPILE=0`` at build time, or when the
   build has no mypyc, they run as Python (see :mod:`gateway.compiled`).
 - ``gateway/media/_fastpath.c``: the native forwarder, a CPython extension.
@@ -82,7 +83,7 @@ class BuildWithKernelForwarder(build_ext):
             if not os.path.exists(path) or os.path.getmtime(path) < started - 1
         ]
         if missing:
-            print(f"signalling path not compiled: {len(missing)} modules not built")
+            print(f"call path not compiled: {len(missing)} modules not built")
             return
         with open(manifest, "w") as output:
             output.write(COMPILED_MANIFEST)
@@ -147,8 +148,8 @@ BUILD_COMMANDS = {"build", "build_ext", "bdist_wheel", "editable_wheel", "develo
 """The commands that build extensions: metadata hooks (egg_info, dist_info) skip mypyc."""
 
 
-def _compiled_signalling() -> list[Extension]:
-    """The signalling path's modules as mypyc extensions, in one group whose shared
+def _compiled_call_path() -> list[Extension]:
+    """The call path's modules as mypyc extensions, in one group whose shared
     library lives inside the package (``gateway._compiled__mypyc``), so an editable
     install finds it too. mypyc type-checks them first: a type error fails the build
     (types from packages the build environment lacks count as Any). The C compile is
@@ -157,12 +158,12 @@ def _compiled_signalling() -> list[Extension]:
     if not BUILD_COMMANDS & set(sys.argv[1:]):
         return []
     if os.environ.get("CALLGATE_COMPILE", "1") == "0":
-        print("signalling path not compiled: CALLGATE_COMPILE=0")
+        print("call path not compiled: CALLGATE_COMPILE=0")
         return []
     try:
         from mypyc.build import mypycify
     except ImportError:
-        print("signalling path not compiled: no mypyc (pip install mypy)")
+        print("call path not compiled: no mypyc (pip install mypy)")
         return []
     COMPILED_MANIFEST = COMPILED.manifest_text(Path("gateway").resolve())
     sources = [str(COMPILED.source_path(module, Path("gateway"))) for module in COMPILED_MODULES]
@@ -177,6 +178,6 @@ def _compiled_signalling() -> list[Extension]:
 
 
 setup(
-    ext_modules=[*extensions, *_compiled_signalling()],
+    ext_modules=[*extensions, *_compiled_call_path()],
     cmdclass={"build_ext": BuildWithKernelForwarder},
 )

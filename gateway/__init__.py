@@ -2,4 +2,4 @@
 
 from gateway import compiled as _compiled
 
-_compiled.choose()  # the signalling path compiled, or from its sources (gateway.compiled)
+_compiled.choose()  # the call path compiled, or from its sources (gateway.compiled)

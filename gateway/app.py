@@ -120,7 +120,7 @@ class Gateway:
         _warn_unsealed(self.settings)
         for bound in self.stack.transports.bound:
             log.info("SIP listening on %s %s:%d", bound.transport, bound.host, bound.port)
-        log.info("signalling path (SIP, calls): %s", compiled.STATE.describe())
+        log.info("call path (SIP, calls, media): %s", compiled.STATE.describe())
         log.info(
             "media relay on %s ports %d-%d (flow sockets %s, native forwarder %s, "
             "kernel forwarder %s); "

@@ -1,10 +1,11 @@
 """Which of callgate's modules run compiled, and the fall-back to their sources.
 
-The signalling path (the SIP stack, its transports, the call handling) is compiled by
-mypyc when the package is built (``setup.py``): the same typed Python, as C, in one
-group whose shared library is ``gateway._compiled__mypyc``. The ``.py`` files stay the
-reference. The build writes :data:`MANIFEST` beside the package: the digest of every
-source the compilation read (the project's own modules, :data:`SOURCE_TREES`: the
+The call path (the SIP stack, its transports, the call handling, and the media relay's
+control: sessions, receivers, forwarders, announcements) is compiled by mypyc when the
+package is built (``setup.py``): the same typed Python, as C, in one group whose shared
+library is ``gateway._compiled__mypyc``. The ``.py`` files stay the reference. The
+build writes :data:`MANIFEST` beside the package: the digest of every source the
+compilation read (the project's own modules, :data:`SOURCE_TREES`: the
 compiled code checks at run time the types it took from the others too). At import
 (``gateway/__init__.py``) the sources are checked against it; where one was changed
 since the build (an editable install being worked on), the build did not compile
@@ -30,8 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-COMPILED_PACKAGES = ("gateway.sip", "gateway.net", "gateway.calls")
+COMPILED_PACKAGES = ("gateway.sip", "gateway.net", "gateway.calls", "gateway.media")
 """The packages whose modules (not their ``__init__``) mypyc compiles."""
+
+NOT_COMPILED = frozenset({"gateway.media.bpf"})
+"""Modules of those packages left as Python: libbpf through ctypes, called when a lane
+moves into the kernel, and an ``OSError`` subclass, which mypyc cannot compile."""
 
 GROUP_LIBRARY = "_compiled__mypyc"
 """The group's shared library, a module of the ``gateway`` package."""
@@ -49,7 +54,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class CompiledState:
-    """Whether the signalling path runs compiled, and why not when it does not."""
+    """Whether the call path runs compiled, and why not when it does not."""
 
     compiled: bool
     reason: str
@@ -71,7 +76,9 @@ def compiled_module_names(package_dir: Path = PACKAGE_DIR) -> list[str]:
         names.extend(
             f"{package}.{path.stem}"
             for path in directory.glob("*.py")
-            if path.name != "__init__.py" and _is_module_source(path)
+            if path.name != "__init__.py"
+            and _is_module_source(path)
+            and f"{package}.{path.stem}" not in NOT_COMPILED
         )
     return sorted(names)
 

@@ -177,6 +177,7 @@ class PartyTap:
         except struct.error:
             self.malformed += 1
             return
+        payload: bytes | None
         if first == 0x80:  # version 2 with no padding, extension or CSRC: the usual header
             payload = data[12:]
         else:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 try:
-    from gateway.media import _fastpath
+    from gateway.media import _fastpath  # type: ignore[attr-defined]  # C, no stubs
 except ImportError as exc:  # not built: pure-Python relaying
     _fastpath = None
     UNAVAILABLE_REASON: str | None = f"the native forwarder is not built ({exc})"

@@ -44,6 +44,7 @@ import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Final
 
@@ -53,7 +54,9 @@ from gateway.media.netlink_route import RouteLookup, lookup_route
 
 log = logging.getLogger(__name__)
 
-PROGRAM_PATH: Final = Path(__file__).with_name("kernel_forward.bpf.o")
+PROGRAM_PATH: Final = Path(str(files("gateway.media").joinpath("kernel_forward.bpf.o")))
+"""Found through the package, not ``__file__``, which a module compiled into the mypyc
+group's shared library does not hold as its own path."""
 PROGRAM_NAME: Final = "rtp_forward"
 MAP_NAME: Final = "lanes"
 

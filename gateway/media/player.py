@@ -35,7 +35,6 @@ import secrets
 import socket
 import struct
 from typing import Final
-from weakref import WeakKeyDictionary
 
 import numpy as np
 import numpy.typing as npt
@@ -55,9 +54,6 @@ _SAMPLES_PER_MS: Final = g711.SAMPLE_RATE // 1000
 _HEADER: Final = struct.Struct("!BBHII")
 _VERSION_OCTET: Final = 2 << 6  # RTP version 2, no padding, no extension, no CSRCs
 _MARKER: Final = 0x80
-
-_playing: WeakKeyDictionary[MediaSide, Playback] = WeakKeyDictionary()
-"""The playback that owns each side's stream now."""
 
 
 class Playback:
@@ -117,7 +113,7 @@ class Playback:
         self._finish(False)
 
     def _start(self) -> None:
-        _playing[self.side] = self
+        self.side.playback = self
         self.side.set_announcing(True)
         self._tick()
 
@@ -190,8 +186,8 @@ class Playback:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        if _playing.get(self.side) is self:
-            del _playing[self.side]
+        if self.side.playback is self:
+            self.side.playback = None
             self.side.set_announcing(False)
 
 
@@ -225,7 +221,7 @@ def play(
     padded[: len(pcm)] = pcm
     payload = g711.encode(padded, payload_type)
     running_loop = loop if loop is not None else asyncio.get_running_loop()
-    previous = _playing.get(side)
+    previous = side.playback
     if previous is not None:
         previous.stop()
     playback = Playback(

@@ -15,8 +15,9 @@ import ipaddress
 import socket
 
 
-class PortPoolExhausted(RuntimeError):
-    """No free RTP/RTCP pair is left in the pool."""
+class PortPoolExhausted(Exception):
+    """No free RTP/RTCP pair is left in the pool (an ``Exception``, not a ``RuntimeError``:
+    mypyc compiles subclasses of a few built-in exceptions only)."""
 
 
 def address_family(host: str) -> socket.AddressFamily:

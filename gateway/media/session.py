@@ -15,11 +15,14 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from gateway.media.forward import Address, RtcpReceiver, RtpReceiver, SendTo, Tap, discard
 from gateway.media.stats import StreamStats
 from gateway.sip.ip import ip_literal
+
+if TYPE_CHECKING:
+    from gateway.media.player import Playback
 
 SIDES = ("a", "b")
 
@@ -108,6 +111,8 @@ class MediaSide:
         """The side facing the other party (None once the session is closed)."""
         self.open = True
         self.announcing: bool = False
+        self.playback: Playback | None = None
+        """The announcement that owns this side's stream now (:mod:`gateway.media.player`)."""
 
     def describe(self) -> str:
         return f"{self.session_id}/{self.index}{self.name}:{self.rtp_port}"
@@ -193,7 +198,8 @@ class MediaSide:
         return latched if latched is not None else sdp
 
     def _sender(self, sock: socket.socket) -> SendTo:
-        return sock.sendto if self.open else discard
+        # socket.sendto is overloaded (with and without flags); the relay passes no flags
+        return cast(SendTo, sock.sendto) if self.open else discard
 
     def refresh_routes(self) -> None:
         """Recompute, on the other side's receivers, how packets reach this party."""

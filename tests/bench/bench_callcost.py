@@ -30,7 +30,7 @@ forwarders' softirq. A low rate gives the event loop one message per wake-up,
 so the figure is what one call costs without the batching that a loaded
 gateway gets: an upper bound of its user-space work, the same for both builds.
 
-Builds: "compiled" is the installed tree with the signalling path compiled by
+Builds: "compiled" is the installed tree with the call path compiled by
 mypyc (``gateway.compiled``); "sources" is the same tree with
 ``CALLGATE_PURE_PYTHON=1``, every module of that path from its ``.py`` file.
 The gateway's start-up line says which it ran, and the script checks it.
@@ -61,7 +61,7 @@ DEFAULT_CALLS = (40, 120)
 DEFAULT_RATE = 4.0
 DEFAULT_CALL_MS = 1000
 RECORD_WAIT_S = 120.0
-STARTUP_LINE = re.compile(r"signalling path \(SIP, calls\): (.*)")
+STARTUP_LINE = re.compile(r"call path \(SIP, calls, media\): (.*)")
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         parser.error("needs valgrind (Debian package valgrind)")
     if "compiled" in builds and not COMPILED_STATE.compiled:
-        parser.error(f"the signalling path is not compiled here ({COMPILED_STATE.reason}): make")
+        parser.error(f"the call path is not compiled here ({COMPILED_STATE.reason}): make")
     print_title("Gateway instructions per call (callgrind): compiled against sources")
     print(__doc__.split("Method\n------\n", 1)[1].strip())
     print()

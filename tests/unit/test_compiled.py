@@ -1,4 +1,4 @@
-"""The compiled signalling path (mypyc) and its fall-back to the sources (gateway.compiled)."""
+"""The compiled call path (mypyc) and its fall-back to the sources (gateway.compiled)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from gateway.compiled import (
     compiled_module_names,
     inspect_build,
     manifest_text,
+    source_path,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,6 +49,15 @@ def test_the_modules_are_every_module_of_the_packages_but_their_init(tmp_path: P
     assert compiled_module_names(package_dir) == sorted(
         f"{package}.{name}" for package in compiled.COMPILED_PACKAGES for name in ("alpha", "beta")
     )
+
+
+def test_a_module_left_as_python_is_not_one_of_them(tmp_path: Path) -> None:
+    package_dir = fake_build(tmp_path)
+    for module in compiled.NOT_COMPILED:
+        source_path(module, package_dir).write_text("LIBRARY = 'libbpf.so.1'\n")
+    names = compiled_module_names(package_dir)
+    assert compiled.NOT_COMPILED and not compiled.NOT_COMPILED & set(names)
+    assert "gateway.media.alpha" in names
 
 
 def test_a_build_that_matches_its_sources_runs_compiled(tmp_path: Path) -> None:
@@ -113,8 +123,9 @@ def test_no_group_library_is_a_python_install(tmp_path: Path) -> None:
 
 def _imported_from(environ: dict[str, str]) -> list[str]:
     program = (
-        "import gateway.compiled as c, gateway.sip.message as m, gateway.calls.b2bua as b;"
-        "print(c.STATE.compiled, m.__file__, b.__file__, sep='\\n')"
+        "import gateway.compiled as c, gateway.sip.message as m, gateway.calls.b2bua as b,"
+        " gateway.media.relay as r, gateway.media.bpf as f;"
+        "print(c.STATE.compiled, m.__file__, b.__file__, r.__file__, f.__file__, sep='\\n')"
     )
     result = subprocess.run(
         [sys.executable, "-c", program],
@@ -128,20 +139,25 @@ def _imported_from(environ: dict[str, str]) -> list[str]:
 
 
 def test_the_installed_tree_imports_the_compiled_modules_or_says_why_not() -> None:
-    """In CI the build must have compiled the signalling path, and it must be what runs."""
+    """In CI the build must have compiled the call path, and it must be what runs."""
     state = compiled.STATE
     if not state.compiled:
         if os.environ.get("CI"):
-            pytest.fail(f"the signalling path is not compiled in CI: {state.reason}")
-        pytest.skip(f"signalling path runs as Python here ({state.reason}); build it: make")
+            pytest.fail(f"the call path is not compiled in CI: {state.reason}")
+        pytest.skip(f"call path runs as Python here ({state.reason}); build it: make")
     environ = {k: v for k, v in os.environ.items() if k != PURE_PYTHON_VARIABLE}
-    flag, message_file, b2bua_file = _imported_from(environ)
+    flag, message_file, b2bua_file, relay_file, bpf_file = _imported_from(environ)
     assert flag == "True"
     assert message_file.endswith(SUFFIX) and b2bua_file.endswith(SUFFIX)
+    assert relay_file.endswith(SUFFIX)
+    assert bpf_file.endswith("gateway/media/bpf.py")  # left as Python (NOT_COMPILED)
 
 
 def test_the_variable_imports_every_module_from_its_source() -> None:
-    flag, message_file, b2bua_file = _imported_from({**os.environ, PURE_PYTHON_VARIABLE: "1"})
+    imported = _imported_from({**os.environ, PURE_PYTHON_VARIABLE: "1"})
+    flag, message_file, b2bua_file, relay_file, bpf_file = imported
     assert flag == "False"
     assert message_file.endswith("gateway/sip/message.py")
     assert b2bua_file.endswith("gateway/calls/b2bua.py")
+    assert relay_file.endswith("gateway/media/relay.py")
+    assert bpf_file.endswith("gateway/media/bpf.py")
