@@ -14,6 +14,13 @@ its source instead. It is all or none: the modules of one mypyc group reach each
 other's classes inside their shared library, so a compiled module cannot run beside
 an interpreted copy of another.
 
+mypyc compiles a dataclass's own methods, but the class goes through ``@dataclass``
+at import like any other, and the ``__init__`` that writes runs as Python. The
+dataclasses made many times per call (SIP URIs and name-addrs, Via, CSeq, the SDP
+parts) write their ``__init__`` out, which ``@dataclass`` keeps and mypyc compiles;
+``tests/unit/sip/test_written_initialisers.py`` holds each to what ``@dataclass``
+would have made.
+
 Standard library only: ``setup.py`` loads this file for :data:`COMPILED_PACKAGES`
 before any dependency is installed.
 """

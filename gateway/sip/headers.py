@@ -41,6 +41,19 @@ class Via:
     port: int | None = None
     params: dict[str, str | None] = field(default_factory=dict)
 
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int | None = None,
+        params: dict[str, str | None] | None = None,
+    ) -> None:
+        # written out: mypyc compiles it, where the one @dataclass writes runs as Python
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params = {} if params is None else params
+
     @classmethod
     def parse(cls, value: str) -> Via:
         """Parse one via-parm (RFC 3261 25.1), tolerating LWS around '/' and ':'."""
@@ -148,9 +161,12 @@ class CSeq:
     seq: int
     method: str
 
-    def __post_init__(self) -> None:
-        if not 0 <= self.seq <= MAX_CSEQ:
-            raise ValueError(f"CSeq number {self.seq} outside 0..2**31-1")
+    def __init__(self, seq: int, method: str) -> None:
+        # written out: mypyc compiles it, where the one @dataclass writes runs as Python
+        if not 0 <= seq <= MAX_CSEQ:
+            raise ValueError(f"CSeq number {seq} outside 0..2**31-1")
+        self.seq = seq
+        self.method = method
 
     @classmethod
     def parse(cls, value: str) -> CSeq:

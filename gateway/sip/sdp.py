@@ -218,6 +218,23 @@ class Origin:
     addrtype: str
     address: str
 
+    def __init__(
+        self,
+        username: str,
+        session_id: str,
+        session_version: int,
+        nettype: str,
+        addrtype: str,
+        address: str,
+    ) -> None:
+        # written out: mypyc compiles it, where the one @dataclass writes runs as Python
+        self.username = username
+        self.session_id = session_id
+        self.session_version = session_version
+        self.nettype = nettype
+        self.addrtype = addrtype
+        self.address = address
+
     @classmethod
     def parse(cls, value: str) -> Origin:
         parts = _fields(value)
@@ -247,6 +264,21 @@ class Connection:
     nettype: str = "IN"
     ttl: int | None = None
     num: int | None = None
+
+    def __init__(
+        self,
+        address: str,
+        addrtype: str = "IP4",
+        nettype: str = "IN",
+        ttl: int | None = None,
+        num: int | None = None,
+    ) -> None:
+        # written out: mypyc compiles it, where the one @dataclass writes runs as Python
+        self.address = address
+        self.addrtype = addrtype
+        self.nettype = nettype
+        self.ttl = ttl
+        self.num = num
 
     @classmethod
     def parse(cls, value: str) -> Connection:
@@ -305,6 +337,33 @@ class MediaDescription:
     key: str | None = None
     attributes: list[tuple[str, str | None]] = field(default_factory=list)
     other_lines: list[tuple[str, str]] = field(default_factory=list)
+
+    def __init__(
+        self,
+        kind: str,
+        port: int,
+        port_count: int | None,
+        proto: str,
+        formats: list[str],
+        info: str | None = None,
+        connection: Connection | None = None,
+        bandwidths: list[str] | None = None,
+        key: str | None = None,
+        attributes: list[tuple[str, str | None]] | None = None,
+        other_lines: list[tuple[str, str]] | None = None,
+    ) -> None:
+        # written out: mypyc compiles it, where the one @dataclass writes runs as Python
+        self.kind = kind
+        self.port = port
+        self.port_count = port_count
+        self.proto = proto
+        self.formats = formats
+        self.info = info
+        self.connection = connection
+        self.bandwidths = [] if bandwidths is None else bandwidths
+        self.key = key
+        self.attributes = [] if attributes is None else attributes
+        self.other_lines = [] if other_lines is None else other_lines
 
     def copy(self) -> MediaDescription:
         """A deep copy (see :meth:`SessionDescription.copy`)."""
@@ -497,6 +556,42 @@ class SessionDescription:
     attributes: list[tuple[str, str | None]] = field(default_factory=list)
     other_lines: list[tuple[str, str]] = field(default_factory=list)
     media: list[MediaDescription] = field(default_factory=list)
+
+    def __init__(
+        self,
+        *,
+        version: int = 0,
+        origin: Origin,
+        session_name: str,
+        info: str | None = None,
+        uri: str | None = None,
+        emails: list[str] | None = None,
+        phones: list[str] | None = None,
+        connection: Connection | None = None,
+        bandwidths: list[str] | None = None,
+        timing: list[str] | None = None,
+        time_zones: str | None = None,
+        key: str | None = None,
+        attributes: list[tuple[str, str | None]] | None = None,
+        other_lines: list[tuple[str, str]] | None = None,
+        media: list[MediaDescription] | None = None,
+    ) -> None:
+        # written out: mypyc compiles it, where the one @dataclass writes runs as Python
+        self.version = version
+        self.origin = origin
+        self.session_name = session_name
+        self.info = info
+        self.uri = uri
+        self.emails = [] if emails is None else emails
+        self.phones = [] if phones is None else phones
+        self.connection = connection
+        self.bandwidths = [] if bandwidths is None else bandwidths
+        self.timing = [_DEFAULT_TIMING] if timing is None else timing
+        self.time_zones = time_zones
+        self.key = key
+        self.attributes = [] if attributes is None else attributes
+        self.other_lines = [] if other_lines is None else other_lines
+        self.media = [] if media is None else media
 
     @classmethod
     def parse(cls, data: object) -> SessionDescription:

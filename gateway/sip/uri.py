@@ -179,6 +179,26 @@ class SipUri:
     params: dict[str, str | None] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
 
+    def __init__(
+        self,
+        scheme: str,
+        user: str | None,
+        password: str | None,
+        host: str,
+        port: int | None,
+        params: dict[str, str | None] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        # written out: mypyc compiles it, where the one @dataclass writes runs as Python
+        # (gateway.compiled); URIs are made dozens of times per call
+        self.scheme = scheme
+        self.user = user
+        self.password = password
+        self.host = host
+        self.port = port
+        self.params = {} if params is None else params
+        self.headers = {} if headers is None else headers
+
     @classmethod
     def parse(cls, text: str) -> SipUri:
         """Parse a URI (RFC 3261 19.1.1 / 25.1 SIP-URI, SIPS-URI; RFC 3966 telephone-uri).
@@ -463,6 +483,14 @@ class NameAddr:
     display_name: str | None
     uri: SipUri
     params: dict[str, str | None] = field(default_factory=dict)
+
+    def __init__(
+        self, display_name: str | None, uri: SipUri, params: dict[str, str | None] | None = None
+    ) -> None:
+        # written out: mypyc compiles it, where the one @dataclass writes runs as Python
+        self.display_name = display_name
+        self.uri = uri
+        self.params = {} if params is None else params
 
     @property
     def tag(self) -> str | None:

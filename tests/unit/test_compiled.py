@@ -6,6 +6,7 @@ import importlib.machinery
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,16 @@ def test_the_variable_imports_every_module_from_its_source() -> None:
     assert b2bua_file.endswith("gateway/calls/b2bua.py")
     assert relay_file.endswith("gateway/media/relay.py")
     assert bpf_file.endswith("gateway/media/bpf.py")
+
+
+def test_the_written_out_initialisers_run_compiled() -> None:
+    """The dataclasses that write their ``__init__`` out (tests/unit/sip/
+    test_written_initialisers.py) get a compiled one: ``@dataclass`` kept it."""
+    if not compiled.STATE.compiled:
+        if os.environ.get("CI"):
+            pytest.fail(f"the call path is not compiled in CI: {compiled.STATE.reason}")
+        pytest.skip(f"call path runs as Python here ({compiled.STATE.reason}); build it: make")
+    from tests.unit.sip.test_written_initialisers import WRITTEN_OUT
+
+    interpreted = [cls for cls in WRITTEN_OUT if isinstance(cls.__init__, types.FunctionType)]
+    assert interpreted == []
