@@ -67,7 +67,7 @@ def load_notice(path: str | os.PathLike[str]) -> NoticeAudio:
         samples, rate = read_wav(data)
     except WavError as exc:
         raise NoticeError(f"notice {source}: unreadable WAV: {exc}") from None
-    frames = samples.shape[0]
+    frames = len(samples)  # the first axis: frames (dsp.wav)
     if frames == 0:
         raise NoticeError(f"notice {source}: empty audio (no samples)")
     if frames / rate > MAX_NOTICE_SECONDS:
