@@ -19,7 +19,12 @@ at import like any other, and the ``__init__`` that writes runs as Python. The
 dataclasses made many times per call (SIP URIs and name-addrs, Via, CSeq, the SDP
 parts) write their ``__init__`` out, which ``@dataclass`` keeps and mypyc compiles;
 ``tests/unit/sip/test_written_initialisers.py`` holds each to what ``@dataclass``
-would have made.
+would have made. Compiled, such a class cannot be made without that ``__init__``,
+which ``copy`` and ``pickle`` skip: their ``__reduce__`` makes them through it
+(:mod:`gateway.sip.rebuild`). They also carry ``@mypyc_attr(acyclic=True)``, which
+keeps them out of the cyclic collector: their fields (text, numbers, dicts and lists
+of text, each other) cannot lead back to them, so it need not walk them. The decorator
+does nothing when they run as Python.
 
 Standard library only: ``setup.py`` loads this file for :data:`COMPILED_PACKAGES`
 before any dependency is installed.

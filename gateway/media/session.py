@@ -224,8 +224,10 @@ class MediaSide:
 
     def release(self) -> None:
         """Break the references between the closed side, its peer and its receivers, so
-        reference counting frees them (see :meth:`Receiver.release`)."""
+        reference counting frees them (see :meth:`Receiver.release`). A playback still
+        running lets go of the side at its next packet time, when it finds it closed."""
         self.peer = None
+        self.playback = None
         for receiver in self.receivers():
             receiver.release()
 

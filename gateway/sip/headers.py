@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
+
+from mypy_extensions import mypyc_attr
 
 from gateway.sip.errors import SipParseError
+from gateway.sip.rebuild import by_fields
 from gateway.sip.uri import (
     TOKEN_RE,
     format_host,
@@ -29,6 +33,7 @@ MAX_CSEQ = 2**31 - 1
 """RFC 3261 8.1.1.5: the sequence number MUST be less than 2**31."""
 
 
+@mypyc_attr(acyclic=True)  # see gateway.compiled
 @dataclass(slots=True)
 class Via:
     """One Via header value: ``SIP/2.0/transport host[:port] *(;param)`` (RFC 3261 20.42).
@@ -53,6 +58,9 @@ class Via:
         self.host = host
         self.port = port
         self.params = {} if params is None else params
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return by_fields(self)  # copy and pickle (gateway.sip.rebuild)
 
     @classmethod
     def parse(cls, value: str) -> Via:
@@ -154,6 +162,7 @@ def parse_via_list(value: str) -> list[Via]:
     return [Via.parse(element) for element in elements]
 
 
+@mypyc_attr(acyclic=True)  # see gateway.compiled
 @dataclass(slots=True)
 class CSeq:
     """``CSeq: seq method`` (RFC 3261 20.16); ``seq`` is below 2**31 (8.1.1.5)."""
@@ -167,6 +176,9 @@ class CSeq:
             raise ValueError(f"CSeq number {seq} outside 0..2**31-1")
         self.seq = seq
         self.method = method
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return by_fields(self)  # copy and pickle (gateway.sip.rebuild)
 
     @classmethod
     def parse(cls, value: str) -> CSeq:

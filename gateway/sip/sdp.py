@@ -16,8 +16,12 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field, replace
+from typing import Any
+
+from mypy_extensions import mypyc_attr
 
 from gateway.sip.random_ids import random_hex
+from gateway.sip.rebuild import by_fields
 
 __all__ = [
     "DIRECTIONS",
@@ -204,6 +208,7 @@ def _attributes_named(attributes: list[tuple[str, str | None]], name: str) -> li
 # --------------------------------------------------------------- o= and c=
 
 
+@mypyc_attr(acyclic=True)  # see gateway.compiled
 @dataclass
 class Origin:
     """``o=<username> <sess-id> <sess-version> <nettype> <addrtype> <address>`` (RFC 4566 5.2).
@@ -235,6 +240,9 @@ class Origin:
         self.addrtype = addrtype
         self.address = address
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return by_fields(self)  # copy and pickle (gateway.sip.rebuild)
+
     @classmethod
     def parse(cls, value: str) -> Origin:
         parts = _fields(value)
@@ -251,6 +259,7 @@ class Origin:
         )
 
 
+@mypyc_attr(acyclic=True)  # see gateway.compiled
 @dataclass
 class Connection:
     """``c=<nettype> <addrtype> <connection-address>`` (RFC 4566 5.7).
@@ -279,6 +288,9 @@ class Connection:
         self.nettype = nettype
         self.ttl = ttl
         self.num = num
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return by_fields(self)  # copy and pickle (gateway.sip.rebuild)
 
     @classmethod
     def parse(cls, value: str) -> Connection:
@@ -317,6 +329,7 @@ class Connection:
 # --------------------------------------------------------------------- m=
 
 
+@mypyc_attr(acyclic=True)  # see gateway.compiled
 @dataclass
 class MediaDescription:
     """One media section: the ``m=`` line and the lines up to the next ``m=`` (RFC 4566 5.14).
@@ -364,6 +377,9 @@ class MediaDescription:
         self.key = key
         self.attributes = [] if attributes is None else attributes
         self.other_lines = [] if other_lines is None else other_lines
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return by_fields(self)  # copy and pickle (gateway.sip.rebuild)
 
     def copy(self) -> MediaDescription:
         """A deep copy (see :meth:`SessionDescription.copy`)."""
@@ -532,6 +548,7 @@ class MediaDescription:
 # --------------------------------------------------------------- session
 
 
+@mypyc_attr(acyclic=True)  # see gateway.compiled
 @dataclass(kw_only=True)
 class SessionDescription:
     """A whole session description (RFC 4566 5).
@@ -592,6 +609,9 @@ class SessionDescription:
         self.attributes = [] if attributes is None else attributes
         self.other_lines = [] if other_lines is None else other_lines
         self.media = [] if media is None else media
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return by_fields(self)  # copy and pickle (gateway.sip.rebuild)
 
     @classmethod
     def parse(cls, data: object) -> SessionDescription:

@@ -12,9 +12,13 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import quote, unquote
 
+from mypy_extensions import mypyc_attr
+
 from gateway.sip.errors import SipParseError
+from gateway.sip.rebuild import by_fields
 
 # RFC 3261 25.1 character classes, as regex class bodies.
 _UNRESERVED = r"A-Za-z0-9\-_.!~*'()"
@@ -163,6 +167,7 @@ def _parse_uri_headers(text: str) -> dict[str, str]:
     return headers
 
 
+@mypyc_attr(acyclic=True)  # see gateway.compiled
 @dataclass(slots=True)
 class SipUri:
     """A ``sip:``, ``sips:`` or ``tel:`` URI.
@@ -198,6 +203,9 @@ class SipUri:
         self.port = port
         self.params = {} if params is None else params
         self.headers = {} if headers is None else headers
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return by_fields(self)  # copy and pickle (gateway.sip.rebuild)
 
     @classmethod
     def parse(cls, text: str) -> SipUri:
@@ -472,6 +480,7 @@ def split_header_list(value: str) -> list[str]:
     return elements
 
 
+@mypyc_attr(acyclic=True)  # see gateway.compiled
 @dataclass(slots=True)
 class NameAddr:
     """A From, To, Contact, Route or Record-Route value (RFC 3261 20.10, 25.1).
@@ -491,6 +500,9 @@ class NameAddr:
         self.display_name = display_name
         self.uri = uri
         self.params = {} if params is None else params
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return by_fields(self)  # copy and pickle (gateway.sip.rebuild)
 
     @property
     def tag(self) -> str | None:

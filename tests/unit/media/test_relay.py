@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -406,14 +407,15 @@ async def test_a_closed_session_is_freed_without_the_cyclic_collector(
 ) -> None:
     """Ended calls must not leave reference cycles (sockets, transports, receivers,
     statistics) for the cyclic collector: its passes over them stall the event loop."""
-    call = await make_call(relay, phones)
+    session_id = f"freed-{uuid.uuid4()}"  # no other test's leftovers share it
+    call = await make_call(relay, phones, session_id)
     call.a.send(call.a_port, rtp(1))  # latched, relayed: routes set both ways
     await wait_until(lambda latched=call: latched.stats("a")["packets_in"] == 1)
     session = call.session
-    session_id = session.session_id
     # found among the collector's objects, not by weak references: the compiled build's
     # MediaSide takes none
     assert len(_sides_of(session_id)) == 2
+    gc.collect()  # what earlier code left for the collector is not this test's to count
     gc.disable()
     try:
         await relay.close_session(session)

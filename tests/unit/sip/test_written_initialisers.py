@@ -10,10 +10,12 @@ same defaults, a fresh container for a field with a default factory.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import importlib.util
 import inspect
+import pickle
 import sys
 import types
 
@@ -66,22 +68,37 @@ def test_the_parameters_are_the_fields_in_order_with_their_defaults(cls: type) -
             assert parameter.default is inspect.Parameter.empty, field.name
 
 
-def _minimal_arguments(cls: type) -> tuple[list[object], dict[str, object]]:
-    samples: dict[str, object] = {
-        "uri": SipUri("sip", "alice", None, "example.com", None),
-        "origin": Origin("-", "1", 1, "IN", "IP4", "192.0.2.1"),
-        "formats": ["0"],
+def _source_fields(cls: type) -> tuple[dataclasses.Field[object], ...]:
+    """The fields with their annotations as written (the compiled class's hold types)."""
+    return dataclasses.fields(getattr(_source_module(cls.__module__), cls.__name__))
+
+
+def _value_for(field: dataclasses.Field[object], index: int) -> object:
+    """A value of the field's type, different for every field of a class."""
+    tag = f"{field.name}-{index}"
+    by_type: dict[str, object] = {
+        "str": tag,
+        "str | None": tag,
+        "int": index + 1,
+        "int | None": index + 1,
+        "SipUri": SipUri("sip", tag, None, "example.com", None),
+        "Origin": Origin(tag, "1", 1, "IN", "IP4", "192.0.2.1"),
+        "Connection | None": Connection(f"192.0.2.{index}"),
+        "dict[str, str | None]": {tag: None},
+        "dict[str, str]": {tag: tag},
+        "list[str]": [tag],
+        "list[tuple[str, str | None]]": [(tag, None)],
+        "list[tuple[str, str]]": [(tag[0], tag)],
+        "list[MediaDescription]": [MediaDescription(tag, 4000, None, "RTP/AVP", ["0"])],
     }
-    by_type: dict[str, object] = {"str": "x", "int": 1, "str | None": None, "int | None": None}
+    return by_type[str(field.type)]
+
+
+def _arguments(cls: type, fields: list[dataclasses.Field[object]]) -> tuple[list, dict]:
     positional: list[object] = []
     keywords: dict[str, object] = {}
-    source_class = getattr(_source_module(cls.__module__), cls.__name__)
-    for field in dataclasses.fields(source_class):  # annotations as written
-        if field.default is not dataclasses.MISSING:
-            continue
-        if field.default_factory is not dataclasses.MISSING:
-            continue
-        value = samples[field.name] if field.name in samples else by_type[str(field.type)]
+    for index, field in enumerate(fields):
+        value = _value_for(field, index)
         if field.kw_only:
             keywords[field.name] = value
         else:
@@ -89,9 +106,36 @@ def _minimal_arguments(cls: type) -> tuple[list[object], dict[str, object]]:
     return positional, keywords
 
 
+def _required(cls: type) -> list[dataclasses.Field[object]]:
+    return [
+        field
+        for field in _source_fields(cls)
+        if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+    ]
+
+
+@pytest.mark.parametrize("cls", WRITTEN_OUT, ids=lambda cls: cls.__name__)
+def test_every_argument_lands_in_its_field(cls: type) -> None:
+    fields = list(_source_fields(cls))
+    positional, keywords = _arguments(cls, fields)
+    made = cls(*positional, **keywords)
+    for index, field in enumerate(fields):
+        assert getattr(made, field.name) == _value_for(field, index), field.name
+
+
+@pytest.mark.parametrize("cls", WRITTEN_OUT, ids=lambda cls: cls.__name__)
+def test_copies_and_pickles_as_the_sources_do(cls: type) -> None:
+    """``copy`` and ``pickle`` make the object without calling ``__init__``."""
+    positional, keywords = _arguments(cls, list(_source_fields(cls)))
+    made = cls(*positional, **keywords)
+    assert copy.copy(made) == made
+    assert copy.deepcopy(made) == made
+    assert pickle.loads(pickle.dumps(made)) == made
+
+
 @pytest.mark.parametrize("cls", WRITTEN_OUT, ids=lambda cls: cls.__name__)
 def test_defaults_are_fresh_containers_as_a_factory_made_them(cls: type) -> None:
-    positional, keywords = _minimal_arguments(cls)
+    positional, keywords = _arguments(cls, _required(cls))
     first, second = cls(*positional, **keywords), cls(*positional, **keywords)
     assert first == second
     for field in dataclasses.fields(cls):
