@@ -139,13 +139,18 @@ def _imported_from(environ: dict[str, str]) -> list[str]:
     return result.stdout.split()
 
 
-def test_the_installed_tree_imports_the_compiled_modules_or_says_why_not() -> None:
-    """In CI the build must have compiled the call path, and it must be what runs."""
+def _require_compiled() -> None:
+    """In CI the build must have compiled the call path; elsewhere say how to build it."""
     state = compiled.STATE
     if not state.compiled:
         if os.environ.get("CI"):
             pytest.fail(f"the call path is not compiled in CI: {state.reason}")
         pytest.skip(f"call path runs as Python here ({state.reason}); build it: make")
+
+
+def test_the_installed_tree_imports_the_compiled_modules_or_says_why_not() -> None:
+    """In CI the build must have compiled the call path, and it must be what runs."""
+    _require_compiled()
     environ = {k: v for k, v in os.environ.items() if k != PURE_PYTHON_VARIABLE}
     flag, message_file, b2bua_file, relay_file, bpf_file = _imported_from(environ)
     assert flag == "True"
@@ -167,10 +172,7 @@ def test_the_variable_imports_every_module_from_its_source() -> None:
 def test_the_written_out_initialisers_run_compiled() -> None:
     """The dataclasses that write their ``__init__`` out (tests/unit/sip/
     test_written_initialisers.py) get a compiled one: ``@dataclass`` kept it."""
-    if not compiled.STATE.compiled:
-        if os.environ.get("CI"):
-            pytest.fail(f"the call path is not compiled in CI: {compiled.STATE.reason}")
-        pytest.skip(f"call path runs as Python here ({compiled.STATE.reason}); build it: make")
+    _require_compiled()
     from tests.unit.sip.test_written_initialisers import WRITTEN_OUT
 
     interpreted = [cls for cls in WRITTEN_OUT if isinstance(cls.__init__, types.FunctionType)]
