@@ -132,6 +132,9 @@ def test_two_workers_serve_one_port_and_a_dead_one_comes_back(
 
     killed = min(first)
     os.kill(killed, signal.SIGKILL)
+    # kill() returns before the worker is gone: until it has exited, the kernel can
+    # still queue a new connection on its listening socket, and reset it at the exit
+    wait_for(lambda: not _alive(killed), what="the killed worker to exit")
     # the other worker answers meanwhile: every request below is a new connection
     assert all(_answers(base + "/healthz") for _ in range(20)), log_path.read_text()
     again = wait_for(
