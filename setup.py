@@ -7,6 +7,8 @@
   sources stay the reference: with ``CALLGATE_COMPILE=0`` at build time, or when the
   build has no mypyc, they run as Python (see :mod:`gateway.compiled`).
 - ``gateway/media/_fastpath.c``: the native forwarder, a CPython extension.
+- ``dsp/redact/_words.c``: the per-word reads of transcript redaction (texts, vocabulary
+  ids, times), a CPython extension; without it they run in Python.
 - ``gateway/media/kernel_forward.bpf.c``: the kernel forwarder, a tc (tcx) program
   compiled to ``kernel_forward.bpf.o`` by clang's BPF target and loaded at run time
   through libbpf (``gateway/media/bpf.py``).
@@ -127,6 +129,15 @@ if sys.platform.startswith("linux"):  # epoll, recvmmsg, eventfd
             optional=True,
         )
     )
+# the per-word reads of transcript redaction (dsp/redact/words.py holds them in Python too)
+extensions.append(
+    Extension(
+        "dsp.redact._words",
+        sources=["dsp/redact/_words.c"],
+        extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+        optional=True,
+    )
+)
 
 
 def _load_compiled_rules() -> ModuleType:

@@ -25,14 +25,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import chain, compress, repeat
-from operator import getitem, itemgetter
+from itertools import compress
 from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from dsp.redact.vocab import PUNCTUATION, VOCABULARY, Flag, Kind, Vocabulary
+from dsp.redact.words import gather, texts_and_ids
 
 __all__ = ["TokenBatch", "Word", "tokenize"]
 
@@ -71,8 +71,6 @@ class TokenBatch:
     Times and segments are read from the words only where they are needed
     (:meth:`start_of`, :meth:`end_of`, :meth:`segment_of`): the numbers, the
     keywords around them and the spans, a small part of a call's words.
-    Reading them for every word was half of what turning a call-length
-    transcript into tokens cost.
     """
 
     texts: list[str]
@@ -80,7 +78,7 @@ class TokenBatch:
     ids: npt.NDArray[np.int32]
     word_lists: list[Sequence[Any]]
     """Each transcript's words as given: ``(text, start, end[, segment])``. They are not
-    copied into one flat list: a gather finds a word by its transcript and place, so the
+    copied into one flat list: a word is found by its transcript and place, so the
     lists must not change until the batch's views are made (:meth:`Redactor.views` checks
     their lengths)."""
     has_segment: bool
@@ -94,14 +92,6 @@ class TokenBatch:
     pool_break: npt.NDArray[np.bool_]
     _columns: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
     """Whole columns of the words, once read (see :meth:`_field`)."""
-    _segment_known: npt.NDArray[np.bool_] = field(init=False, repr=False, compare=False)
-    _segment_values: npt.NDArray[np.int64] = field(init=False, repr=False, compare=False)
-    """Segments of the words read so far, where ``_segment_known`` (see :meth:`segment_of`)."""
-
-    def __post_init__(self) -> None:
-        # zeroed lazily by the system: nothing is written until segments are read
-        object.__setattr__(self, "_segment_known", np.zeros(self.size, dtype=np.bool_))
-        object.__setattr__(self, "_segment_values", np.zeros(self.size, dtype=np.int64))
 
     @property
     def size(self) -> int:
@@ -115,13 +105,8 @@ class TokenBatch:
     def times_of(
         self, tokens: npt.NDArray[np.integer]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-        """Start, end and segment of the words at ``tokens``, the words gathered once."""
-        picked = self._picked(tokens)
-        return (
-            self._field(1, tokens, np.float64, picked),
-            self._field(2, tokens, np.float64, picked),
-            self.segment_of(tokens, picked),
-        )
+        """Start, end and segment of the words at ``tokens``."""
+        return self.start_of(tokens), self.end_of(tokens), self.segment_of(tokens)
 
     def start_of(self, tokens: npt.NDArray[np.integer]) -> npt.NDArray[np.float64]:
         """Start times (seconds) of the words at ``tokens``."""
@@ -131,62 +116,25 @@ class TokenBatch:
         """End times (seconds) of the words at ``tokens``."""
         return self._field(2, tokens, np.float64)
 
-    def segment_of(
-        self, tokens: npt.NDArray[np.integer], picked: Sequence[Any] | None = None
-    ) -> npt.NDArray[np.int64]:
-        """Segments (or speaker turns) of the words at ``tokens``; 0 for words without one.
-
-        The scan asks for the segments of the same keywords again and again (the nearest
-        to each number, per keyword class): each word's is read once a batch."""
+    def segment_of(self, tokens: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
+        """Segments (or speaker turns) of the words at ``tokens``; 0 for words without one."""
         if not self.has_segment:
             return np.zeros(len(tokens), dtype=np.int64)
-        if _SEGMENT in self._columns or self._whole(tokens):
-            return self._field(_SEGMENT, tokens, np.int64)
-        known, values = self._segment_known, self._segment_values
-        if picked is None:
-            tokens_read = np.unique(tokens[~known[tokens]])
-            found = self._field(_SEGMENT, tokens_read, np.int64)
-        else:
-            tokens_read = tokens
-            found = self._field(_SEGMENT, tokens, np.int64, picked)
-        values[tokens_read] = found
-        known[tokens_read] = True
-        return values[tokens]
-
-    def _whole(self, tokens: npt.NDArray[np.integer]) -> bool:
-        """Whether ``tokens`` are so large a share of the batch that whole columns are read
-        (dense payment talk): one pass over the words in order beats a gather of them."""
-        return len(tokens) * _WHOLE_COLUMN_SHARE >= self.size
-
-    def _picked(self, tokens: npt.NDArray[np.integer]) -> Sequence[Any] | None:
-        """The words at ``tokens`` (gathered in C), or None where whole columns serve."""
-        if not len(tokens) or self._whole(tokens):
-            return None
-        docs = self.doc[tokens]
-        places = tokens - self.offsets[docs]
-        return list(map(getitem, map(self.word_lists.__getitem__, docs.tolist()), places.tolist()))
+        return self._field(_SEGMENT, tokens, np.int64)
 
     def _field(
-        self,
-        item: int,
-        tokens: npt.NDArray[np.integer],
-        dtype: type,
-        picked: Sequence[Any] | None = None,
+        self, item: int, tokens: npt.NDArray[np.integer], dtype: type[np.float64] | type[np.int64]
     ) -> np.ndarray:
-        count = len(tokens)
-        if count == 0:
-            return np.zeros(0, dtype=dtype)
+        """Field ``item`` of the words at ``tokens``. Where they are a large share of the
+        batch (dense payment talk), the whole column is read once and kept: one pass over
+        the words in order beats gathering them again and again."""
         column = self._columns.get(item)
-        if column is None and self._whole(tokens):
-            every = chain.from_iterable(self.word_lists)
-            column = np.fromiter(map(itemgetter(item), every), dtype, self.size)
+        if column is None and len(tokens) * _WHOLE_COLUMN_SHARE >= self.size and len(tokens):
+            column = gather(self.word_lists, self.offsets, self.doc, None, item, dtype)
             self._columns[item] = column
         if column is not None:
             return column[tokens]
-        if picked is None:
-            picked = self._picked(tokens)
-        # the words' fields are read while the gathered words are still in the cache
-        return np.fromiter(map(itemgetter(item), picked), dtype, count)  # type: ignore[arg-type]
+        return gather(self.word_lists, self.offsets, self.doc, tokens, item, dtype)
 
 
 # flags as plain ints: an IntFlag's "|" makes a new enum member each time
@@ -348,12 +296,11 @@ def tokenize(
     copied: they must not change while the batch is in use. The words are taken as given:
     times and segments are read where the scan needs them, not checked for every word.
     """
-    lengths = np.fromiter((len(words) for words in transcripts), np.int64, len(transcripts))
-    offsets = np.zeros(len(transcripts) + 1, dtype=np.int64)
+    word_lists = list(transcripts)
+    lengths = np.fromiter(map(len, word_lists), np.int64, len(word_lists))
+    offsets = np.zeros(len(word_lists) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    total = int(offsets[-1])
-    texts = list(map(itemgetter(0), chain.from_iterable(transcripts)))
-    ids = np.fromiter(map(vocabulary.ids.get, texts, repeat(-1)), np.int32, total)
+    texts, ids = texts_and_ids(word_lists, vocabulary.ids, int(offsets[-1]))
     extra = _Extra(vocabulary)
     unknown = np.flatnonzero(ids < 0).tolist()
     if unknown:
@@ -367,13 +314,13 @@ def tokenize(
             classify = extra.classify
             ids[list(compress(unknown, others))] = list(map(classify, compress(words, others)))
     kind, ctx, flags, digit_start, digit_count, pool, pool_break = extra.tables()
-    doc = np.repeat(np.arange(len(transcripts), dtype=np.int32), lengths)
+    doc = np.repeat(np.arange(len(word_lists), dtype=np.int32), lengths)
     return TokenBatch(
         texts=texts,
         offsets=offsets,
         ids=ids,
-        word_lists=list(transcripts),
-        has_segment=next((len(words[0]) > 3 for words in transcripts if len(words)), False),
+        word_lists=word_lists,
+        has_segment=next((len(words[0]) > 3 for words in word_lists if len(words)), False),
         doc=doc,
         kind=kind,
         ctx=ctx,

@@ -33,6 +33,7 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dsp.redact import words
 from gateway.analysis.job import SEALED_SUFFIX, JobResult, JobSpec, analyse
 from gateway.analysis.sealed import Keyring, SealedError, seal_in_place
 from gateway.config import Settings, TenantSettings
@@ -122,6 +123,8 @@ class AnalysisPipeline:
         if self.workers < 1:
             return
         await self._release(every_instance=False)
+        if words.NATIVE_MISSING is not None:
+            log.warning("transcript redaction reads each word in Python: %s", words.NATIVE_MISSING)
         self._executor = ProcessPoolExecutor(self.workers, mp_context=_SPAWN)
         self._task = asyncio.create_task(self._loop(), name="callgate-analysis")
 
