@@ -15,7 +15,9 @@
 #include <Python.h>
 #include <string.h>
 
-/* A buffer of one-character format ``formats`` (native order) and item size ``size``. */
+/* A buffer of one of the one-character ``formats`` (native order) and item size ``size``:
+ * the size decides, the format only tells integers from floats ("l" is int32 where long
+ * is 32 bits, int64 where it is 64). */
 static int get_buffer(PyObject *object, Py_buffer *view, int writable, const char *formats,
                       Py_ssize_t size, const char *what)
 {
@@ -80,13 +82,17 @@ static PyObject *texts_and_ids(PyObject *module, PyObject *args)
                           &table, &ids_object))
         return NULL;
     Py_buffer ids_view;
-    if (get_buffer(ids_object, &ids_view, 1, "i", 4, "ids") < 0)
+    if (get_buffer(ids_object, &ids_view, 1, "il", 4, "ids") < 0)
         return NULL;
     int32_t *ids = ids_view.buf;
     Py_ssize_t total = ids_view.len / 4, at = 0;
     PyObject *texts = PyList_New(total);
     if (texts == NULL)
         goto fail;
+    /* Out of the collector's sight until every slot is set: Python code runs in between
+     * (a word's __getitem__, a text's __eq__), and gc.get_referrers() would hand it a
+     * list with empty slots. */
+    PyObject_GC_UnTrack(texts);
     for (Py_ssize_t doc = 0; doc < PyList_GET_SIZE(word_lists); doc++) {
         PyObject *words = PySequence_Fast(PyList_GET_ITEM(word_lists, doc),
                                           "a transcript must be a sequence of words");
@@ -117,6 +123,11 @@ static PyObject *texts_and_ids(PyObject *module, PyObject *args)
                     Py_DECREF(words);
                     goto fail;
                 }
+                if (id < INT32_MIN || id > INT32_MAX) {
+                    Py_DECREF(words);
+                    PyErr_Format(PyExc_OverflowError, "id %ld does not fit in int32", id);
+                    goto fail;
+                }
             } else if (PyErr_Occurred()) {
                 Py_DECREF(words);
                 goto fail;
@@ -129,11 +140,13 @@ static PyObject *texts_and_ids(PyObject *module, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "fewer words than ids");
         goto fail;
     }
+    PyObject_GC_Track(texts);
     PyBuffer_Release(&ids_view);
     return texts;
 
 fail:
-    /* a list with unset items is still safe to free: PyList_New zeroes them */
+    /* a list with unset items is still safe to free: PyList_New zeroes them, and its
+     * deallocation untracks only what is tracked */
     Py_XDECREF(texts);
     PyBuffer_Release(&ids_view);
     return NULL;
@@ -160,7 +173,7 @@ static PyObject *gather(PyObject *module, PyObject *args)
     int have_tokens = tokens_object != Py_None;
     if (get_buffer(offsets_object, &offsets_view, 0, "lq", 8, "offsets") < 0)
         return NULL;
-    if (get_buffer(doc_object, &doc_view, 0, "i", 4, "doc") < 0) {
+    if (get_buffer(doc_object, &doc_view, 0, "il", 4, "doc") < 0) {
         PyBuffer_Release(&offsets_view);
         return NULL;
     }
@@ -205,9 +218,14 @@ static PyObject *gather(PyObject *module, PyObject *args)
             PyErr_SetString(PyExc_IndexError, "a token's transcript is outside the batch");
             goto done;
         }
+        int64_t first = offsets[transcript];
+        if (first < 0 || first > token) {
+            PyErr_SetString(PyExc_IndexError, "a token is outside its transcript");
+            goto done;
+        }
         PyObject *words = PyList_GET_ITEM(word_lists, transcript);
         Py_INCREF(words);
-        PyObject *word = transcript_word(words, (Py_ssize_t)(token - offsets[transcript]));
+        PyObject *word = transcript_word(words, (Py_ssize_t)(token - first));
         Py_DECREF(words);
         if (word == NULL)
             goto done;

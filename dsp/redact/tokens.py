@@ -128,8 +128,10 @@ class TokenBatch:
         """Field ``item`` of the words at ``tokens``. Where they are a large share of the
         batch (dense payment talk), the whole column is read once and kept: one pass over
         the words in order beats gathering them again and again."""
+        if len(tokens) == 0:
+            return np.zeros(0, dtype=dtype)
         column = self._columns.get(item)
-        if column is None and len(tokens) * _WHOLE_COLUMN_SHARE >= self.size and len(tokens):
+        if column is None and len(tokens) * _WHOLE_COLUMN_SHARE >= self.size:
             column = gather(self.word_lists, self.offsets, self.doc, None, item, dtype)
             self._columns[item] = column
         if column is not None:

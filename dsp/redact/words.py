@@ -106,11 +106,11 @@ def python_gather(
     if len(offsets) - 1 != len(word_lists):
         raise ValueError("offsets do not match the word lists")
     if tokens is None:
-        words = list(chain.from_iterable(word_lists))
-        if len(words) == len(doc):  # else a transcript changed: read each word by its place
+        if list(map(len, word_lists)) == np.diff(offsets).tolist():
+            words = list(chain.from_iterable(word_lists))
             out[:] = np.fromiter(read(map(itemgetter(item), words)), out.dtype, len(words))
             return
-        tokens = np.arange(len(doc), dtype=np.int64)
+        tokens = np.arange(len(doc), dtype=np.int64)  # a transcript changed: word by place
     if len(tokens) and (tokens.min() < 0 or tokens.max() >= len(doc)):
         raise IndexError("a token is outside the batch")
     docs = doc[tokens]

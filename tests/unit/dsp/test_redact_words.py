@@ -8,6 +8,7 @@ redaction unchanged when it runs instead of them.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -204,3 +205,46 @@ def test_redaction_is_the_same_with_the_python_reads(monkeypatch: pytest.MonkeyP
     assert any(r.spans for r in expected[0]) and any(r.spans for r in expected[1])
     monkeypatch.setattr(words, "_words", None)
     assert [redactor.redact_batch(batch) for batch in (dense, calls, mixed)] == expected
+
+
+def test_a_word_moved_to_another_transcript_is_an_index_error() -> None:
+    """The batch's offsets place each word; the same total in other places is refused."""
+    word_lists: list[Sequence[Any]] = [[("a", 0.0, 1.0), ("b", 1.0, 2.0)], [("c", 2.0, 3.0)]]
+    offsets, doc = _offsets_and_doc(word_lists)
+    moved = word_lists[0].pop()  # type: ignore[attr-defined]
+    word_lists[1].insert(0, moved)  # type: ignore[attr-defined]
+    for gather in _both_gathers():
+        with pytest.raises(IndexError):
+            gather(word_lists, offsets, doc, None, 1, np.empty(3))
+
+
+def test_an_id_beyond_int32_is_an_overflow_error() -> None:
+    for reads in (_native().texts_and_ids, words.python_texts_and_ids):
+        with pytest.raises(OverflowError):
+            reads([[("a", 0.0, 1.0)]], {"a": 2**31}, np.empty(1, dtype=np.int32))
+
+
+class _Peeking(str):
+    """A text whose hashing looks for the list of texts being built, as a profiler might:
+    a list with empty slots in its hands would crash the interpreter."""
+
+    hashed = 0
+    found = 0
+
+    def __hash__(self) -> int:
+        _Peeking.hashed += 1
+        for referrer in gc.get_referrers(self):
+            if type(referrer) is list and len(referrer) == 3:
+                _Peeking.found += 1
+        return str.__hash__(self)
+
+    __eq__ = str.__eq__
+
+
+def test_the_list_of_texts_is_out_of_sight_until_it_is_whole() -> None:
+    native = _native()
+    batch = [[("a", 0.0, 1.0), (_Peeking("b"), 1.0, 2.0), ("c", 2.0, 3.0)]]
+    texts = native.texts_and_ids(batch, {}, np.empty(3, dtype=np.int32))
+    assert texts == ["a", "b", "c"]
+    assert _Peeking.hashed == 1 and _Peeking.found == 0
+    assert gc.is_tracked(texts)
