@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import functools
 import ipaddress
 import logging
 import os
@@ -191,6 +192,16 @@ def _plain_ip(address: IpAddress) -> IpAddress:
     return address
 
 
+@functools.lru_cache(maxsize=4096)
+def _plain_ip_of(text: str) -> IpAddress | None:
+    """:func:`_plain_ip` of the address ``text`` (brackets allowed), None when it is none.
+
+    Kept for the peers' and senders' addresses: every new call's sender is matched
+    against each tenant's peers, and parsing an address costs more than the match."""
+    address = _ip_or_none(text.strip("[]"))
+    return None if address is None else _plain_ip(address)
+
+
 @dataclass(frozen=True, slots=True)
 class SourceRule:
     """One address a peer sends from: a network and, optionally, one port."""
@@ -301,10 +312,9 @@ class PeerSettings(_Section):
         be ``host`` on any port. A sender that is not an IP address matches
         nothing.
         """
-        address = _ip_or_none(ip.strip("[]"))
+        address = _plain_ip_of(ip)
         if address is None:
             return False
-        address = _plain_ip(address)
         rules = self._parsed_sources()
         if rules:
             return any(rule.matches(address, port) for rule in rules)
@@ -317,9 +327,9 @@ class PeerSettings(_Section):
         happens while a call waits. A name that does not resolve matches no
         sender (and is logged).
         """
-        literal = _ip_or_none(self.host)
+        literal = _plain_ip_of(self.host) if "[" not in self.host else None
         if literal is not None:
-            return frozenset({_plain_ip(literal)})
+            return frozenset({literal})
         if self._resolved is None or self._resolved[0] != self.host:
             try:
                 infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)

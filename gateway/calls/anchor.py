@@ -10,7 +10,7 @@ whose version goes up exactly when the SDP we send to that side changes
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from gateway.media.relay import MediaSession
 from gateway.sip.multipart import BodyPart, Multipart, parse_multipart
@@ -78,7 +78,7 @@ class MediaAnchor:
         previous = self._last_sent.get(side)
         if previous is not None and previous != comparable:
             origin.session_version += 1
-            rendered.origin = replace(origin)
+            rendered.origin = origin.copy()
             body = bytes(rendered)
         self._last_sent[side] = comparable
         return body

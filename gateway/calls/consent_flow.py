@@ -135,15 +135,26 @@ class CallConsent:
         self.gate: CaptureGate | None = None
         self.tap_queue: TapQueue | None = None
         """Where the gate's taps wait for analysis (the service's, shared by its calls)."""
-        path = _recording_path(recording_dir, facts)
-        # the configured window is for the network's late packets; the gate's own delay on top
-        self.recorder = StereoRecorder(path, latency_s=latency_s + CAPTURE_DELAY_S)
+        self._recording_dir = recording_dir
+        self._latency_s = latency_s
+        self._recorder: StereoRecorder | None = None
         self.analyse = False
         """Queue the recording for analysis (the tenant's ``analysis.enabled``)."""
         self.keyring: Keyring | None = None
         """Seal the recording as soon as it is finished: set when nothing analyses it first."""
         self.recording: Any = None
         self.early_done: Callable[[], None] | None = None
+
+    @property
+    def recorder(self) -> StereoRecorder:
+        """The call's recorder, made when first asked for: a call whose rule never captures
+        (most of a gateway's calls, where no tenant records) never builds its path."""
+        if self._recorder is None:
+            path = _recording_path(self._recording_dir, self.facts)
+            # the configured window is for the network's late packets; the gate's own delay
+            # on top
+            self._recorder = StereoRecorder(path, latency_s=self._latency_s + CAPTURE_DELAY_S)
+        return self._recorder
 
     # ----------------------------------------------------------- lifecycle
 
@@ -245,9 +256,11 @@ class CallConsent:
 
     async def close_recording(self) -> None:
         """Finish the recording file (off the event loop) and list it in the store."""
-        if not self.recorder.started:
+        if self._recorder is None:
+            return  # never made: nothing was ever to be captured
+        if not self._recorder.started:
             # no file: nothing to finish, and no trip through a worker thread per call
-            self.recorder.close()
+            self._recorder.close()
             return
         loop = asyncio.get_running_loop()
         ended_at = utcnow()

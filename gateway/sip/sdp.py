@@ -13,9 +13,8 @@ kept and written back unchanged rather than rejected.
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from mypy_extensions import mypyc_attr
@@ -243,6 +242,18 @@ class Origin:
     def __reduce__(self) -> tuple[Any, ...]:
         return by_fields(self)  # copy and pickle (gateway.sip.rebuild)
 
+    def copy(self) -> Origin:
+        """A copy (every field is immutable): compiled, where ``dataclasses.replace``
+        walks the fields in Python."""
+        return Origin(
+            self.username,
+            self.session_id,
+            self.session_version,
+            self.nettype,
+            self.addrtype,
+            self.address,
+        )
+
     @classmethod
     def parse(cls, value: str) -> Origin:
         parts = _fields(value)
@@ -291,6 +302,10 @@ class Connection:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return by_fields(self)  # copy and pickle (gateway.sip.rebuild)
+
+    def copy(self) -> Connection:
+        """A copy (every field is immutable; see :meth:`Origin.copy`)."""
+        return Connection(self.address, self.addrtype, self.nettype, self.ttl, self.num)
 
     @classmethod
     def parse(cls, value: str) -> Connection:
@@ -383,13 +398,18 @@ class MediaDescription:
 
     def copy(self) -> MediaDescription:
         """A deep copy (see :meth:`SessionDescription.copy`)."""
-        return replace(
-            self,
-            formats=list(self.formats),
-            connection=replace(self.connection) if self.connection is not None else None,
-            bandwidths=list(self.bandwidths),
-            attributes=list(self.attributes),
-            other_lines=list(self.other_lines),
+        return MediaDescription(
+            self.kind,
+            self.port,
+            self.port_count,
+            self.proto,
+            list(self.formats),
+            self.info,
+            self.connection.copy() if self.connection is not None else None,
+            list(self.bandwidths),
+            self.key,
+            list(self.attributes),
+            list(self.other_lines),
         )
 
     @classmethod
@@ -700,14 +720,19 @@ class SessionDescription:
         an Origin/Connection, so copying the containers is a full copy, about
         ten times cheaper than ``copy.deepcopy`` on the call path.
         """
-        return replace(
-            self,
-            origin=replace(self.origin),
+        return SessionDescription(
+            version=self.version,
+            origin=self.origin.copy(),
+            session_name=self.session_name,
+            info=self.info,
+            uri=self.uri,
             emails=list(self.emails),
             phones=list(self.phones),
-            connection=replace(self.connection) if self.connection is not None else None,
+            connection=self.connection.copy() if self.connection is not None else None,
             bandwidths=list(self.bandwidths),
             timing=list(self.timing),
+            time_zones=self.time_zones,
+            key=self.key,
             attributes=list(self.attributes),
             other_lines=list(self.other_lines),
             media=[media.copy() for media in self.media],
@@ -964,7 +989,7 @@ def rewrite_for_relay(
     if len(ports) < len(sdp.media):
         raise ValueError(f"{len(sdp.media)} media sections but only {len(ports)} relay ports")
     rewritten = sdp.copy()
-    rewritten.origin = dataclasses.replace(origin)
+    rewritten.origin = origin.copy()
     rewritten.connection = Connection(address, _addrtype_for(address))
     rewritten.attributes = [
         item for item in rewritten.attributes if item[0].lower() not in ICE_ATTRIBUTES

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -277,13 +277,17 @@ class SipUri:
         params = dict(self.params)
         for name, value in updates.items():
             params[name.lower()] = value
-        return replace(self, params=params, headers=dict(self.headers))
+        return SipUri(
+            self.scheme, self.user, self.password, self.host, self.port, params, dict(self.headers)
+        )
 
     def without_params(self, *names: str) -> SipUri:
         """A copy without the named parameters."""
         drop = {name.lower() for name in names}
         params = {k: v for k, v in self.params.items() if k not in drop}
-        return replace(self, params=params, headers=dict(self.headers))
+        return SipUri(
+            self.scheme, self.user, self.password, self.host, self.port, params, dict(self.headers)
+        )
 
 
 def _fast_sip_uri(
