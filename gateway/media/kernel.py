@@ -34,6 +34,7 @@ native forwarder.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import errno
 import functools
@@ -103,16 +104,18 @@ def _port(port: int) -> bytes:
 
 
 def _sockname(fd: int, peer: bool) -> tuple[str, int]:
-    duplicate = os.dup(fd)
+    """The local (or, with ``peer``, the connected) IPv4 address of the socket ``fd``.
+
+    The descriptor is borrowed, not duplicated: a ``_socket.socket`` (the C type, without
+    ``socket.socket``'s Python ``__init__``) is wrapped around it and detached again, so
+    the caller's descriptor stays open. This runs several times for each lane."""
+    sock = _socket.socket(fileno=fd)
     try:
-        sock = socket.socket(fileno=duplicate)
-    except BaseException:
-        os.close(duplicate)
-        raise
-    with sock:
         if sock.family != socket.AF_INET:
             raise NotForKernel("not IPv4")
         address = sock.getpeername() if peer else sock.getsockname()
+    finally:
+        sock.detach()
     return address[0], address[1]
 
 

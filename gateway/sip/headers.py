@@ -11,9 +11,9 @@ from mypy_extensions import mypyc_attr
 from gateway.sip.errors import SipParseError
 from gateway.sip.rebuild import by_fields
 from gateway.sip.uri import (
-    TOKEN_RE,
     format_host,
     format_params,
+    is_token,
     parse_hostport,
     parse_params,
     split_header_list,
@@ -94,10 +94,10 @@ class Via:
             raise SipParseError("Bad Via header") from None
         # sent-protocol = protocol-name SLASH protocol-version SLASH transport (RFC 3261
         # 25.1): any tokens; str() always writes SIP/2.0, the only version spoken here.
-        if not TOKEN_RE.fullmatch(protocol.strip()) or not TOKEN_RE.fullmatch(version.strip()):
+        if not is_token(protocol.strip()) or not is_token(version.strip()):
             raise SipParseError("Bad Via header")
         parts = rest.split(None, 1)
-        if len(parts) != 2 or not TOKEN_RE.fullmatch(parts[0]):
+        if len(parts) != 2 or not is_token(parts[0]):
             raise SipParseError("Bad Via header")
         transport = parts[0]
         sent_by, has_params, param_text = parts[1].partition(";")
@@ -186,7 +186,7 @@ class CSeq:
         if len(parts) != 2:
             raise SipParseError("Bad CSeq header")
         number, method = parts
-        if not number.isascii() or not number.isdigit() or not TOKEN_RE.fullmatch(method):
+        if not number.isascii() or not number.isdigit() or not is_token(method):
             raise SipParseError("Bad CSeq header")
         seq = int(number) if len(number.lstrip("0")) <= 10 else MAX_CSEQ + 1
         if seq > MAX_CSEQ:

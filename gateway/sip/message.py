@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 
 from gateway.sip.errors import SipParseError
 from gateway.sip.headers import CSeq, Via, parse_via_list
-from gateway.sip.uri import TOKEN_RE, NameAddr, SipUri, split_header_list
+from gateway.sip.uri import NameAddr, SipUri, is_token, split_header_list
 
 SIP_VERSION = "SIP/2.0"
 
@@ -189,9 +189,13 @@ def _lookup(name: str) -> tuple[str, str]:
 
 
 def _checked_name(name: str) -> tuple[str, str]:
-    entry = _lookup(name)
-    if entry[0] is name and not TOKEN_RE.fullmatch(name):
-        raise ValueError(f"invalid header name {name!r}")
+    entry = _NAMES.get(name)
+    if entry is None:
+        entry = _NAMES.get(name.lower())
+        if entry is None:  # a name the table lacks must be a token (RFC 3261 7.3.1)
+            if not is_token(name):
+                raise ValueError(f"invalid header name {name!r}")
+            return name, name.lower()
     return entry
 
 
@@ -348,6 +352,7 @@ class _ParseCache(Generic[_T]):
 
 _name_addrs: _ParseCache[NameAddr] = _ParseCache(NameAddr.parse)
 _via_lists: _ParseCache[list[Via]] = _ParseCache(parse_via_list)
+_cseqs: _ParseCache[CSeq] = _ParseCache(CSeq.parse)
 
 
 def _copy_via(via: Via) -> Via:
@@ -417,7 +422,8 @@ class SipMessage:
     @property
     def cseq(self) -> CSeq:
         """RFC 3261 20.16."""
-        return CSeq.parse(self._required("CSeq"))
+        parsed = _cseqs(self._required("CSeq"))  # the handlers ask for it again and again
+        return CSeq(parsed.seq, parsed.method)
 
     @property
     def vias(self) -> list[Via]:
@@ -620,7 +626,7 @@ def _parse_header_lines(lines: list[str]) -> tuple[Headers, str | None]:
             name = name.rstrip(" \t")
             entry = names.get(name) or names.get(name.lower())
             if entry is None:
-                if not TOKEN_RE.fullmatch(name):
+                if not is_token(name):
                     problem = problem or "Bad header name"
                     continue
                 entry = (name, name.lower())
@@ -735,7 +741,7 @@ def _answerable(request: SipRequest) -> bool:
 def _parse_request(start_line: str, lines: list[str], data: bytes, body_start: int) -> SipRequest:
     parts = start_line.split(" ")
     method = parts[0]
-    if not TOKEN_RE.fullmatch(method):
+    if not is_token(method):
         raise SipParseError("Bad Request-Line")
     headers, problem = _parse_header_lines(lines)
     uri: SipUri | None = None
@@ -837,7 +843,7 @@ def make_response(
     (8.2.6.2); copies Timestamp into a 100 (8.2.6.1). With a body, adds
     Content-Type (``application/sdp`` unless ``content_type`` says).
     """
-    if to_tag is not None and not TOKEN_RE.fullmatch(to_tag):
+    if to_tag is not None and not is_token(to_tag):
         raise ValueError(f"invalid tag {to_tag!r}")
     response = SipResponse(status, reason)
     source = request.headers

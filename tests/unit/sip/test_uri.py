@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.sip.errors import SipParseError
-from gateway.sip.uri import NameAddr, SipUri, parse_name_addr_list, split_header_list
+from gateway.sip.uri import (
+    TOKEN_RE,
+    NameAddr,
+    SipUri,
+    is_token,
+    parse_name_addr_list,
+    split_header_list,
+)
 
 # -- SipUri -------------------------------------------------------------------------
 
@@ -337,3 +346,25 @@ def test_parse_name_addr_list() -> None:
 def test_parse_name_addr_list_rejects_a_bad_element() -> None:
     with pytest.raises(SipParseError):
         parse_name_addr_list("<sip:a@example.com>, <sip:b@example.com")
+
+
+@given(
+    st.one_of(
+        st.text(alphabet=st.characters(codec="ascii"), max_size=12),
+        st.text(max_size=12),
+        st.from_regex(r"[A-Za-z0-9]{1,12}", fullmatch=True),
+    )
+)
+def test_is_token_is_the_token_rule(text: str) -> None:
+    """The letters-and-digits shortcut decides as RFC 3261 25.1's token rule does."""
+    assert is_token(text) == (TOKEN_RE.fullmatch(text) is not None)
+
+
+@pytest.mark.parametrize("text", ["INVITE", "z9hG4bK", "Call-ID", "a.b!%*_+`'~", "1"])
+def test_tokens(text: str) -> None:
+    assert is_token(text)
+
+
+@pytest.mark.parametrize("text", ["", "a b", "a:b", "é", "٣", "a\n"])
+def test_not_tokens(text: str) -> None:
+    assert not is_token(text)
