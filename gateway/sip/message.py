@@ -665,7 +665,7 @@ _CHECKS: dict[str, Callable[[str], object]] = {
     "from": _name_addrs,
     "to": _name_addrs,
     "call-id": _check_call_id,
-    "cseq": CSeq.parse,
+    "cseq": _cseqs,
     "max-forwards": _parse_max_forwards,
     "contact": _check_contacts,
     "route": _check_addresses,
