@@ -65,24 +65,24 @@ def discard(data: bytes, addr: Address) -> None:
 
 
 class Receiver(asyncio.DatagramProtocol):
-    """A socket's protocol: latching and the precomputed route toward the other party.
+    """A socket's reader: latching and the precomputed route toward the other party.
 
-    Packets leave through the plain socket's ``sendto``: a full send buffer
-    raises BlockingIOError and the packet is dropped (late RTP is useless),
-    where the transport's ``sendto`` would queue it and resolve the address
-    through the loop's cache on every call.
+    The event loop calls :meth:`readable` when the socket has datagrams (a reader on
+    its descriptor, as for flow sockets): no transport is made for it, which cost
+    more than the rest of a session's set-up, nor waited for at its close. Packets
+    leave through the plain socket's ``sendto``: a full send buffer raises
+    BlockingIOError and the packet is dropped (late RTP is useless).
     """
 
     __slots__ = (
-        "closed",
         "dest",
         "errors",
+        "loop",
         "send",
         "send_errors",
         "side",
         "sock",
         "source",
-        "transport",
     )
 
     def __init__(self, side: MediaSide, sock: socket.socket) -> None:
@@ -94,23 +94,47 @@ class Receiver(asyncio.DatagramProtocol):
         self.send: SendTo = discard
         self.errors = 0
         self.send_errors = 0
-        self.transport: asyncio.BaseTransport | None = None
-        self.closed: asyncio.Future[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The loop reading the socket, None when none does."""
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.closed is not None and not self.closed.done():
-            self.closed.set_result(None)
+    def start_reading(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Have ``loop`` call :meth:`readable` whenever the socket has datagrams."""
+        loop.add_reader(self.sock.fileno(), self.readable)
+        self.loop = loop
+
+    def stop_reading(self) -> None:
+        """No more reads: before the socket closes (a closed descriptor's number may be
+        given to another socket, which the loop must not watch for this one)."""
+        loop: Any = self.loop  # uvloop's remove_reader may return None, not bool: unchecked
+        if loop is not None:
+            self.loop = None
+            if not loop.is_closed():
+                loop.remove_reader(self.sock.fileno())
+
+    def readable(self) -> None:
+        """The socket has datagrams: hand each to :meth:`datagram_received`, a bounded
+        number per wake-up so one socket cannot hold the loop."""
+        sock = self.sock
+        for _ in range(_READS_PER_WAKE):
+            if self.loop is None:  # a datagram ended the call: the socket is closing
+                return
+            try:
+                data, addr = sock.recvfrom(FLOW_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # an ICMP error queued on the socket, say
+                self.error_received(exc)
+                return
+            self.datagram_received(data, addr)
 
     def release(self) -> None:
-        """Let go of the transport, the side and the routes once the socket is closed.
+        """Let go of the side and the routes once the socket is closed.
 
-        The receiver and its transport, and the receiver and its side, refer to
-        each other: left as they are, every ended call would leave those cycles
-        (sockets, transports, futures, statistics) for the cyclic collector, whose
-        full passes then stall the event loop for tens of milliseconds.
+        The receiver and its side refer to each other: left as they are, every ended
+        call would leave those cycles (sockets, statistics) for the cyclic collector,
+        whose full passes then stall the event loop for tens of milliseconds.
         """
-        self.transport = None
-        self.closed = None
+        self.loop = None
         self.side = None
         self.send = discard
         self.dest = None
@@ -178,6 +202,8 @@ def _has_queued(sock: socket.socket) -> bool:
 
 
 FLOW_RECV_SIZE: Final = 65536
+_READS_PER_WAKE: Final = 32
+"""Datagrams a receiver reads each time its socket is readable, before the loop's other work."""
 """Read size on a flow socket: a datagram larger than this would be truncated, and no
 UDP datagram is."""
 

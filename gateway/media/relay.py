@@ -62,8 +62,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_CLOSE_WAIT_S = 1.0
-"""How long close waits for the loop to close a session's sockets before releasing ports."""
 _ROUTE_SETTLE_S = 0.2
 """After a route change, how long the relay waits for more before it hands kernel lanes
 over again (a failover changes several routes at once)."""
@@ -243,7 +241,7 @@ class MediaRelay:
             for side in sides:
                 for receiver in side.receivers():
                     self._tune(receiver.sock)
-                    await self._start_reading(loop, receiver)
+                    self._start_reading(loop, receiver)
         except BaseException:
             await self._teardown(sides)
             raise
@@ -310,11 +308,9 @@ class MediaRelay:
             del self._sessions[session.session_id]
         await self._teardown(list(session.sides()))
 
-    async def _start_reading(self, loop: asyncio.AbstractEventLoop, receiver: Receiver) -> None:
+    def _start_reading(self, loop: asyncio.AbstractEventLoop, receiver: Receiver) -> None:
         """Have the loop deliver the receiver's socket's datagrams to it."""
-        transport, _ = await loop.create_datagram_endpoint(lambda: receiver, sock=receiver.sock)
-        receiver.transport = transport
-        receiver.closed = loop.create_future()
+        receiver.start_reading(loop)
         if self.flow_sockets and isinstance(receiver, RtpReceiver):
             # set after the bind, which stayed exclusive (the pool's test that the port
             # is free, so no other relay's pool takes it); from here on a socket of the
@@ -324,23 +320,16 @@ class MediaRelay:
             receiver.flows = FlowSockets(loop, self._tune, self.fastpath)
 
     async def _teardown(self, sides: list[MediaSide]) -> None:
-        """Close sockets, wait for the loop to let go of them, release their ports."""
+        """Stop reading the sockets, close them, release their ports."""
         for side in sides:
             side.open = False
             side.rtp.tap = None
         for side in sides:
             side.rtp.close_flow()
             side.refresh_routes()
-        waits: list[asyncio.Future[None]] = []
         for side in sides:
             for receiver in side.receivers():
-                if receiver.transport is not None:
-                    receiver.transport.close()
-                    if receiver.closed is not None:
-                        waits.append(receiver.closed)
-        if waits:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*waits), _CLOSE_WAIT_S)
+                receiver.stop_reading()
         for side in sides:
             side.rtp_sock.close()
             side.rtcp_sock.close()
