@@ -297,7 +297,7 @@ def settle_for_serving(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when it is installed (the relay's datagram path is faster on it)."""
+    """uvloop when it is installed (the relay's and SIP's readers are faster on it)."""
     try:
         import uvloop
     except ImportError:

@@ -69,20 +69,24 @@ class Receiver(asyncio.DatagramProtocol):
 
     The event loop calls :meth:`readable` when the socket has datagrams (a reader on
     its descriptor, as for flow sockets): no transport is made for it, which cost
-    more than the rest of a session's set-up, nor waited for at its close. Packets
-    leave through the plain socket's ``sendto``: a full send buffer raises
-    BlockingIOError and the packet is dropped (late RTP is useless).
+    more than the rest of a session's set-up, nor waited for at its close. A loop
+    without readers (Windows' proactor loop) delivers through a datagram transport
+    instead (:attr:`transport`). Packets leave through the plain socket's ``sendto``:
+    a full send buffer raises BlockingIOError and the packet is dropped (late RTP is
+    useless).
     """
 
     __slots__ = (
         "dest",
         "errors",
+        "fd",
         "loop",
         "send",
         "send_errors",
         "side",
         "sock",
         "source",
+        "transport",
     )
 
     def __init__(self, side: MediaSide, sock: socket.socket) -> None:
@@ -96,11 +100,22 @@ class Receiver(asyncio.DatagramProtocol):
         self.send_errors = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         """The loop reading the socket, None when none does."""
+        self.fd = -1
+        """The descriptor the loop watches (kept: the socket may be closed first)."""
+        self.transport: asyncio.BaseTransport | None = None
+        """Where the loop has no readers: the datagram transport that reads instead."""
 
-    def start_reading(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Have ``loop`` call :meth:`readable` whenever the socket has datagrams."""
-        loop.add_reader(self.sock.fileno(), self.readable)
+    def start_reading(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Have ``loop`` call :meth:`readable` whenever the socket has datagrams; False
+        when the loop has no readers (use :attr:`transport` then)."""
+        fd = self.sock.fileno()
+        try:
+            loop.add_reader(fd, self.readable)
+        except NotImplementedError:
+            return False
+        self.fd = fd
         self.loop = loop
+        return True
 
     def stop_reading(self) -> None:
         """No more reads: before the socket closes (a closed descriptor's number may be
@@ -109,7 +124,11 @@ class Receiver(asyncio.DatagramProtocol):
         if loop is not None:
             self.loop = None
             if not loop.is_closed():
-                loop.remove_reader(self.sock.fileno())
+                loop.remove_reader(self.fd)
+        transport = self.transport
+        if transport is not None:
+            self.transport = None
+            transport.close()
 
     def readable(self) -> None:
         """The socket has datagrams: hand each to :meth:`datagram_received`, a bounded
@@ -135,6 +154,7 @@ class Receiver(asyncio.DatagramProtocol):
         whose full passes then stall the event loop for tens of milliseconds.
         """
         self.loop = None
+        self.transport = None
         self.side = None
         self.send = discard
         self.dest = None
@@ -202,10 +222,10 @@ def _has_queued(sock: socket.socket) -> bool:
 
 
 FLOW_RECV_SIZE: Final = 65536
-_READS_PER_WAKE: Final = 32
-"""Datagrams a receiver reads each time its socket is readable, before the loop's other work."""
 """Read size on a flow socket: a datagram larger than this would be truncated, and no
 UDP datagram is."""
+_READS_PER_WAKE: Final = 32
+"""Datagrams a receiver reads each time its socket is readable, before the loop's other work."""
 
 
 class RtpReceiver(Receiver):

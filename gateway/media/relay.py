@@ -19,9 +19,9 @@ still send.
 
 Every call has its own sockets, so no packet of one call can reach another.
 
-Performance: the loop delivers datagrams through ``DatagramProtocol``
-(uvloop's C path when installed) and the relay sends with the socket's own
-``sendto``; once a party is latched, its packets come and go through a flow
+Performance: the loop calls each socket's receiver when the socket is readable (a
+reader on its descriptor; no transport is made for it) and the relay sends with the
+socket's own ``sendto``; once a party is latched, its packets come and go through a flow
 socket connected to it (Linux; ``flow_sockets``), and the native forwarder
 relays it outside the interpreter while nothing in the gateway listens to it
 (``fastpath``; :mod:`gateway.media.fastpath`), or the kernel relays it before it
@@ -241,7 +241,11 @@ class MediaRelay:
             for side in sides:
                 for receiver in side.receivers():
                     self._tune(receiver.sock)
-                    self._start_reading(loop, receiver)
+                    if not receiver.start_reading(loop):  # a loop without readers
+                        receiver.transport, _ = await loop.create_datagram_endpoint(
+                            _itself(receiver), sock=receiver.sock
+                        )
+                    self._share_port(loop, receiver)
         except BaseException:
             await self._teardown(sides)
             raise
@@ -308,9 +312,8 @@ class MediaRelay:
             del self._sessions[session.session_id]
         await self._teardown(list(session.sides()))
 
-    def _start_reading(self, loop: asyncio.AbstractEventLoop, receiver: Receiver) -> None:
-        """Have the loop deliver the receiver's socket's datagrams to it."""
-        receiver.start_reading(loop)
+    def _share_port(self, loop: asyncio.AbstractEventLoop, receiver: Receiver) -> None:
+        """Let the RTP receiver's flow sockets join its port (with ``flow_sockets``)."""
         if self.flow_sockets and isinstance(receiver, RtpReceiver):
             # set after the bind, which stayed exclusive (the pool's test that the port
             # is free, so no other relay's pool takes it); from here on a socket of the
@@ -329,7 +332,10 @@ class MediaRelay:
             side.refresh_routes()
         for side in sides:
             for receiver in side.receivers():
-                receiver.stop_reading()
+                try:
+                    receiver.stop_reading()
+                except (OSError, ValueError) as exc:  # the sockets still close below
+                    log.warning("media socket %s: %r", side.describe(), exc)
         for side in sides:
             side.rtp_sock.close()
             side.rtcp_sock.close()
@@ -366,6 +372,11 @@ class MediaRelay:
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
         return task
+
+
+def _itself(receiver: Receiver) -> Callable[[], Receiver]:
+    """The protocol factory of a transport that reads for ``receiver``."""
+    return lambda: receiver
 
 
 async def watch_idle(

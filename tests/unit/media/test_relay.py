@@ -484,3 +484,72 @@ async def test_concurrent_creates_of_one_session_id_bind_it_once(relay: MediaRel
     assert sum(isinstance(r, ValueError) for r in results) == 1
     assert relay.sessions == 1
     assert relay.pool.available == capacity - 2
+
+
+class _NoReaderLoop(asyncio.SelectorEventLoop):
+    """An event loop without readers, as Windows' proactor loop."""
+
+    def add_reader(self, *args: object, **kwargs: object) -> None:
+        raise NotImplementedError
+
+
+def test_a_loop_without_readers_relays_through_datagram_transports() -> None:
+    async def call_through() -> None:
+        relay = MediaRelay("127.0.0.1", 24400, 24499, flow_sockets=False, fastpath=False)
+        a, b = Phone(), Phone()
+        try:
+            session = await relay.create_session("no-readers")
+            session.set_remote("a", 0, "127.0.0.1", a.port, None, False)
+            session.set_remote("b", 0, "127.0.0.1", b.port, None, False)
+            call = Call(session, a, b)
+            call.a.send(call.a_port, rtp(1, payload=b"from-a"))
+            assert (await call.b.recv())[0] == rtp(1, payload=b"from-a")
+            assert all(side.rtp.transport is not None for side in call.session.sides())
+            await relay.close_session(call.session)
+            assert relay.pool.in_use == 0
+        finally:
+            a.close()
+            b.close()
+            await relay.close()
+
+    loop = _NoReaderLoop()
+    try:
+        loop.run_until_complete(call_through())
+    finally:
+        loop.close()
+
+
+async def test_a_datagram_that_ends_the_call_ends_the_reading(
+    relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    """A tap that closes the session while its socket is being read: the rest of the
+    queue is not read, the sockets close, the ports come back."""
+    call = await make_call(relay, phones)
+    closing: list[asyncio.Task[None]] = []
+    heard: list[bytes] = []
+
+    def hang_up(packet: bytes, _: float) -> None:
+        heard.append(packet)
+        if not closing:
+            closing.append(asyncio.ensure_future(relay.close_session(call.session)))
+
+    call.session.set_tap("a", hang_up)
+    for seq in range(5):
+        call.a.send(call.a_port, rtp(seq))
+    await wait_until(lambda: bool(closing) and closing[0].done())
+    closing[0].result()
+    assert relay.pool.in_use == 0
+    assert all(side.rtp_sock.fileno() == -1 for side in call.session.sides())
+    assert all(side.rtp.loop is None for side in call.session.sides())
+
+
+async def test_a_socket_closed_before_the_teardown_still_lets_the_others_close(
+    relay: MediaRelay, phones: PhoneFactory
+) -> None:
+    call = await make_call(relay, phones)
+    sides = list(call.session.sides())
+    sides[0].rtp_sock.close()
+    await relay.close_session(call.session)
+    assert all(side.rtp_sock.fileno() == -1 for side in sides)
+    assert all(side.rtcp_sock.fileno() == -1 for side in sides)
+    assert relay.pool.in_use == 0
