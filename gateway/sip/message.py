@@ -178,25 +178,25 @@ def canonical_name(name: str) -> str:
     return entry[0] if entry is not None else name
 
 
+def _known(name: str) -> tuple[str, str] | None:
+    """(canonical name, lowercase key) of a header name the table holds, else None."""
+    entry = _NAMES.get(name)
+    return entry if entry is not None else _NAMES.get(name.lower())
+
+
 def _lookup(name: str) -> tuple[str, str]:
     """(canonical name, lowercase key) of a header name."""
-    entry = _NAMES.get(name)
-    if entry is None:
-        entry = _NAMES.get(name.lower())
-        if entry is None:
-            return name, name.lower()
-    return entry
+    entry = _known(name)
+    return entry if entry is not None else (name, name.lower())
 
 
 def _checked_name(name: str) -> tuple[str, str]:
-    entry = _NAMES.get(name)
-    if entry is None:
-        entry = _NAMES.get(name.lower())
-        if entry is None:  # a name the table lacks must be a token (RFC 3261 7.3.1)
-            if not is_token(name):
-                raise ValueError(f"invalid header name {name!r}")
-            return name, name.lower()
-    return entry
+    entry = _known(name)
+    if entry is not None:
+        return entry
+    if not is_token(name):  # a name the table lacks must be a token (RFC 3261 7.3.1)
+        raise ValueError(f"invalid header name {name!r}")
+    return name, name.lower()
 
 
 def _checked_value(value: str) -> str:
