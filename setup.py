@@ -7,8 +7,9 @@
   sources stay the reference: with ``CALLGATE_COMPILE=0`` at build time, or when the
   build has no mypyc, they run as Python (see :mod:`gateway.compiled`).
 - ``gateway/media/_fastpath.c``: the native forwarder, a CPython extension.
-- ``dsp/redact/_words.c``: the per-word reads of transcript redaction (texts, vocabulary
-  ids, times), a CPython extension; without it they run in Python.
+- ``dsp/redact/_words.c``: the per-word work of transcript redaction (reading texts,
+  vocabulary ids and times; writing the redacted texts and word lists), a CPython
+  extension; without it that work runs in Python.
 - ``gateway/media/kernel_forward.bpf.c``: the kernel forwarder, a tc (tcx) program
   compiled to ``kernel_forward.bpf.o`` by clang's BPF target and loaded at run time
   through libbpf (``gateway/media/bpf.py``).

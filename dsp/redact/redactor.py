@@ -28,6 +28,7 @@ from dsp.redact.registry import Registry, SpanTable
 from dsp.redact.scan import Scan, ScanConfig, scan
 from dsp.redact.tokens import TokenBatch, Word, tokenize
 from dsp.redact.vocab import VOCABULARY
+from dsp.redact.words import Assembly, assemble, changed_words
 
 __all__ = [
     "STYLES",
@@ -88,11 +89,6 @@ def _collector_paused(method: Callable[_P, _R]) -> Callable[_P, _R]:
     return paused
 
 
-def _join_words(words: list[str]) -> str:
-    """The words joined by spaces, empty ones left out."""
-    return " ".join(filter(None, words))
-
-
 class Redactor:
     """Runs a registry over batches of transcripts and writes the redacted views.
 
@@ -148,9 +144,6 @@ class Redactor:
         """
         if len(table) > 1 and bool(np.any(table.first[1:] < table.first[:-1])):
             raise ValueError("the span table is not in token order")
-        offsets = batch.offsets.tolist()
-        texts, word_lists = batch.texts, batch.word_lists
-        join = _join_words if bool(np.any(batch.ids == VOCABULARY.empty_id)) else " ".join
         firsts, lasts = table.first.tolist(), table.last.tolist()
         names = table.entity_names()
         replacements = [
@@ -161,21 +154,8 @@ class Redactor:
         changed, _ = ragged_positions(table.first, lengths)
         changed_from = np.zeros(len(table) + 1, dtype=np.int64)
         np.cumsum(lengths, out=changed_from[1:])
-        changed_texts: list[str] = []
-        for replacement, length in zip(replacements, lengths.tolist(), strict=True):
-            changed_texts.append(replacement)
-            changed_texts += [""] * (length - 1)
         starts, ends, segments = batch.times_of(changed)
-        # new words built by tuple.__new__ in C, with no Python frame per word
-        new_words = list(
-            map(
-                tuple.__new__,
-                repeat(Word),
-                zip(changed_texts, starts.tolist(), ends.tolist(), segments.tolist(), strict=True),
-            )
-        )
-        changed_at = changed.tolist()
-        bounds_of_changed = changed_from.tolist()
+        new_words = changed_words(replacements, changed_from, starts, ends, segments, result=Word)
         begins = batch.offsets[table.doc].tolist()
         spans = list(
             map(
@@ -193,29 +173,20 @@ class Redactor:
                 ),
             )
         )
-        bounds = np.searchsorted(table.doc, np.arange(len(transcripts) + 1)).tolist()
-        results: list[Redaction] = []
-        for doc in range(len(transcripts)):
-            begin, finish = offsets[doc], offsets[doc + 1]
-            low, high = bounds[doc], bounds[doc + 1]
-            doc_words = list(word_lists[doc])
-            if len(doc_words) != finish - begin:
-                raise ValueError(f"transcript {doc} changed after it was tokenized")
-            if low == high:
-                results.append(Redaction(join(texts[begin:finish]), doc_words, []))
-                continue
-            pieces: list[str] = []
-            at = begin
-            for span in range(low, high):
-                if firsts[span] > at:
-                    pieces += texts[at : firsts[span]]
-                pieces.append(replacements[span])
-                at = max(at, lasts[span] + 1)
-            pieces += texts[at:finish]
-            for change in range(bounds_of_changed[low], bounds_of_changed[high]):
-                doc_words[changed_at[change] - begin] = new_words[change]
-            results.append(Redaction(join(pieces), doc_words, spans[low:high]))
-        return results
+        parts = Assembly(
+            texts=batch.texts,
+            offsets=batch.offsets,
+            span_bounds=np.searchsorted(table.doc, np.arange(len(transcripts) + 1)),
+            firsts=table.first,
+            lasts=table.last,
+            replacements=replacements,
+            spans=spans,
+            changed_at=changed,
+            change_bounds=changed_from,
+            new_words=new_words,
+        )
+        skip_empty = bool(np.any(batch.ids == VOCABULARY.empty_id))
+        return assemble(batch.word_lists, parts, skip_empty=skip_empty, result=Redaction)
 
     def _replacement(self, entity: str, run: int, scanned: Scan) -> str:
         if self.style == "last4" and entity == "CARD" and run != -1:

@@ -9,7 +9,6 @@ redaction unchanged when it runs instead of them.
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,18 +19,10 @@ from hypothesis import strategies as st
 
 from dsp.redact import Redactor, Word, words
 from dsp.redact.vocab import VOCABULARY
+from tests.support.native_words import native_words
 from tests.support.spoken_corpus import generate
 
 VOCABULARY_WORDS = sorted(VOCABULARY.ids)[:400]
-
-
-def _native() -> Any:
-    """The extension; in CI it must be built, elsewhere the test says how to build it."""
-    if words._words is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"the redaction's word reads are not built in CI: {words.NATIVE_MISSING}")
-        pytest.skip(f"{words.NATIVE_MISSING}; build it: make venv")
-    return words._words
 
 
 def _both_texts_and_ids(
@@ -39,7 +30,7 @@ def _both_texts_and_ids(
 ) -> tuple[tuple[list[str], np.ndarray], tuple[list[str], np.ndarray]]:
     native_ids = np.full(total, 7, dtype=np.int32)
     python_ids = np.full(total, 7, dtype=np.int32)
-    native = _native().texts_and_ids(word_lists, table, native_ids)
+    native = native_words().texts_and_ids(word_lists, table, native_ids)
     python = words.python_texts_and_ids(word_lists, table, python_ids)
     return (native, native_ids), (python, python_ids)
 
@@ -112,7 +103,7 @@ def test_gathered_fields_are_the_python_reads(
             native_out = np.empty(count, dtype=dtype)
             python_out = np.empty(count, dtype=dtype)
             wide = None if tokens is None else tokens.astype(np.int64)
-            _native().gather(word_lists, offsets, doc, wide, item, native_out)
+            native_words().gather(word_lists, offsets, doc, wide, item, native_out)
             words.python_gather(word_lists, offsets, doc, wide, item, python_out)
             assert native_out.tobytes() == python_out.tobytes()
             flat = [word for words_ in word_lists for word in words_]
@@ -128,7 +119,7 @@ Refusal = Callable[[list[Sequence[Any]], np.ndarray, np.ndarray, np.ndarray], No
 
 
 def _both_gathers() -> list[Callable[..., None]]:
-    return [_native().gather, words.python_gather]
+    return [native_words().gather, words.python_gather]
 
 
 @pytest.mark.parametrize("token", [-1, 3])
@@ -168,7 +159,7 @@ def test_a_word_without_the_field_or_with_a_string_time_is_refused() -> None:
 
 def test_ids_of_another_length_or_an_unhashable_text_are_refused() -> None:
     word_lists: list[Sequence[Any]] = [[("a", 0.0, 1.0), ("b", 1.0, 2.0)]]
-    native = _native()
+    native = native_words()
     for reads in (native.texts_and_ids, words.python_texts_and_ids):
         for wrong in (1, 3):
             with pytest.raises(ValueError):
@@ -178,7 +169,7 @@ def test_ids_of_another_length_or_an_unhashable_text_are_refused() -> None:
 
 
 def test_the_extension_checks_its_buffers() -> None:
-    native = _native()
+    native = native_words()
     word_lists: list[Sequence[Any]] = [[("a", 0.0, 1.0)]]
     offsets, doc = _offsets_and_doc(word_lists)
     with pytest.raises(TypeError, match="ids"):
@@ -196,7 +187,7 @@ def test_the_extension_checks_its_buffers() -> None:
 
 
 def test_redaction_is_the_same_with_the_python_reads(monkeypatch: pytest.MonkeyPatch) -> None:
-    _native()
+    native_words()
     dense = [t.words for t in generate(150, seed=11)]
     calls = [t.words for t in generate(12, seed=12, talk=40)]
     mixed = [list(map(tuple, doc[:30])) for doc in dense[:20]] + [tuple(calls[0])]
@@ -219,7 +210,7 @@ def test_a_word_moved_to_another_transcript_is_an_index_error() -> None:
 
 
 def test_an_id_beyond_int32_is_an_overflow_error() -> None:
-    for reads in (_native().texts_and_ids, words.python_texts_and_ids):
+    for reads in (native_words().texts_and_ids, words.python_texts_and_ids):
         with pytest.raises(OverflowError):
             reads([[("a", 0.0, 1.0)]], {"a": 2**31}, np.empty(1, dtype=np.int32))
 
@@ -242,7 +233,7 @@ class _Peeking(str):
 
 
 def test_the_list_of_texts_is_out_of_sight_until_it_is_whole() -> None:
-    native = _native()
+    native = native_words()
     _Peeking.hashed = _Peeking.found = 0
     batch = [[("a", 0.0, 1.0), (_Peeking("b"), 1.0, 2.0), ("c", 2.0, 3.0)]]
     texts = native.texts_and_ids(batch, {}, np.empty(3, dtype=np.int32))
