@@ -54,9 +54,14 @@ from pathlib import Path
 
 from gateway.compiled import PURE_PYTHON_VARIABLE
 from gateway.compiled import STATE as COMPILED_STATE
-from tests.bench.bench_callrate import callee_peer, caller_peer, wait_for_records
+from tests.bench.bench_callrate import (
+    TRUNK_MEDIA_HOST,
+    callee_peer,
+    caller_peer,
+    wait_for_records,
+)
 from tests.bench.common import format_table, machine_lines, print_title
-from tests.support.gateway import PBX_HOST, TRUNK_HOST, start_gateway
+from tests.support.gateway import PBX_HOST, start_gateway
 from tests.support.sipp import find_sipp, free_media_port
 
 DEFAULT_CALLS = (40, 120)
@@ -131,7 +136,7 @@ def run_once(build: str, calls: int, options: argparse.Namespace, workdir: Path)
             callgrind_control("--instr=on", gateway.pid)
             caller = caller_peer(
                 gateway.address,
-                free_media_port(TRUNK_HOST),
+                free_media_port(TRUNK_MEDIA_HOST),
                 calls=calls,
                 rate=options.rate,
                 call_limit=calls,
