@@ -384,6 +384,10 @@ static int append_piece(PyObject *pieces, PyObject *piece, int skip_empty)
 static int append_texts(PyObject *pieces, PyObject *texts, Py_ssize_t from, Py_ssize_t to,
                         int skip_empty)
 {
+    if (from < 0) {
+        PyErr_SetString(PyExc_ValueError, "a text's place is negative");
+        return -1;
+    }
     if (to > PyList_GET_SIZE(texts))
         to = PyList_GET_SIZE(texts);
     /* the size read again each time: a text's __bool__ may run Python code */
@@ -462,16 +466,18 @@ static PyObject *assemble(PyObject *module, PyObject *args)
         }
         int64_t at = begin;
         for (int64_t span = low; span < high; span++) {
-            if (span >= PyList_GET_SIZE(replacements)) {
-                PyErr_SetString(PyExc_ValueError, "the replacements list changed");
-                goto fail_doc;
-            }
-            if (firsts[span] < 0 || lasts[span] < firsts[span]) {
-                PyErr_SetString(PyExc_ValueError, "a span's tokens do not rise");
+            if (firsts[span] < begin || lasts[span] < firsts[span] || lasts[span] >= finish) {
+                PyErr_SetString(PyExc_ValueError,
+                                "a span does not cover tokens first..last of its transcript");
                 goto fail_doc;
             }
             if (firsts[span] > at && append_texts(pieces, texts, at, firsts[span], skip_empty) < 0)
                 goto fail_doc;
+            /* after the texts: their __bool__ may have run code that changed the list */
+            if (span >= PyList_GET_SIZE(replacements)) {
+                PyErr_SetString(PyExc_ValueError, "the replacements list changed");
+                goto fail_doc;
+            }
             if (append_piece(pieces, PyList_GET_ITEM(replacements, span), skip_empty) < 0)
                 goto fail_doc;
             if (lasts[span] + 1 > at)
@@ -480,24 +486,25 @@ static PyObject *assemble(PyObject *module, PyObject *args)
         if (append_texts(pieces, texts, at, finish, skip_empty) < 0)
             goto fail_doc;
         for (int64_t change = change_bounds[low]; change < change_bounds[high]; change++) {
-            int64_t place = changed_at[change] - begin;
             if (change >= PyList_GET_SIZE(new_words)) {
                 PyErr_SetString(PyExc_ValueError, "the new words list changed");
                 goto fail_doc;
             }
-            if (place < 0 || place >= PyList_GET_SIZE(doc_words)) {
+            /* compared before subtracting: changed_at may hold any int64 */
+            if (changed_at[change] < begin || changed_at[change] >= finish) {
                 PyErr_Format(PyExc_IndexError,
                              "a changed word of transcript %zd is outside it", doc);
                 goto fail_doc;
             }
             PyObject *word = PyList_GET_ITEM(new_words, change);
             Py_INCREF(word);
-            PyList_SetItem(doc_words, (Py_ssize_t)place, word); /* steals, drops the old */
+            /* steals, drops the old; doc_words has finish - begin items (checked above) */
+            PyList_SetItem(doc_words, (Py_ssize_t)(changed_at[change] - begin), word);
         }
         PyObject *text = PyUnicode_Join(space, pieces);
         Py_DECREF(pieces);
         pieces = NULL;
-        PyObject *doc_spans = PyList_GetSlice(spans, low, high);
+        PyObject *doc_spans = text == NULL ? NULL : PyList_GetSlice(spans, low, high);
         PyObject *fields[3] = {text, doc_words, doc_spans};
         PyObject *made = tuple_of(result_type, 3, fields);
         if (made == NULL)

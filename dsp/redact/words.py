@@ -149,6 +149,8 @@ def changed_words(
     one); the first reads ``replacements[s]``, the others an empty text; each keeps the
     time and segment given for it in ``starts``, ``ends`` and ``segments`` (one item
     per changed word). ``result`` is a class of four-item tuples (a ``NamedTuple``)."""
+    if type(replacements) is not list:  # the extension takes a list
+        replacements = list(replacements)
     change_bounds = np.ascontiguousarray(change_bounds, dtype=np.int64)
     starts = np.ascontiguousarray(starts, dtype=np.float64)
     ends = np.ascontiguousarray(ends, dtype=np.float64)
@@ -215,7 +217,7 @@ class Assembly(NamedTuple):
 
 
 def assemble(
-    word_lists: list[Sequence[Any]], parts: Assembly, *, skip_empty: bool, result: type
+    word_lists: Sequence[Sequence[Any]], parts: Assembly, *, skip_empty: bool, result: type
 ) -> list[Any]:
     """Each transcript's ``result(text, words, spans)``: its text joined by spaces from its
     texts between its spans and the spans' replacements (empty texts left out with
@@ -224,12 +226,19 @@ def assemble(
     ``result`` is a class of three-item tuples (a ``NamedTuple``). Parts that do not fit
     together are refused (ValueError), as is a word list whose length is no longer its
     share of the batch ("changed after it was tokenized")."""
+    # the extension takes lists and int64 arrays: other sequences are copied into them
     parts = Assembly(
         *(
-            np.ascontiguousarray(value, dtype=np.int64) if isinstance(value, np.ndarray) else value
+            np.ascontiguousarray(value, dtype=np.int64)
+            if isinstance(value, np.ndarray)
+            else value
+            if type(value) is list
+            else list(value)
             for value in parts
         )
     )
+    if type(word_lists) is not list:
+        word_lists = list(word_lists)
     _check_assembly(len(word_lists), parts)
     if not (isinstance(result, type) and issubclass(result, tuple)):
         raise TypeError(f"result must be a tuple class, got {result!r}")
