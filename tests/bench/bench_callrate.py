@@ -14,20 +14,21 @@ range wide enough for the concurrency) sits between two sipp peers on
 loopback. sipp's ``uas_rate`` is the callee on the tenant's PBX address
 (127.0.0.2) and answers at once; sipp's ``uac_rate`` is the caller on the
 trunk address (127.0.0.3) and places short calls through the gateway
-(127.0.0.1): INVITE with SDP, 200, ACK, the caller plays its pcap (G.711
-PCMU, 50 RTP packets/s) for the call's hold time (``--call-ms``, 1 s by
-default), then BYE. The caller's media is on an address of its own
-(``--caller-media-host``, 127.0.0.13): sipp plays each call's pcap through a
-raw UDP socket bound to its media address, and every such socket (one per
-call playing, over a hundred at 300 calls/s) is handed a copy of each UDP
-datagram that arrives for that address. On the signalling address, the kernel
-copied each SIP message the gateway sent the caller to every one of them, on
-the gateway's core and in its time (about 1 % of it in a ``perf`` profile at
-300 calls/s); a real trunk holds no such sockets. Walking those sockets for
-every UDP datagram delivered on the machine still costs the gateway 2-2.6 %
-of its time (``raw_local_deliver``): the load generator's cost, not the
-gateway's, and left in the figures. The gateway anchors the media (every call takes two
-RTP/RTCP port pairs and relays the caller's stream to the callee) and writes
+(127.0.0.1): INVITE with SDP, 200, ACK, the caller sends a G.711 tone (PCMU,
+50 RTP packets/s) for the call's hold time (``--call-ms``, 1 s by default),
+then BYE. The caller sends it with sipp's ``rtp_stream`` from an RTP socket of
+each call's own (``--caller-media stream``, the default); ``--caller-media
+pcap`` replays ``tone440_pcmu.pcap`` instead (``play_pcap_audio``), which sends
+each call's packets through a raw UDP socket bound to the caller's media
+address: the kernel hands every such socket (over a hundred at 300 calls/s) a
+copy of each UDP datagram for that address, and walks them all for every UDP
+datagram it delivers on the machine, on the sender's core: 2-2.6 % of the
+gateway's time in a ``perf`` profile at 300-400 calls/s, and sipp's own core
+at 58-60 % at 400/s against 25 % with ``rtp_stream``. The caller's media is on
+an address of its own (``--caller-media-host``, 127.0.0.13), so with
+``pcap`` the SIP messages for the caller are not copied to those sockets
+(about 1 % more of the gateway's time). The gateway anchors the media (every
+call takes two RTP/RTCP port pairs and relays the caller's stream to the callee) and writes
 a record for every call.
 
 The rate steps up (``--rates``); each step places ``rate x --hold-s`` calls
@@ -158,6 +159,7 @@ from tests.support.gateway import (
     start_gateway,
 )
 from tests.support.sipp import (
+    MEDIA_DIR,
     RTP_PORT_OFFSET,
     SippProcess,
     SippScenario,
@@ -186,6 +188,10 @@ DEFAULT_MEDIA_PORTS = (61000, 65535)
 SIPP_EXTRA_WAIT_S = 45.0
 """How long past the step's load sipp may take to finish its last calls: its
 receive timeout (10 s) plus the INVITE/BYE retransmissions of a UDP transaction."""
+CALLER_SCENARIOS = {"stream": "uac_rate_stream", "pcap": "uac_rate"}
+"""The caller's scenario by how it sends its media (see the method)."""
+CALLER_MEDIA_FILES = {"stream": "tone440_pcmu.ul", "pcap": "tone440_pcmu.pcap"}
+CALLER_MEDIA_ACTIONS = {"stream": "rtp_stream", "pcap": "play_pcap_audio"}
 TRUNK_MEDIA_HOST = "127.0.0.13"
 """The caller's media address, apart from its signalling (see the method)."""
 CALLEE_NUMBER = "18005550199"
@@ -214,6 +220,14 @@ def callee_peer(pbx_port: int, media_port: int, name: str) -> SippScenario:
     )
 
 
+def stage_caller_media(directory: Path) -> None:
+    """Put the file ``rtp_stream`` sends where sipp reads it: its working directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(
+        MEDIA_DIR / CALLER_MEDIA_FILES["stream"], directory / CALLER_MEDIA_FILES["stream"]
+    )
+
+
 def caller_peer(
     gateway: tuple[str, int],
     media_port: int,
@@ -224,12 +238,14 @@ def caller_peer(
     call_ms: int,
     name: str,
     media_host: str = TRUNK_MEDIA_HOST,
+    media: str = "stream",
     extra_args: tuple[str, ...] = (),
 ) -> SippScenario:
     """The trunk: sipp's ``uac_rate`` on ``TRUNK_HOST``, ``calls`` calls at ``rate``/s
-    through the gateway, each playing its G.711 pcap for ``call_ms`` from ``media_host``."""
+    through the gateway, each sending its G.711 tone for ``call_ms`` from ``media_host``
+    (``media``: ``stream``, sipp's ``rtp_stream``, or ``pcap``, its ``play_pcap_audio``)."""
     return SippScenario(
-        "uac_rate",
+        CALLER_SCENARIOS[media],
         local_ip=TRUNK_HOST,
         remote=gateway,
         media_ip=media_host,
@@ -823,6 +839,7 @@ class Options:
     py_spy: str | None
     profile_native: bool
     caller_media_host: str = TRUNK_MEDIA_HOST
+    caller_media: str = "stream"
 
 
 class CallRateBench:
@@ -885,6 +902,7 @@ class CallRateBench:
         step_dir = self.workdir / (f"rate-{rate}" + (f"-retry{attempt}" if attempt else ""))
         callee_media = free_media_port(PBX_HOST)
         caller_media = free_media_port(options.caller_media_host)
+        stage_caller_media(step_dir)
         problems_before = self.gateway.problem_lines()
         sip_drops_before = udp_address_drops(GATEWAY_HOST, self.gateway.sip_port)
         with contextlib.ExitStack() as stack:
@@ -909,6 +927,7 @@ class CallRateBench:
                 call_ms=options.call_ms,
                 name=f"uac-{rate}",
                 media_host=options.caller_media_host,
+                media=options.caller_media,
                 extra_args=("-trace_rtt", "-rtt_freq", "1"),
             ).start(step_dir, self.sipp)
             stack.callback(caller.close)
@@ -1086,6 +1105,13 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--max-failed-pct", type=float, default=MAX_FAILED_PCT)
     parser.add_argument("--min-rate-share", type=float, default=MIN_RATE_SHARE)
     parser.add_argument(
+        "--caller-media",
+        choices=sorted(CALLER_SCENARIOS),
+        default="stream",
+        help="how sipp sends the caller's RTP: rtp_stream from per-call sockets (default) or "
+        "play_pcap_audio through a raw socket per call",
+    )
+    parser.add_argument(
         "--caller-media-host",
         default=TRUNK_MEDIA_HOST,
         help=f"the caller's RTP address (default {TRUNK_MEDIA_HOST}; {TRUNK_HOST}: on its "
@@ -1150,6 +1176,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         py_spy=py_spy,
         profile_native=args.profile_native,
         caller_media_host=args.caller_media_host,
+        caller_media=args.caller_media,
     )
 
 
@@ -1210,9 +1237,10 @@ def _method_lines(options: Options, sipp: str, store: str) -> list[str]:
         "",
         *machine_lines(),
         f"code: {code_revision()}",
-        f"peers: {sipp_version(sipp)} ({sipp}), UDP; caller plays tests/integration/media/"
-        f"tone440_pcmu.pcap (PCMU, 20 ms packets) from {options.caller_media_host} from the "
-        "call's ACK to its BYE",
+        f"peers: {sipp_version(sipp)} ({sipp}), UDP; caller sends tests/integration/media/"
+        f"{CALLER_MEDIA_FILES[options.caller_media]} (PCMU, 20 ms packets) by "
+        f"{CALLER_MEDIA_ACTIONS[options.caller_media]} from {options.caller_media_host}, "
+        "from the call's ACK to its BYE",
         f"placement: {placement}",
         "note: the gateway, both sipp peers and the kernel's loopback work share this "
         f"machine's {os.cpu_count()} cores, so the figure understates the gateway alone",

@@ -15,6 +15,10 @@ Files:
   once it has consented, so a recording can be checked for it.
 - ``tone440_8k.wav``: 3 s of 440 Hz, 16-bit PCM mono 8 kHz WAV, for baresip's aufile
   audio source.
+- ``tone440_pcmu.ul``: the same tone as raw G.711 mu-law bytes, what sipp's
+  ``rtp_stream`` sends (160 bytes to an RTP packet of payload type 0): the call-rate
+  benchmark's caller, which sends from ordinary per-call sockets this way instead of
+  a raw socket per call.
 - ``dtmf_1_rfc4733.pcap`` and ``dtmf_9_rfc4733.pcap``: one telephone-event (RFC 4733
   section 2.3) for the digit, payload type 101, 100 ms with three end packets
   (section 2.5.1.4), for DTMF opt-in/opt-out tests.
@@ -193,6 +197,9 @@ def write_all(out_dir: Path = MEDIA_DIR) -> list[Path]:
         "dtmf_1_rfc4733.pcap": lambda path: write_pcap(path, dtmf_rtp_packets(1, 0x0D7F0001)),
         "dtmf_9_rfc4733.pcap": lambda path: write_pcap(path, dtmf_rtp_packets(9, 0x0D7F0009)),
         "tone440_8k.wav": lambda path: write_wav(path, tone_pcm(440.0, TONE_SECONDS)),
+        "tone440_pcmu.ul": lambda path: path.write_bytes(
+            mulaw_encode(tone_pcm(440.0, TONE_SECONDS)).tobytes()
+        ),
     }
     written: list[Path] = []
     for name, write in files.items():
