@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -55,6 +54,7 @@ from pathlib import Path
 from gateway.compiled import PURE_PYTHON_VARIABLE
 from gateway.compiled import STATE as COMPILED_STATE
 from tests.bench.bench_callrate import (
+    CALL_PATH_LINE,
     TRUNK_MEDIA_HOST,
     callee_peer,
     caller_peer,
@@ -69,7 +69,6 @@ DEFAULT_CALLS = (40, 120)
 DEFAULT_RATE = 4.0
 DEFAULT_CALL_MS = 1000
 RECORD_WAIT_S = 120.0
-STARTUP_LINE = re.compile(r"call path \(SIP, calls, media\): (.*)")
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,7 @@ def run_once(build: str, calls: int, options: argparse.Namespace, workdir: Path)
         media_ports=(40000, 41999),
     )
     try:
-        said = STARTUP_LINE.search(gateway.log_text())
+        said = CALL_PATH_LINE.search(gateway.log_text())
         expected = "compiled (mypyc)" if build == "compiled" else "Python"
         if said is None or not said.group(1).startswith(expected):
             raise RuntimeError(f"{build}: the gateway said {said and said.group(1)!r}")

@@ -220,6 +220,19 @@ def callee_peer(pbx_port: int, media_port: int, name: str) -> SippScenario:
     )
 
 
+CALL_PATH_LINE = re.compile(r"call path \(SIP, calls, media\): (.*)")
+"""What the gateway says at start about its call path: compiled, or Python and why."""
+
+
+def call_path_line(log_text: str) -> str:
+    """The gateway's call path as it reported it, with a warning when it runs as Python."""
+    said = CALL_PATH_LINE.search(log_text)
+    state = said.group(1).strip() if said else "not reported"
+    if state.startswith("compiled"):
+        return f"gateway call path: {state}"
+    return f"gateway call path: {state} -- WARNING: not the compiled build, the sources' figures"
+
+
 def stage_caller_media(directory: Path) -> None:
     """Put the file ``rtp_stream`` sends where sipp reads it: its working directory."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -1309,6 +1322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f" MiB at start; working directory {workdir}",
                 flush=True,
             )
+            print(call_path_line(gateway.log_text()), flush=True)
             bench = CallRateBench(options, sipp, gateway, workdir)
             for rate in options.rates:
                 step = _run_rate(bench, rate, results)
