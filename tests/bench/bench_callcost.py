@@ -58,7 +58,6 @@ from tests.bench.bench_callrate import (
     TRUNK_MEDIA_HOST,
     callee_peer,
     caller_peer,
-    stage_caller_media,
     wait_for_records,
 )
 from tests.bench.common import format_table, machine_lines, print_title
@@ -134,7 +133,6 @@ def run_once(build: str, calls: int, options: argparse.Namespace, workdir: Path)
             callee_process.wait_ready()
             since = datetime.now(UTC)
             callgrind_control("--instr=on", gateway.pid)
-            stage_caller_media(run_dir)
             caller = caller_peer(
                 gateway.address,
                 free_media_port(TRUNK_MEDIA_HOST),

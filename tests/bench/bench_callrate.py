@@ -16,8 +16,8 @@ loopback. sipp's ``uas_rate`` is the callee on the tenant's PBX address
 trunk address (127.0.0.3) and places short calls through the gateway
 (127.0.0.1): INVITE with SDP, 200, ACK, the caller sends a G.711 tone (PCMU,
 50 RTP packets/s) for the call's hold time (``--call-ms``, 1 s by default),
-then BYE. The caller sends it with sipp's ``rtp_stream`` from an RTP socket of
-each call's own (``--caller-media stream``, the default); ``--caller-media
+then BYE. The caller sends it with sipp's ``rtp_stream`` from an ordinary UDP
+socket, an SSRC per call (``--caller-media stream``, the default); ``--caller-media
 pcap`` replays ``tone440_pcmu.pcap`` instead (``play_pcap_audio``), which sends
 each call's packets through a raw UDP socket bound to the caller's media
 address: the kernel hands every such socket (over a hundred at 300 calls/s) a
@@ -159,7 +159,6 @@ from tests.support.gateway import (
     start_gateway,
 )
 from tests.support.sipp import (
-    MEDIA_DIR,
     RTP_PORT_OFFSET,
     SippProcess,
     SippScenario,
@@ -231,14 +230,6 @@ def call_path_line(log_text: str) -> str:
     if state.startswith("compiled"):
         return f"gateway call path: {state}"
     return f"gateway call path: {state} -- WARNING: not the compiled build, the sources' figures"
-
-
-def stage_caller_media(directory: Path) -> None:
-    """Put the file ``rtp_stream`` sends where sipp reads it: its working directory."""
-    directory.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(
-        MEDIA_DIR / CALLER_MEDIA_FILES["stream"], directory / CALLER_MEDIA_FILES["stream"]
-    )
 
 
 def caller_peer(
@@ -915,7 +906,6 @@ class CallRateBench:
         step_dir = self.workdir / (f"rate-{rate}" + (f"-retry{attempt}" if attempt else ""))
         callee_media = free_media_port(PBX_HOST)
         caller_media = free_media_port(options.caller_media_host)
-        stage_caller_media(step_dir)
         problems_before = self.gateway.problem_lines()
         sip_drops_before = udp_address_drops(GATEWAY_HOST, self.gateway.sip_port)
         with contextlib.ExitStack() as stack:
@@ -1121,7 +1111,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         "--caller-media",
         choices=sorted(CALLER_SCENARIOS),
         default="stream",
-        help="how sipp sends the caller's RTP: rtp_stream from per-call sockets (default) or "
+        help="how sipp sends the caller's RTP: rtp_stream from a UDP socket (default) or "
         "play_pcap_audio through a raw socket per call",
     )
     parser.add_argument(

@@ -193,6 +193,30 @@ def test_call_rate_pair_reports_interval_statistics(sipp_factory: SippFactory) -
     assert uas.stop().successful_calls == 20
 
 
+def test_call_rate_caller_streams_its_tone(sipp_factory: SippFactory) -> None:
+    """The call-rate benchmark's caller: each call's tone from rtp_stream (an SSRC per call)."""
+    uas = sipp_factory(
+        "uas_rate", local_ip=CALLEE_HOST, calls=None, trace_messages=False, keep_rtp_packets=True
+    )
+    uac = sipp_factory(
+        "uac_rate_stream",
+        local_ip=CALLER_HOST,
+        remote=uas.address,
+        calls=10,
+        rate=20,
+        duration_ms=400,
+        trace_messages=False,
+    )
+    uac.assert_success(calls=10)
+    assert uas.rtp is not None and uas.rtp.packet_count >= 10 * 10
+    assert uas.stop().successful_calls == 10
+    streams = uas.rtp.ssrcs()
+    assert len(streams) == 10
+    for ssrc in streams:
+        share = tone_ratio(uas.rtp.audio(PT_PCMU, ssrc), CALLER_TONE_HZ)
+        assert share > TONE_SHARE, f"SSRC {ssrc}: {CALLER_TONE_HZ} Hz holds {share:.2f}"
+
+
 def test_tcp_transport(sipp_factory: SippFactory) -> None:
     uac, uas = run_pair(
         sipp_factory,

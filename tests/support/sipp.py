@@ -481,6 +481,7 @@ class SippProcess:
         if role == "uac" and spec.remote is None:
             raise ValueError("a UAC needs remote=(host, port)")
         workdir.mkdir(parents=True, exist_ok=True)
+        stage_stream_files(spec.path, workdir)
         name = spec.name or f"{spec.path.stem}-{next(_instance_numbers)}"
         transport_kind: Literal["udp", "tcp"] = spec.transport
         local_port = spec.local_port or free_port(spec.local_ip, transport_kind)
@@ -639,6 +640,19 @@ class SippProcess:
         if self.rtp is not None:
             self.rtp.close()
         return outcome
+
+
+_RTP_STREAM_FILE = re.compile(r'rtp_stream="([^",]+)')
+
+
+def stage_stream_files(scenario: Path, workdir: Path) -> None:
+    """Copy the media files a scenario's ``rtp_stream`` actions name into sipp's working
+    directory, where sipp 3.6 reads them (``play_pcap_audio`` files are found from the
+    scenario's own directory, ``rtp_stream`` ones are not)."""
+    for name in _RTP_STREAM_FILE.findall(scenario.read_text()):
+        source = MEDIA_DIR / name
+        if "/" not in name and source.is_file():
+            shutil.copyfile(source, workdir / name)
 
 
 def build_command(

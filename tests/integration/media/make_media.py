@@ -17,8 +17,8 @@ Files:
   audio source.
 - ``tone440_pcmu.ul``: the same tone as raw G.711 mu-law bytes, what sipp's
   ``rtp_stream`` sends (160 bytes to an RTP packet of payload type 0): the call-rate
-  benchmark's caller, which sends from ordinary per-call sockets this way instead of
-  a raw socket per call.
+  benchmark's caller, which sends from an ordinary UDP socket this way instead of a
+  raw socket per call.
 - ``dtmf_1_rfc4733.pcap`` and ``dtmf_9_rfc4733.pcap``: one telephone-event (RFC 4733
   section 2.3) for the digit, payload type 101, 100 ms with three end packets
   (section 2.5.1.4), for DTMF opt-in/opt-out tests.
