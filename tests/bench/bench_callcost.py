@@ -16,7 +16,7 @@ forwarder as the host allows) runs under valgrind's callgrind with its
 instrumentation off while it starts, and on from just before the first call.
 sipp places ``N`` calls through it at a low rate (``--rate``, 4 calls/s by
 default: callgrind runs the gateway some 50 times slower), each as in
-``bench_callrate``: INVITE with SDP, 200, ACK, the caller's G.711 pcap for the
+``bench_callrate``: INVITE with SDP, 200, ACK, the caller's G.711 tone (rtp_stream) for the
 call's hold time (``--call-ms``), BYE; the script waits until sipp is done and
 the store holds a closed record for every call, then dumps the counts. Overload
 control is off (``sip.overload_lag_s = 0``): slowed down that much, the gateway's
