@@ -10,6 +10,7 @@ the newest Alembic revision at start-up by :func:`migrate`.
 from __future__ import annotations
 
 import json
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -136,11 +137,41 @@ def sqlite_busy_timeout_ms(engine: AsyncEngine) -> int:
     return _busy_timeouts.get(engine.sync_engine, DEFAULT_BUSY_TIMEOUT_MS)
 
 
+WAL_ATTEMPTS = 40
+"""Tries at switching a new SQLite file to WAL while other connections switch it too."""
+WAL_RETRY_S = 0.005
+"""The pause before the next try grows by this much each time (0.005 s, 0.01 s, ...)."""
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database in WAL mode unless it is already.
+
+    The mode is kept in the file, so it is read first: only the first connection to a
+    new file changes it. That change takes an exclusive lock, and when connections in
+    other threads or processes open the new file at the same moment, SQLite refuses
+    the ones that would have to wait for each other with "database is locked" at once,
+    without its busy timeout (waiting could deadlock). A refused connection pauses and
+    looks again; by then another one has switched the file. The pauses (5 ms, 10 ms,
+    ...) only happen in that race, when a store or read log is made.
+    """
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            row = cursor.fetchone()
+            if row is not None and str(row[0]).lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.fetchall()
+            return
+        except Exception as error:  # the driver's OperationalError, adapted or not
+            if "database is locked" not in str(error) or attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(WAL_RETRY_S * (attempt + 1))
+
+
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     pragmas = (
-        "PRAGMA journal_mode=WAL",
         "PRAGMA synchronous=NORMAL",
-        f"PRAGMA busy_timeout={int(busy_timeout_ms)}",
         "PRAGMA foreign_keys=ON",
     )
 
@@ -148,6 +179,8 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         cursor = dbapi_connection.cursor()
         try:
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            _use_wal(cursor)
             for pragma in pragmas:
                 cursor.execute(pragma)
         finally:
