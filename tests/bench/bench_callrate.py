@@ -23,11 +23,11 @@ each call's packets through a raw UDP socket bound to the caller's media
 address: the kernel hands every such socket (over a hundred at 300 calls/s) a
 copy of each UDP datagram for that address, and walks them all for every UDP
 datagram it delivers on the machine, on the sender's core: 2-2.6 % of the
-gateway's time in a ``perf`` profile at 300-400 calls/s, and sipp's own core
+gateway's time in an ad hoc ``perf`` profile at 300-400 calls/s, and sipp's own core
 at 58-60 % at 400/s against 25 % with ``rtp_stream``. The caller's media is on
 an address of its own (``--caller-media-host``, 127.0.0.13), so with
 ``pcap`` the SIP messages for the caller are not copied to those sockets
-(about 1 % more of the gateway's time). The gateway anchors the media (every
+(about 1 % more of the gateway's time in that profile). The gateway anchors the media (every
 call takes two RTP/RTCP port pairs and relays the caller's stream to the callee) and writes
 a record for every call.
 
@@ -126,7 +126,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from select import select as wait_readable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from sqlalchemy import func, select
@@ -187,10 +187,21 @@ DEFAULT_MEDIA_PORTS = (61000, 65535)
 SIPP_EXTRA_WAIT_S = 45.0
 """How long past the step's load sipp may take to finish its last calls: its
 receive timeout (10 s) plus the INVITE/BYE retransmissions of a UDP transaction."""
-CALLER_SCENARIOS = {"stream": "uac_rate_stream", "pcap": "uac_rate"}
-"""The caller's scenario by how it sends its media (see the method)."""
-CALLER_MEDIA_FILES = {"stream": "tone440_pcmu.ul", "pcap": "tone440_pcmu.pcap"}
-CALLER_MEDIA_ACTIONS = {"stream": "rtp_stream", "pcap": "play_pcap_audio"}
+
+
+class CallerMedia(NamedTuple):
+    """How the caller sends its tone: its sipp scenario, the file it sends, sipp's action."""
+
+    scenario: str
+    file: str
+    action: str
+
+
+CALLER_MEDIA = {
+    "stream": CallerMedia("uac_rate_stream", "tone440_pcmu.ul", "rtp_stream"),
+    "pcap": CallerMedia("uac_rate", "tone440_pcmu.pcap", "play_pcap_audio"),
+}
+"""The caller's ways of sending its media, by ``--caller-media`` (see the method)."""
 TRUNK_MEDIA_HOST = "127.0.0.13"
 """The caller's media address, apart from its signalling (see the method)."""
 CALLEE_NUMBER = "18005550199"
@@ -249,7 +260,7 @@ def caller_peer(
     through the gateway, each sending its G.711 tone for ``call_ms`` from ``media_host``
     (``media``: ``stream``, sipp's ``rtp_stream``, or ``pcap``, its ``play_pcap_audio``)."""
     return SippScenario(
-        CALLER_SCENARIOS[media],
+        CALLER_MEDIA[media].scenario,
         local_ip=TRUNK_HOST,
         remote=gateway,
         media_ip=media_host,
@@ -1109,7 +1120,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--min-rate-share", type=float, default=MIN_RATE_SHARE)
     parser.add_argument(
         "--caller-media",
-        choices=sorted(CALLER_SCENARIOS),
+        choices=sorted(CALLER_MEDIA),
         default="stream",
         help="how sipp sends the caller's RTP: rtp_stream from a UDP socket (default) or "
         "play_pcap_audio through a raw socket per call",
@@ -1241,8 +1252,8 @@ def _method_lines(options: Options, sipp: str, store: str) -> list[str]:
         *machine_lines(),
         f"code: {code_revision()}",
         f"peers: {sipp_version(sipp)} ({sipp}), UDP; caller sends tests/integration/media/"
-        f"{CALLER_MEDIA_FILES[options.caller_media]} (PCMU, 20 ms packets) by "
-        f"{CALLER_MEDIA_ACTIONS[options.caller_media]} from {options.caller_media_host}, "
+        f"{CALLER_MEDIA[options.caller_media].file} (PCMU, 20 ms packets) by "
+        f"{CALLER_MEDIA[options.caller_media].action} from {options.caller_media_host}, "
         "from the call's ACK to its BYE",
         f"placement: {placement}",
         "note: the gateway, both sipp peers and the kernel's loopback work share this "
