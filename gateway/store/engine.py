@@ -10,6 +10,7 @@ the newest Alembic revision at start-up by :func:`migrate`.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import weakref
 from pathlib import Path
@@ -169,19 +170,35 @@ def _use_wal(cursor: Any) -> None:
             time.sleep(WAL_RETRY_S * (attempt + 1))
 
 
-def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
-    pragmas = (
-        "PRAGMA synchronous=NORMAL",
-        "PRAGMA foreign_keys=ON",
-    )
+SQLITE_PRAGMAS = ("PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON")
+"""Set on every SQLite connection that writes (they hold for one connection only)."""
 
+
+def open_sqlite(path: str, busy_timeout_ms: int, pragmas: tuple[str, ...]) -> sqlite3.Connection:
+    """A ``sqlite3`` connection of the store's own beside the engine's (a reader, the
+    record writer): autocommit (the caller opens its transactions), usable from the
+    thread that owns it, statements cached, the engine's busy timeout, then ``pragmas``."""
+    connection = sqlite3.connect(
+        path,
+        isolation_level=None,
+        check_same_thread=False,
+        cached_statements=256,
+        uri=path.startswith("file:"),
+    )
+    connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    for pragma in pragmas:
+        connection.execute(pragma)
+    return connection
+
+
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             _use_wal(cursor)
-            for pragma in pragmas:
+            for pragma in SQLITE_PRAGMAS:
                 cursor.execute(pragma)
         finally:
             cursor.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 _PERMANENT_SQLSTATE_CLASSES = frozenset({"22", "23"})
@@ -27,9 +29,20 @@ def is_permanent(error: BaseException) -> bool:
     """
     if isinstance(error, IntegrityError | DataError):
         return True
+    if isinstance(error, sqlite3.Error):  # the record writer's own SQLite connection
+        return _sqlite_permanent(error)
     if isinstance(error, DBAPIError):
         code = _sqlstate(error)
         return code is not None and code[:2] in _PERMANENT_SQLSTATE_CLASSES
     if isinstance(error, StatementError):
         return True
     return isinstance(error, TypeError | ValueError)
+
+
+def _sqlite_permanent(error: sqlite3.Error) -> bool:
+    """``sqlite3``'s errors sorted as SQLAlchemy wraps them: constraint and data errors,
+    and values it cannot bind (``ProgrammingError``, ``InterfaceError``), are permanent;
+    a closed connection, a locked or busy file, a missing table or a failing disk is not."""
+    if isinstance(error, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.InterfaceError):
+        return True
+    return isinstance(error, sqlite3.ProgrammingError) and "closed" not in str(error)

@@ -59,6 +59,7 @@ from gateway.store.engine import (
     POSTGRES_DRIVER,
     SQLITE_DRIVER,
     asyncpg_dsn,
+    open_sqlite,
     sqlite_busy_timeout_ms,
 )
 
@@ -263,16 +264,11 @@ class _SqliteThreads:
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            connection = sqlite3.connect(
+            connection = open_sqlite(
                 self.path,
-                isolation_level=None,
-                check_same_thread=False,
-                cached_statements=256,
-                uri=self.path.startswith("file:"),
+                self.busy_timeout_ms,
+                ("PRAGMA query_only=ON", f"PRAGMA mmap_size={SQLITE_READ_MMAP_BYTES}"),
             )
-            connection.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-            connection.execute("PRAGMA query_only=ON")
-            connection.execute(f"PRAGMA mmap_size={SQLITE_READ_MMAP_BYTES}")
             self._local.connection = connection
             self._local.read = _IDLE
             local = self._local

@@ -14,6 +14,11 @@ locked) is retried with exponential backoff until it is written; nothing is
 dropped. A batch refused for its data (an integrity or data error) is split
 per call and then per operation, so only the operation the database refuses
 is set aside, with an error in the log.
+
+Where: a SQLite file is written on a thread and a ``sqlite3`` connection of the
+writer's own (:mod:`gateway.store.sqlite_writes`), a batch in one hop from the
+event loop; PostgreSQL and an in-memory SQLite database (which no other
+connection sees) through the engine.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from collections import deque
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.batch import write_plans
+from gateway.store.engine import SQLITE_DRIVER, sqlite_busy_timeout_ms, sqlite_file
 from gateway.store.errors import is_permanent
 from gateway.store.ops import (
     WRITE_OP_TYPES,
@@ -38,6 +44,7 @@ from gateway.store.ops import (
     WriteOp,
 )
 from gateway.store.plan import RowPlan, plan_batch
+from gateway.store.sqlite_writes import SqliteWriteThread
 
 __all__ = [
     "CallEnd",
@@ -64,6 +71,7 @@ class RecordWriter:
     (failed attempts that were retried).
 
     ``submit`` must be called from the thread running the event loop.
+    ``own_sqlite_connection=False`` writes a SQLite file through the engine too.
     """
 
     def __init__(
@@ -74,6 +82,7 @@ class RecordWriter:
         max_delay: float = 0.05,
         retry_initial: float = 0.05,
         retry_max: float = 5.0,
+        own_sqlite_connection: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -100,6 +109,7 @@ class RecordWriter:
         self._stopping = False
         self._closed = False
         self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._sqlite = _own_sqlite_writer(engine) if own_sqlite_connection else None
 
     # ------------------------------------------------------------------ state
 
@@ -230,6 +240,13 @@ class RecordWriter:
     # ------------------------------------------------------------- the drain
 
     async def _run(self) -> None:
+        try:
+            await self._drain()
+        finally:
+            if self._sqlite is not None and self._closed:
+                await self._sqlite.close()
+
+    async def _drain(self) -> None:
         assert self._wake is not None
         wake = self._wake
         queue = self._queue
@@ -311,8 +328,11 @@ class RecordWriter:
     async def _write_together(self, ops: list[WriteOp], *, verify_new: bool) -> tuple[int, int]:
         """One transaction for all of ``ops``; ``(written, rejected)`` operation counts."""
         plans = plan_batch(ops)
-        async with self.engine.begin() as connection:
-            orphans = await write_plans(connection, plans, verify_new=verify_new)
+        if self._sqlite is not None:
+            orphans = await self._sqlite.write(plans, verify_new=verify_new)
+        else:
+            async with self.engine.begin() as connection:
+                orphans = await write_plans(connection, plans, verify_new=verify_new)
         rejected = 0
         for orphan in orphans:
             rejected += len(orphan.ops)
@@ -356,6 +376,14 @@ class RecordWriter:
             written += done
             rejected += refused
         return written, rejected
+
+
+def _own_sqlite_writer(engine: AsyncEngine) -> SqliteWriteThread | None:
+    """A writing thread for a SQLite file; ``None`` for any other database."""
+    url = engine.url
+    if url.drivername != SQLITE_DRIVER or sqlite_file(url) is None:
+        return None
+    return SqliteWriteThread(str(sqlite_file(url)), engine.dialect, sqlite_busy_timeout_ms(engine))
 
 
 def _brief(error: BaseException) -> str:

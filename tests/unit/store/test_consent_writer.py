@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.store.batch import write_plans
@@ -28,6 +28,7 @@ from tests.unit.store.records import (
     recording,
     start,
 )
+from tests.unit.store.statements import StatementLog
 
 GUARD_S = 20.0
 """Upper bound on waiting for the writer; a hang guard, not a timing check."""
@@ -76,29 +77,9 @@ async def _seqs(engine: AsyncEngine, record_id: str) -> list[int]:
         return list(result.scalars())
 
 
-class InsertLog:
-    """INSERT statements per table, as the driver saw them."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.inserts: list[tuple[str, int]] = []
-        event.listen(engine.sync_engine, "before_cursor_execute", self._on_execute)
-
-    def close(self) -> None:
-        event.remove(self.engine.sync_engine, "before_cursor_execute", self._on_execute)
-
-    def _on_execute(
-        self, connection: Any, cursor: Any, statement: str, parameters: Any, context: Any,
-        executemany: bool,
-    ) -> None:  # fmt: skip
-        words = statement.split()
-        if words[0].upper() == "INSERT":
-            self.inserts.append((words[2], len(parameters) if executemany else 1))
-
-
 @pytest.fixture
-def inserts(db_engine: AsyncEngine) -> AsyncIterator[InsertLog]:
-    log = InsertLog(db_engine)
+def inserts(db_engine: AsyncEngine) -> AsyncIterator[StatementLog]:
+    log = StatementLog(db_engine)
     yield log
     log.close()
 
@@ -147,7 +128,7 @@ async def test_call_with_consent_trail_and_recording_round_trips(db_engine: Asyn
 
 
 async def test_a_batch_of_calls_writes_one_insert_per_table(
-    db_engine: AsyncEngine, inserts: InsertLog
+    db_engine: AsyncEngine, inserts: StatementLog
 ) -> None:
     ids = [new_id() for _ in range(25)]
     writer = RecordWriter(db_engine, batch_size=1000)

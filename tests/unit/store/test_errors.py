@@ -33,6 +33,12 @@ class _DriverError(Exception):
         DBAPIError("INSERT", {}, _DriverError("duplicate key", "23505")),
         StatementError("bind failed", "INSERT", {}, TypeError("set is not JSON")),
         TypeError("unexpected type"),
+        # the record writer's own sqlite3 connection raises the driver's errors as they are
+        sqlite3.IntegrityError("UNIQUE constraint failed: calls.id"),
+        sqlite3.DataError("string or blob too big"),
+        sqlite3.InterfaceError("Error binding parameter 3"),
+        sqlite3.ProgrammingError("Error binding parameter 3: type 'set' is not supported"),
+        sqlite3.ProgrammingError("Incorrect number of bindings supplied"),
     ],
 )
 def test_permanent(error: BaseException) -> None:
@@ -49,6 +55,10 @@ def test_permanent(error: BaseException) -> None:
         ProgrammingError("INSERT", {}, _DriverError('relation "calls" does not exist', "42P01")),
         ConnectionRefusedError(111, "Connection refused"),
         TimeoutError(),
+        sqlite3.OperationalError("database is locked"),
+        sqlite3.OperationalError("no such table: calls"),
+        sqlite3.OperationalError("disk I/O error"),
+        sqlite3.ProgrammingError("Cannot operate on a closed database."),
     ],
 )
 def test_passing(error: BaseException) -> None:
