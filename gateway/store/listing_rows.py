@@ -20,13 +20,13 @@ import contextlib
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, func, literal_column, text
+from sqlalchemy import ColumnElement, Float, func, literal_column, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -45,6 +45,7 @@ __all__ = [
     "json_rows",
     "listed_columns",
     "listed_json_columns",
+    "listing_json",
     "listing_object",
     "listing_rows",
     "sqlite_rfc3339",
@@ -151,6 +152,40 @@ def listing_object() -> ColumnElement[Any]:
         value = _rfc3339_of(column) if isinstance(column.type, UtcDateTime) else column
         pairs += [literal_column(f"'{column.name}'"), value]
     return func.json_object(*pairs)
+
+
+_FLOAT_NAMES = tuple(column.name for column in LIST_COLUMNS if isinstance(column.type, Float))
+_INSTANT_NAMES = tuple(
+    column.name for column in LIST_COLUMNS if isinstance(column.type, UtcDateTime)
+)
+
+
+def listed_value(name: str, value: Any) -> Any:
+    """``value`` of column ``name`` as a listing read from the column holds it: an instant
+    in UTC, a REAL column's number as a float (``65`` is stored, and listed, as ``65.0``)."""
+    if value is None:
+        return None
+    if name in _INSTANT_NAMES:
+        return value.astimezone(UTC)
+    if name in _FLOAT_NAMES:
+        return float(value)
+    return value
+
+
+def listing_json(values: Mapping[str, Any]) -> str:
+    """The listing object of a call whose columns hold ``values`` (Python values as a
+    writer binds them; a column not in them is NULL), encoded as the API encodes a row it
+    read from the columns (orjson): the text ``calls.listed`` keeps."""
+    listed = {name: values.get(name) for name in LIST_NAMES}
+    for name in _INSTANT_NAMES:
+        instant = listed[name]
+        if instant is not None:
+            listed[name] = instant.astimezone(UTC)
+    for name in _FLOAT_NAMES:
+        number = listed[name]
+        if number is not None:
+            listed[name] = float(number)
+    return orjson.dumps(listed).decode()
 
 
 @functools.lru_cache(maxsize=8)

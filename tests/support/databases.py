@@ -25,6 +25,7 @@ from typing import TypeVar
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -254,3 +255,22 @@ async def db_engine(db_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+async def mark_what_listing_triggers_write(engine: AsyncEngine) -> None:
+    """Have SQLite's listing triggers write the text ``trigger`` instead of the object
+    (their ``WHEN`` kept): a test then sees which rows they wrote."""
+    async with engine.begin() as connection:
+        found = await connection.execute(
+            text(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'calls'"
+            )
+        )
+        for name, sql in found.all():
+            head = sql.split("BEGIN", 1)[0]
+            await connection.execute(text(f"DROP TRIGGER {name}"))
+            await connection.execute(
+                text(
+                    f"{head}BEGIN UPDATE calls SET listed = 'trigger' WHERE rowid = NEW.rowid; END"
+                )
+            )

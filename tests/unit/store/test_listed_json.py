@@ -1,16 +1,19 @@
-"""The stored listing JSON (``calls.listed``, revision 0007): always the row as it is.
+"""The stored listing JSON (``calls.listed``, revisions 0007 and 0008): always the row as it is.
 
 The API's pages are made of ``calls.listed``. The triggers (SQLite's and
 PostgreSQL's) must keep it equal, byte for byte, to the listing's row as the
 API would encode it from the columns (orjson) after every kind of write the
 store makes: a call's start, its answer and end, consent fields, an erasure
 that hashes the numbers. Rows that existed before the revision get theirs
-when it runs, and going back removes the column and the triggers.
+when it runs, and going back removes the column and the triggers. On SQLite the
+record writer sets the object itself, and the triggers write it for every other
+statement (revision 0008).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -18,12 +21,13 @@ from alembic import command
 from sqlalchemy import Connection, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.store.engine import alembic_config, make_engine
+from gateway.store.engine import alembic_config, make_engine, migrate
 from gateway.store.listing_rows import LISTED_TRIGGERS, listing_object, stored_listing_ready
 from gateway.store.models import CALLS
 from gateway.store.prepared import PreparedReads
 from gateway.store.tenant_view import CallFilter, Subject, TenantView
 from gateway.store.writer import RecordWriter
+from tests.support.databases import mark_what_listing_triggers_write
 from tests.unit.store.records import answer, end, new_id, start
 
 CALLER = "+14155550100"
@@ -170,3 +174,81 @@ async def test_pages_never_come_from_a_listing_whose_triggers_are_gone(
         await reads.close()
     listed = orjson.loads(page.json)
     assert [row["source_number"] for row in listed] == ["+14155550177"]
+
+
+async def test_on_sqlite_the_writer_sets_each_listing_and_triggers_write_the_rest(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'calls.sqlite3'}")
+    try:
+        await migrate(engine)
+        await mark_what_listing_triggers_write(engine)
+        mine, through_engine = [new_id() for _ in range(4)], new_id()
+        writer = RecordWriter(engine, max_delay=0)
+        await writer.start()
+        for record_id in mine:  # inserts, then updates of stored rows in later batches
+            writer.submit(start(record_id, source_number=CALLER))
+        await writer.flush()
+        writer.submit(answer(mine[0]))
+        writer.submit(end(mine[1], disposition="busy", end_reason='said "no" \\ café\n\x01'))
+        await writer.flush()
+        writer.submit(end(mine[0], capture_s=7, consent_outcome="granted"))
+        await writer.stop()
+        others = RecordWriter(engine, own_sqlite_connection=False)
+        others.submit(start(through_engine))
+        await others.stop()
+
+        stored, encoded = await _stored(engine), await _encoded(engine)
+        assert {i: stored[i] for i in mine} == {i: encoded[i] for i in mine}
+        assert '"capture_s":7.0}' in (stored[mine[0]] or "")  # an int bound for a REAL column
+        assert stored[through_engine] == "trigger"
+
+        async with engine.begin() as connection:  # other writers: a listed column, another
+            await connection.execute(
+                update(CALLS).where(CALLS.c.id == mine[2]).values(end_reason="operator")
+            )
+            await connection.execute(
+                update(CALLS).where(CALLS.c.id == mine[3]).values(media_stats={"a": {}})
+            )
+        stored = await _stored(engine)
+        assert stored[mine[2]] == "trigger"
+        assert stored[mine[3]] == encoded[mine[3]]
+    finally:
+        await engine.dispose()
+
+
+async def test_revision_0008_goes_back_to_triggers_that_always_write(
+    bare_engine: AsyncEngine,
+) -> None:
+    engine = bare_engine
+    await _move_to(engine, "head")
+    await _move_to(engine, "0007", down=True)
+    triggers = await _trigger_sql(engine)
+    if engine.dialect.name == "sqlite":
+        assert triggers and not any(" WHEN " in sql for sql in triggers)
+    writer = RecordWriter(engine)
+    record_id = new_id()
+    writer.submit(start(record_id))
+    writer.submit(end(record_id))
+    await writer.stop()
+    assert (await _stored(engine))[record_id] == (await _encoded(engine))[record_id]
+
+    await _move_to(engine, "head")
+
+    if engine.dialect.name == "sqlite":
+        assert all(" WHEN NEW.listed IS " in sql for sql in await _trigger_sql(engine))
+    else:
+        assert await _trigger_sql(engine) == triggers  # PostgreSQL's is not 0008's business
+
+
+async def _trigger_sql(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            found = await connection.execute(
+                text("SELECT sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name")
+            )
+        else:
+            found = await connection.execute(
+                text("SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'calls_listed'")
+            )
+        return list(found.scalars())

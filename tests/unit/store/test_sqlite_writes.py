@@ -3,24 +3,32 @@ same as through the engine."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Column, MetaData, String, Table, event
 from sqlalchemy.dialects import sqlite
 
 from gateway.store.engine import make_engine, migrate
 from gateway.store.models import CALLS
 from gateway.store.sqlite_writes import SqliteStatements
-from gateway.store.writer import RecordWriter
+from gateway.store.tenant_view import CallFilter, TenantView
+from gateway.store.writer import CallEnd, CallUpdate, RecordWriter
+from tests.support.databases import mark_what_listing_triggers_write
 from tests.unit.store.records import (
     NOTICE_SHA256,
     POLICY_VERSION,
     RULES,
+    T0,
     answer,
     consent_event,
     end,
@@ -167,3 +175,74 @@ def test_defaults_computed_in_python_are_filled_in(memory_calls: sqlite3.Connect
 
     stored = memory_calls.execute("SELECT id, tenant FROM calls ORDER BY tenant").fetchall()
     assert stored == [("made-0", "acme"), ("made-1", "globex"), ("given", "initech")]
+
+
+_INSTANT_OFFSETS = st.floats(min_value=0, max_value=10**7, allow_nan=False).map(
+    lambda seconds: timedelta(microseconds=round(seconds * 1_000_000))
+)
+_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+
+
+@st.composite
+def _calls(draw: st.DrawFn) -> list[Any]:
+    """Operations of a few calls with arbitrary listed values, over three batches."""
+    batches: list[list[Any]] = [[], [], []]
+    for _ in range(draw(st.integers(1, 4))):
+        record_id = new_id()
+        started = T0 + draw(_INSTANT_OFFSETS)
+        batches[0].append(
+            start(record_id, at=started, source_number=draw(st.none() | _TEXT), b_call_id=None)
+        )
+        answered = started + draw(_INSTANT_OFFSETS) if draw(st.booleans()) else None
+        if answered is not None and draw(st.booleans()):
+            batches[1].append(CallUpdate(record_id=record_id, answered_at=answered))
+        fields = {
+            "final_status": draw(st.integers(100, 699)),
+            "end_reason": draw(st.none() | _TEXT),
+            "capture_s": draw(
+                st.none()
+                | st.integers(0, 10**9)
+                | st.floats(min_value=0, max_value=1e12, allow_nan=False, allow_infinity=False)
+            ),
+        }
+        ended = max(started, answered or started) + draw(_INSTANT_OFFSETS)
+        batches[2].append(
+            CallEnd(record_id=record_id, ended_at=ended, disposition="answered",
+                    hangup_by="caller", answered_at=answered, **fields)
+        )  # fmt: skip
+    return batches
+
+
+async def _listings_against_columns(path: Path, batches: list[list[Any]]) -> None:
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        await migrate(engine)
+        await mark_what_listing_triggers_write(engine)
+        writer = RecordWriter(engine, max_delay=0)
+        await writer.start()
+        for ops in batches:
+            for op in ops:
+                writer.submit(op)
+            await writer.flush()
+        await writer.stop()
+        assert writer.rejected == 0
+        page = await TenantView(engine, "acme").list_calls(CallFilter(), limit=100)
+        encoded = {row["id"]: orjson.dumps(row).decode() for row in page.rows}
+    finally:
+        await engine.dispose()
+    with closing(sqlite3.connect(path)) as connection:
+        stored = dict(connection.execute("SELECT id, listed FROM calls").fetchall())
+    assert stored == encoded
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=_calls())
+def test_the_listing_the_writer_sets_is_the_apis_encoding(
+    tmp_path: Path, batches: list[list[Any]]
+) -> None:
+    """Whatever the values, the object the writer binds is the API's encoding of the
+    columns it stored, byte for byte (what the triggers write would show as ``trigger``)."""
+    path = tmp_path / f"{new_id()}.sqlite3"
+    asyncio.run(_listings_against_columns(path, batches))
